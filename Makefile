@@ -1,0 +1,34 @@
+# ptxseg — set-up and the two entry points of the README.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ptxseg-installed
+# pytest workers: both cores by default (make test PYTEST_WORKERS=0 for one process)
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+
+# Re-install only when the dependency declarations change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "ptxseg: installing into $(VENV) (pinned by constraints.txt) ..."
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 \
+		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@$(BIN)/python -c "import ptxseg" && touch $(STAMP)
+
+demo: setup
+	$(BIN)/ptxseg demo
+
+test: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/rle_decode.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

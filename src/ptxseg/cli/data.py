@@ -1,0 +1,99 @@
+"""``ptxseg convert`` and ``ptxseg split``: build and fold a canonical dataset."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ptxseg.cli import app
+from ptxseg.cli.progress import console, progress_bar
+from ptxseg.data.convert import ConvertOptions, ConvertResult, convert_dataset
+from ptxseg.data.qc import QC_TAGS
+from ptxseg.data.split import fold_summary, split_dataset
+
+
+def print_convert_summary(result: ConvertResult) -> None:
+    """The table ``ptxseg convert`` prints: counts, then one row per QC tag."""
+    rows = result.records
+    images = sum(r["has_image"] == 1 for r in rows)
+    pos = sum(r["positive"] == 1 and r["has_image"] == 1 for r in rows)
+    table = Table(title=f"ptxseg convert → {result.out}", show_header=True)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("source items", str(len(rows)))
+    table.add_row("converted now / resumed", f"{result.converted} / {result.resumed}")
+    table.add_row("images written", str(images))
+    table.add_row("  with pneumothorax", str(pos))
+    table.add_row("  test split", str(sum(r["split"] == "test" and r["has_image"] == 1 for r in rows)))
+    if result.dropped:
+        table.add_row("dropped by --drop-qc", str(result.dropped))
+    for tag, n in sorted(result.tag_counts.items()):
+        table.add_row(f"qc: {tag}", str(n), end_section=False)
+    console.print(table)
+    for r in rows:
+        if r["qc_reason"]:
+            console.print(f"  refused: {r['qc_reason']}", highlight=False)
+
+
+@app.command("convert")
+def convert(
+    src: Annotated[Path, typer.Argument(help="Source folder (Kaggle DICOM tree or PNG layout).")],
+    out: Annotated[Path, typer.Argument(help="Output canonical dataset folder (created; re-run to resume).")],
+    rle_csv: Annotated[
+        Path | None, typer.Option(help="RLE CSV of the Kaggle layout (default: the one *rle*.csv[.gz] in SRC).")
+    ] = None,
+    rle_format: Annotated[str, typer.Option(help="RLE format: auto, relative (SIIM stage 1) or absolute.")] = "auto",
+    rle_size: Annotated[int, typer.Option(help="Side of the image grid the RLE is written on (SIIM: 1024).")] = 1024,
+    layout: Annotated[str, typer.Option(help="Source layout: auto, kaggle or png.")] = "auto",
+    size: Annotated[int, typer.Option(help="Stored image side in pixels.")] = 1024,
+    aspect: Annotated[str, typer.Option(help="Non-square images: pad (keep proportions) or stretch.")] = "pad",
+    drop_qc: Annotated[bool, typer.Option("--drop-qc", help="Leave items with any QC tag out of the manifest.")] = False,
+    no_voi: Annotated[bool, typer.Option("--no-voi", help="Ignore VOI LUT / window of DICOM files.")] = False,
+    workers: Annotated[int, typer.Option(help="Parallel worker processes (default: CPU count).")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> int:
+    """Build a canonical dataset folder: images/, masks/, manifest.csv.
+
+    Resumable: re-running with the same OUT skips finished items. A corrupt
+    input is tagged in the manifest and the summary; it does not stop the run.
+    """
+    opts = ConvertOptions(size=size, aspect=aspect, drop_qc=drop_qc, apply_voi=not no_voi)  # type: ignore[arg-type]
+    result = convert_dataset(
+        src,
+        out,
+        layout=layout,  # type: ignore[arg-type]
+        rle_csv=rle_csv,
+        rle_format=rle_format,
+        rle_shape=(rle_size, rle_size),
+        options=opts,
+        workers=workers or os.cpu_count() or 1,
+        progress=progress_bar("converting", quiet),
+    )
+    print_convert_summary(result)
+    return 0
+
+
+@app.command("split")
+def split(
+    dataset: Annotated[Path, typer.Argument(help="Canonical dataset folder (with manifest.csv).")],
+    folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same folds.")] = 42,
+) -> int:
+    """Write DATASET/folds.csv: folds stratified by label, grouped by PatientID."""
+    table = split_dataset(dataset, folds, seed)
+    summary = fold_summary(table)
+    out = Table(title=f"{folds} folds of {dataset} (seed {seed})")
+    for col in ("fold", "images", "patients", "positive", "positive share"):
+        out.add_column(col, justify="right")
+    for fold, row in summary.iterrows():
+        out.add_row(str(fold), str(row["images"]), str(row["patients"]), str(row["positive"]), f"{row['positive_share']:.3f}")
+    console.print(out)
+    console.print(f"wrote {Path(dataset) / 'folds.csv'}", highlight=False)
+    return 0
+
+
+__all__ = ["convert", "split", "QC_TAGS"]

@@ -1,0 +1,1 @@
+"""Datasets: conversion to the canonical folder, QC, folds."""

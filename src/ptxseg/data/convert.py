@@ -1,0 +1,365 @@
+"""``ptxseg convert``: build the canonical dataset folder from a source layout.
+
+Two source layouts are understood:
+
+``kaggle``
+    a tree of ``<SOPInstanceUID>.dcm`` files plus an RLE CSV (either format).
+    A file below a folder whose name contains ``test`` is in the test split.
+``png``
+    the PNG layout of published work: ``train/png_images/train_image_<id>_<y>.png``
+    with ``train/png_masks/train_mask_<id>_<y>.png`` (and ``test/`` likewise),
+    ``y`` = 1 when a pneumothorax is present.
+
+Each item is converted independently (in parallel with ``workers > 1``); the
+item's manifest row is saved as ``.convert/items/<id>.json`` after its PNGs,
+all written atomically, so an interrupted run resumes where it stopped and
+never leaves a half-written file. See :mod:`ptxseg.data.manifest` for the
+output format and :mod:`ptxseg.data.qc` for the QC tags.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
+from ptxseg.data.manifest import write_manifest
+from ptxseg.data.qc import MIN_SIDE_PX, REFUSAL_TAGS, join_tags
+from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.images import read_mask, read_radiograph, to_uint16, write_png
+from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
+
+Layout = Literal["auto", "kaggle", "png"]
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_PNG_NAME = re.compile(r"^(?P<split>train|test)_(?P<kind>image|mask)_(?P<id>.+)_(?P<y>[01])\.png$", re.IGNORECASE)
+STATE_DIR = ".convert"
+
+
+@dataclass
+class Item:
+    """One source item to convert: an image, its annotation, or both."""
+
+    id: str
+    source: str  # path relative to the source root ("" when there is no image file)
+    split: str
+    image_path: str | None = None
+    mask_path: str | None = None  # png layout
+    runs: tuple[np.ndarray, np.ndarray] | None = None  # kaggle layout, 0-based column-major
+    rle_shape: tuple[int, int] | None = None
+    label: int | None = None  # annotation's own positive flag, None when unknown
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ConvertOptions:
+    """Settings that change the stored files; a resumed run must use the same."""
+
+    size: int = 1024
+    aspect: Aspect = "pad"
+    drop_qc: bool = False
+    apply_voi: bool = True
+
+    def validate(self) -> None:
+        if not 32 <= self.size <= 8192:
+            raise PtxsegError("--size", f"must be between 32 and 8192 pixels, got {self.size}")
+        if self.aspect not in ASPECTS:
+            raise PtxsegError("--aspect", f"must be one of {', '.join(ASPECTS)}, got {self.aspect!r}")
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion did: the manifest rows and counts for the summary."""
+
+    out: Path
+    records: list[dict]
+    converted: int = 0
+    resumed: int = 0
+    dropped: int = 0
+
+    @property
+    def tag_counts(self) -> Counter:
+        return Counter(t for r in self.records for t in r["_tags"])
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def detect_layout(src: Path) -> Literal["kaggle", "png"]:
+    """``png`` if ``src`` has ``*/png_images``, else ``kaggle`` if it holds ``.dcm`` files."""
+    if any(src.glob("*/png_images")):
+        return "png"
+    if next(src.rglob("*.dcm"), None) is not None:
+        return "kaggle"
+    raise PtxsegError(src, "unknown layout: no */png_images folder and no .dcm files")
+
+
+def _find_rle_csv(src: Path) -> Path:
+    found = sorted(p for pat in ("*rle*.csv", "*rle*.csv.gz") for p in src.rglob(pat))
+    if len(found) != 1:
+        what = "no" if not found else f"{len(found)}"
+        raise PtxsegError(src, f"{what} RLE CSV found in the source folder; pass --rle-csv")
+    return found[0]
+
+
+def _mark_duplicates(items: list[Item]) -> list[Item]:
+    """Check ids are safe file names; rename and tag second and later uses of an id."""
+    uses: Counter = Counter()
+    for item in items:
+        if not _SAFE_ID.match(item.id):
+            raise PtxsegError(item.source or item.id, f"id {item.id!r} is not a safe file name")
+        uses[item.id] += 1
+        if uses[item.id] > 1:
+            item.tags.append("duplicate_id")
+            item.id = f"{item.id}__dup{uses[item.id] - 1}"
+    return items
+
+
+def kaggle_items(
+    src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_shape: tuple[int, int] = SIIM_SHAPE
+) -> list[Item]:
+    """Items of a Kaggle-layout tree: DICOM files joined with RLE annotations by ImageId.
+
+    ``rle_shape`` is the (rows, cols) grid the RLE strings are written on: the
+    native image size (1024×1024 for SIIM).
+    """
+    rle_csv = rle_csv or _find_rle_csv(src)
+    masks = read_rle_csv(rle_csv, shape=rle_shape, fmt=rle_format)  # type: ignore[arg-type]
+    items = []
+    seen_ids = set()
+    for path in sorted(src.rglob("*.dcm")):
+        rel = path.relative_to(src)
+        image_id = path.stem
+        split = "test" if any("test" in part.lower() for part in rel.parts[:-1]) else "train"
+        item = Item(id=image_id, source=str(rel), split=split, image_path=str(path))
+        if image_id in masks:
+            item.runs, item.rle_shape = masks.runs(image_id), masks.shape
+            item.label = int(masks.is_positive(image_id))
+        seen_ids.add(image_id)
+        items.append(item)
+    for image_id in masks:
+        if image_id not in seen_ids:
+            items.append(
+                Item(
+                    id=image_id,
+                    source="",
+                    split="train",
+                    label=int(masks.is_positive(image_id)),
+                    tags=["mask_without_image"],
+                )
+            )
+    return _mark_duplicates(items)
+
+
+def png_items(src: Path) -> list[Item]:
+    """Items of the published PNG layout (``<split>/png_images`` + ``<split>/png_masks``)."""
+    items: dict[tuple[str, str], Item] = {}
+    for split in ("train", "test"):
+        for kind, folder in (("image", "png_images"), ("mask", "png_masks")):
+            for path in sorted((src / split / folder).glob("*.png")):
+                m = _PNG_NAME.match(path.name)
+                if m is None or m["kind"].lower() != kind:
+                    raise PtxsegError(path, f"name does not follow {split}_{kind}_<id>_<y>.png")
+                key = (split, m["id"])
+                item = items.setdefault(key, Item(id=m["id"], source="", split=split, label=int(m["y"])))
+                if kind == "image":
+                    item.image_path, item.source = str(path), str(path.relative_to(src))
+                else:
+                    item.mask_path = str(path)
+                    if item.label != int(m["y"]):
+                        item.tags.append("label_mask_disagree")
+    out = []
+    for item in items.values():
+        if item.image_path is None:
+            item.tags.append("mask_without_image")
+        out.append(item)
+    return _mark_duplicates(out)
+
+
+# ------------------------------------------------------------------ one item
+
+
+def _meta_columns(meta) -> dict:
+    spacing = meta.PixelSpacing
+    return {
+        "SOPInstanceUID": meta.SOPInstanceUID,
+        "StudyInstanceUID": meta.StudyInstanceUID,
+        "SeriesInstanceUID": meta.SeriesInstanceUID,
+        "PatientID": meta.PatientID,
+        "Modality": meta.Modality,
+        "BodyPartExamined": meta.BodyPartExamined,
+        "ViewPosition": meta.ViewPosition,
+        "PatientSex": meta.PatientSex,
+        "PatientAge": meta.PatientAge,
+        "PixelSpacingRow": spacing[0] if spacing else None,
+        "PixelSpacingCol": spacing[1] if spacing else None,
+    }
+
+
+def _load_mask(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
+    """The item's full-resolution 0/1 mask, or None when it has no annotation."""
+    if item.runs is not None:
+        if item.rle_shape != shape:
+            item.tags.append("mask_shape_mismatch")
+            return None
+        return runs_to_mask(item.runs[0], item.runs[1], shape)
+    if item.mask_path is not None:
+        try:
+            mask = read_mask(item.mask_path)
+        except PtxsegError as exc:
+            raise PtxsegError(item.mask_path, exc.reason, code="corrupt") from None
+        if mask.shape != shape:
+            item.tags.append("mask_shape_mismatch")
+            return None
+        if item.label is not None and int(mask.any()) != item.label:
+            item.tags.append("label_mask_disagree")
+        return mask
+    return None
+
+
+def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
+    """Convert one item: write its PNGs and its state record; return its manifest row.
+
+    Never raises for bad input: a refused file becomes a row with a refusal tag
+    and ``qc_reason``.
+    """
+    row: dict = {"id": item.id, "source": item.source, "split": item.split, "positive": item.label}
+    row.update(mask_area=None, qc_reason="", has_image=0)
+    tags = item.tags
+    if item.image_path is not None:
+        try:
+            image, meta = read_radiograph(item.image_path, apply_voi=opts.apply_voi)
+            tags.extend(meta.warnings)
+            row.update(_meta_columns(meta))
+            if min(image.shape) < MIN_SIDE_PX:
+                tags.append("small_image")
+            mask = _load_mask(item, image.shape)
+            if mask is None and item.split == "train" and "mask_shape_mismatch" not in tags:
+                tags.append("image_without_mask")
+            keep = not (opts.drop_qc and tags)
+            stored, geom = resize_image(image, opts.size, opts.aspect)
+            row.update(asdict(geom))
+            if mask is not None:
+                stored_mask = resize_mask(mask, geom, opts.size)
+                row["positive"] = int(mask.any())
+                row["mask_area"] = int(stored_mask.sum())
+            if keep:
+                if mask is not None:
+                    write_png(out / "masks" / f"{item.id}.png", stored_mask * np.uint8(255))
+                write_png(out / "images" / f"{item.id}.png", to_uint16(stored))
+                row["has_image"] = 1
+        except PtxsegError as exc:
+            tags.append(exc.code if exc.code in REFUSAL_TAGS else "corrupt")
+            row["qc_reason"] = str(exc)
+    row["qc"] = join_tags(tags)
+    row["_tags"] = list(dict.fromkeys(tags))
+    if not (set(tags) & REFUSAL_TAGS):
+        # Refused items are retried on the next run (the file may have been fixed).
+        write_text_atomic(out / STATE_DIR / "items" / f"{item.id}.json", json.dumps(row, default=_json_default))
+    return row
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _convert_star(args: tuple[Item, Path, ConvertOptions]) -> dict:
+    return convert_item(*args)
+
+
+# ------------------------------------------------------------------ driver
+
+
+def _check_options(out: Path, opts: ConvertOptions) -> None:
+    params_path = out / STATE_DIR / "params.json"
+    wanted = asdict(opts)
+    if params_path.is_file():
+        done = json.loads(params_path.read_text())
+        if done != wanted:
+            diff = ", ".join(f"{k}={done.get(k)!r}" for k in wanted if done.get(k) != wanted[k])
+            raise PtxsegError(out, f"was converted with other settings ({diff}); use a new output folder")
+    else:
+        write_text_atomic(params_path, json.dumps(wanted))
+
+
+def convert_dataset(
+    src: str | PathLike[str],
+    out: str | PathLike[str],
+    *,
+    layout: Layout = "auto",
+    rle_csv: str | PathLike[str] | None = None,
+    rle_format: str = "auto",
+    rle_shape: tuple[int, int] = SIIM_SHAPE,
+    options: ConvertOptions | None = None,
+    workers: int = 1,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> ConvertResult:
+    """Convert a Kaggle- or PNG-layout source into a canonical dataset folder at ``out``.
+
+    Re-running on the same ``out`` skips items already converted (resume). The
+    manifest is written last, atomically.
+
+    Args:
+        progress: wraps the stream of finished items (``progress(iterable, total)``),
+            e.g. a progress bar; ``None`` for none.
+    """
+    src, out = Path(src), Path(out)
+    opts = options or ConvertOptions()
+    opts.validate()
+    if not src.is_dir():
+        raise PtxsegError(src, "source is not a folder")
+    if layout == "auto":
+        layout = detect_layout(src)
+    if layout == "kaggle":
+        items = kaggle_items(src, Path(rle_csv) if rle_csv else None, rle_format, rle_shape)
+    elif layout == "png":
+        items = png_items(src)
+    else:
+        raise PtxsegError("--layout", f"must be auto, kaggle or png, got {layout!r}")
+    if not items:
+        raise PtxsegError(src, f"no items found in the {layout} layout")
+    out.mkdir(parents=True, exist_ok=True)
+    _check_options(out, opts)
+
+    result = ConvertResult(out=out, records=[])
+    state = out / STATE_DIR / "items"
+    todo, done_rows = [], {}
+    for item in items:
+        saved = state / f"{item.id}.json"
+        if saved.is_file():
+            done_rows[item.id] = json.loads(saved.read_text())
+        else:
+            todo.append(item)
+    result.resumed = len(done_rows)
+
+    jobs = [(item, out, opts) for item in todo]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            stream = pool.map(_convert_star, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
+            new_rows = list(progress(stream, len(jobs)) if progress else stream)
+    else:
+        stream = map(_convert_star, jobs)
+        new_rows = list(progress(stream, len(jobs)) if progress else stream)
+    result.converted = len(new_rows)
+
+    by_id = {**done_rows, **{r["id"]: r for r in new_rows}}
+    rows = [by_id[item.id] for item in items]
+    result.records = rows
+    kept = [r for r in rows if not (opts.drop_qc and r["_tags"])]
+    result.dropped = len(rows) - len(kept)
+    write_manifest(out / "manifest.csv", [{k: v for k, v in r.items() if k != "_tags"} for r in kept])
+    os.makedirs(out / "images", exist_ok=True)
+    os.makedirs(out / "masks", exist_ok=True)
+    return result

@@ -1,0 +1,50 @@
+"""Quality-control tags of dataset items.
+
+Every item of a converted dataset carries zero or more tags in the manifest's
+``qc`` column. Refusal tags come from the DICOM/image reader (the item has no
+image); the others mark an image that was written but deserves a look.
+``ptxseg convert --drop-qc`` leaves every tagged item out of the manifest.
+"""
+
+from __future__ import annotations
+
+#: Tag → what it means. Refusals first.
+QC_TAGS: dict[str, str] = {
+    # refused by the reader: no image written
+    "not_dicom": "file is neither DICOM nor an image",
+    "not_image": "file is neither DICOM nor an image",
+    "corrupt": "unreadable, truncated or undecodable file",
+    "no_pixel_data": "DICOM without pixel data",
+    "multi_frame": "multi-frame DICOM",
+    "colour": "colour (RGB/YBR/palette) image",
+    "modality": "not projection radiography (e.g. CT, MR, US)",
+    "missing": "file not found",
+    # accepted with a warning
+    "secondary_capture": "Modality OT/SC (secondary capture)",
+    "no_modality": "DICOM without Modality",
+    "non_chest_body_part": "BodyPartExamined is not chest",
+    "lateral_view": "lateral ViewPosition",
+    "small_image": "smaller than 256 px on a side",
+    # annotation consistency
+    "mask_without_image": "annotation for an image that does not exist",
+    "image_without_mask": "training image without annotation",
+    "mask_shape_mismatch": "mask size differs from the image size",
+    "label_mask_disagree": "file-name label disagrees with the mask",
+    "duplicate_id": "a second source file with the same id",
+}
+
+#: Tags meaning the item has no usable image.
+REFUSAL_TAGS = frozenset({"not_dicom", "not_image", "corrupt", "no_pixel_data", "multi_frame", "colour", "modality", "missing"})
+
+MIN_SIDE_PX = 256
+
+
+def join_tags(tags: list[str]) -> str:
+    """The manifest's ``qc`` value: ``ok`` or the tags joined by ``;`` (order kept, no repeats)."""
+    seen = list(dict.fromkeys(tags))
+    return ";".join(seen) if seen else "ok"
+
+
+def split_tags(qc: str) -> list[str]:
+    """Inverse of :func:`join_tags`."""
+    return [] if qc in ("", "ok") else qc.split(";")

@@ -1,0 +1,347 @@
+"""Read chest radiographs from DICOM as a radiologist sees them.
+
+:func:`read_dicom` returns a float32 image in ``[0, 1]`` where higher is
+brighter on the display: the Modality LUT (or RescaleSlope/Intercept) is
+applied, the value range comes from BitsStored (not BitsAllocated), the VOI
+LUT or window centre/width is applied when present (``apply_voi=False``
+skips it), and MONOCHROME1 is inverted. Compressed transfer syntaxes (JPEG
+baseline/extended/lossless, JPEG-LS, JPEG 2000, RLE Lossless) are decoded by
+pydicom's pylibjpeg plugins.
+
+Files that cannot be a chest radiograph are refused with a
+:class:`~ptxseg.errors.PtxsegError` whose ``code`` says why; files that
+probably are one but look unusual are read with warnings in
+:attr:`DicomMetadata.warnings`.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings as _warnings
+from dataclasses import asdict, dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_windowing
+
+from ptxseg.errors import PtxsegError
+
+#: Projection radiography: accepted silently. "DR" is not a DICOM Modality
+#: code but some digital radiography systems write it.
+XRAY_MODALITIES = frozenset({"CR", "DX", "DR"})
+#: Secondary capture / other: often an exported radiograph; accepted with a warning.
+SECONDARY_MODALITIES = frozenset({"OT", "SC"})
+#: ViewPosition codes of a lateral projection.
+LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT"})
+_CHEST_WORDS = ("CHEST", "THORA", "LUNG", "PULM", "TORSO", "RIB")
+
+#: The metadata fields ptxseg carries with every image, in manifest order.
+METADATA_FIELDS = (
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "PatientID",
+    "Modality",
+    "BodyPartExamined",
+    "ViewPosition",
+    "PatientSex",
+    "PatientAge",
+    "Rows",
+    "Columns",
+    "PixelSpacing",
+)
+
+
+@dataclass
+class DicomMetadata:
+    """Identifiers and acquisition facts of one radiograph.
+
+    ``PixelSpacing`` is ``(row, column)`` spacing in mm from PixelSpacing, or
+    else ImagerPixelSpacing, or ``None`` when the file states neither.
+    ``warnings`` lists the QC tags of accepted-but-unusual files
+    (``secondary_capture``, ``non_chest_body_part``, ``lateral_view``, ``no_modality``).
+    """
+
+    SOPInstanceUID: str | None = None
+    StudyInstanceUID: str | None = None
+    SeriesInstanceUID: str | None = None
+    PatientID: str | None = None
+    Modality: str | None = None
+    BodyPartExamined: str | None = None
+    ViewPosition: str | None = None
+    PatientSex: str | None = None
+    PatientAge: str | None = None
+    Rows: int | None = None
+    Columns: int | None = None
+    PixelSpacing: tuple[float, float] | None = None
+    PhotometricInterpretation: str | None = None
+    BitsStored: int | None = None
+    TransferSyntaxUID: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON-ready; PixelSpacing as a list)."""
+        d = asdict(self)
+        if d["PixelSpacing"] is not None:
+            d["PixelSpacing"] = list(d["PixelSpacing"])
+        return d
+
+
+def _str(ds: pydicom.Dataset, keyword: str) -> str | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    return str(value).strip() or None
+
+
+def _spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        if value is not None and len(value) == 2:
+            try:
+                row, col = float(value[0]), float(value[1])
+            except (TypeError, ValueError):
+                continue
+            if row > 0 and col > 0:
+                return (row, col)
+    return None
+
+
+def is_dicom_file(path: str | PathLike[str]) -> bool:
+    """Whether the file carries the DICOM Part 10 preamble magic ``DICM`` at byte 128."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _refuse(path: Path, reason: str, code: str) -> PtxsegError:
+    return PtxsegError(path, reason, code=code)
+
+
+def _quiet(fn):
+    """Silence pydicom's warnings inside ``fn``: real files break VR rules
+    (re-anonymised UIDs such as ``ID_0011fe81e``, lower-case code strings)
+    without harm, and ptxseg reports what matters through its own QC."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_quiet
+def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMetadata]:
+    """Read the header of a DICOM file and check it can hold a chest radiograph.
+
+    Returns the dataset (pixel data not yet decoded) and its metadata with
+    warnings. Raises :class:`PtxsegError` with code ``not_dicom``,
+    ``no_pixel_data``, ``multi_frame``, ``colour`` or ``modality``.
+    """
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise _refuse(path, "not a DICOM file (no DICM preamble)", "not_dicom") from None
+    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
+        raise _refuse(path, f"unreadable or truncated DICOM ({type(exc).__name__}: {exc})", "corrupt") from None
+    meta = DicomMetadata(
+        SOPInstanceUID=_str(ds, "SOPInstanceUID"),
+        StudyInstanceUID=_str(ds, "StudyInstanceUID"),
+        SeriesInstanceUID=_str(ds, "SeriesInstanceUID"),
+        PatientID=_str(ds, "PatientID"),
+        Modality=(_str(ds, "Modality") or "").upper() or None,
+        BodyPartExamined=_str(ds, "BodyPartExamined"),
+        ViewPosition=(_str(ds, "ViewPosition") or "").upper() or None,
+        PatientSex=_str(ds, "PatientSex"),
+        PatientAge=_str(ds, "PatientAge"),
+        Rows=int(ds.Rows) if "Rows" in ds else None,
+        Columns=int(ds.Columns) if "Columns" in ds else None,
+        PixelSpacing=_spacing(ds),
+        PhotometricInterpretation=_str(ds, "PhotometricInterpretation"),
+        BitsStored=int(ds.BitsStored) if "BitsStored" in ds else None,
+        TransferSyntaxUID=str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
+    )
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise _refuse(path, "no pixel data (not an image object)", "no_pixel_data")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise _refuse(path, f"multi-frame image ({frames} frames); expected one radiograph", "multi_frame")
+    photometric = (meta.PhotometricInterpretation or "").upper()
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise _refuse(
+            path, f"colour image ({photometric or 'unknown'}, {samples} samples/pixel); expected grayscale", "colour"
+        )
+    modality = meta.Modality
+    if modality is None:
+        meta.warnings.append("no_modality")
+    elif modality in SECONDARY_MODALITIES:
+        meta.warnings.append("secondary_capture")
+    elif modality not in XRAY_MODALITIES:
+        raise _refuse(path, f"modality {modality} is not projection radiography (CR, DX, DR)", "modality")
+    body = meta.BodyPartExamined
+    if body is not None and not any(w in body.upper() for w in _CHEST_WORDS):
+        meta.warnings.append("non_chest_body_part")
+    if meta.ViewPosition in LATERAL_VIEWS:
+        meta.warnings.append("lateral_view")
+    return ds, meta
+
+
+def _output_range(ds: pydicom.Dataset, used_voi_lut_sequence: bool) -> tuple[float, float]:
+    """The value range the pixel values can span after the LUTs applied (PS3.3 C.11)."""
+    if used_voi_lut_sequence:
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    bits = int(ds.BitsStored)
+    if "ModalityLUTSequence" in ds:
+        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        return 0.0, float(2**bits - 1)
+    if int(ds.get("PixelRepresentation", 0)) == 0:
+        lo, hi = 0.0, float(2**bits - 1)
+    else:
+        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
+    return lo, hi
+
+
+def _apply_voi_lut_sequence(arr: np.ndarray, item: pydicom.Dataset) -> np.ndarray:
+    """Map values through a VOI LUT (PS3.3 C.11.2.1.1): below the first mapped
+    value → first entry, beyond the table → last entry.
+
+    pydicom 3.0.2's ``apply_voi`` indexes with an array of the LUT's *output*
+    type, so an 8-bit LUT with more than 256 entries wraps its input (1027 → 3);
+    this does the same lookup with a wide index.
+    """
+    n_entries, first, _bits = (int(v) for v in item.LUTDescriptor)
+    n_entries = n_entries or 65536
+    data = item.LUTData
+    if isinstance(data, bytes | bytearray):  # VR OW
+        lut = np.frombuffer(data, dtype="<u2")[:n_entries]
+    else:
+        lut = np.asarray(data if isinstance(data, list | tuple) else [data], dtype=np.int64)
+    index = np.clip(np.asarray(arr, dtype=np.int64) - first, 0, lut.size - 1)
+    return lut[index].astype(np.float64)
+
+
+@_quiet
+def read_dicom(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.ndarray, DicomMetadata]:
+    """Read a single-frame grayscale radiograph.
+
+    Args:
+        path: a DICOM Part 10 file (any transfer syntax pydicom and the
+            pylibjpeg plugins decode).
+        apply_voi: apply the VOI LUT Sequence, or else the first window
+            centre/width, when the file has one. ``False`` maps the whole
+            BitsStored range linearly.
+
+    Returns:
+        ``(image, metadata)``: ``image`` is float32, shape ``(Rows, Columns)``,
+        values in ``[0, 1]``, higher = brighter as displayed (MONOCHROME1 is
+        inverted).
+
+    Raises:
+        PtxsegError: for files that are not DICOM, are truncated or corrupt,
+            hold no pixels, several frames or colour, or are another imaging
+            modality (see :func:`read_metadata`).
+    """
+    path = Path(path)
+    ds, meta = read_metadata(path)
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for bad pixel data
+        raise _refuse(path, f"pixel data cannot be decoded, truncated or corrupt ({type(exc).__name__}: {exc})", "corrupt") from None
+    if raw.ndim != 2:
+        raise _refuse(path, f"expected a 2-D grayscale image, decoded shape {raw.shape}", "colour")
+    arr = apply_modality_lut(raw, ds)
+    used_voi_seq = apply_voi and bool(ds.get("VOILUTSequence"))
+    if used_voi_seq:
+        arr = _apply_voi_lut_sequence(arr, ds.VOILUTSequence[0])
+    elif apply_voi and "WindowCenter" in ds and "WindowWidth" in ds:
+        arr = apply_windowing(arr, ds, index=0)
+    lo, hi = _output_range(ds, used_voi_seq)
+    image = (np.asarray(arr, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
+    image = np.clip(image, 0.0, 1.0).astype(np.float32)
+    if meta.PhotometricInterpretation == "MONOCHROME1":
+        image = 1.0 - image
+    return image, meta
+
+
+def write_dicom(
+    path: str | PathLike[str],
+    image: np.ndarray,
+    *,
+    sop_instance_uid: str | None = None,
+    study_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
+    patient_id: str = "ANON",
+    modality: str = "CR",
+    body_part: str | None = "CHEST",
+    view_position: str | None = "PA",
+    pixel_spacing: tuple[float, float] | None = (0.14, 0.14),
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    patient_sex: str | None = None,
+    patient_age: str | None = None,
+) -> Path:
+    """Write a 2-D grayscale image as an uncompressed single-frame DICOM file, atomically.
+
+    ``image`` is uint8 or uint16 stored values (BitsStored defaults to 8 or 16
+    by dtype). MONOCHROME1 writes the values as given: invert them first if
+    ``image`` is display-oriented. Used by the synthetic data generators and
+    tests to build SIIM-shaped datasets.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    from ptxseg.io.atomic import atomic_path
+
+    if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
+        raise PtxsegError(path, f"write_dicom needs a 2-D uint8/uint16 array, got {image.dtype} {image.shape}")
+    sop = sop_instance_uid or generate_uid()
+    file_meta = FileMetaDataset()
+    file_meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else ComputedRadiographyImageStorage
+    file_meta.MediaStorageSOPInstanceUID = sop
+    file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = file_meta
+    ds.SOPClassUID = file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = sop
+    ds.StudyInstanceUID = study_instance_uid or generate_uid()
+    ds.SeriesInstanceUID = series_instance_uid or generate_uid()
+    ds.PatientID = patient_id
+    ds.PatientName = patient_id
+    ds.Modality = modality
+    if body_part is not None:
+        ds.BodyPartExamined = body_part
+    if view_position is not None:
+        ds.ViewPosition = view_position
+    if patient_sex is not None:
+        ds.PatientSex = patient_sex
+    if patient_age is not None:
+        ds.PatientAge = patient_age
+    ds.Rows, ds.Columns = image.shape
+    if pixel_spacing is not None:
+        ds.PixelSpacing = [f"{pixel_spacing[0]:.6g}", f"{pixel_spacing[1]:.6g}"]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    bits_alloc = 8 if image.dtype == np.uint8 else 16
+    ds.BitsAllocated = bits_alloc
+    ds.BitsStored = bits_stored or bits_alloc
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(image).tobytes()
+    with atomic_path(path) as tmp:
+        ds.save_as(tmp, enforce_file_format=True)
+    return Path(path)

@@ -1,0 +1,37 @@
+"""Shared fixtures: paths to the real data in ../shared/data and small synthetic DICOMs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data, or skip the test when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (../shared/data is absent on this machine)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def siim_csv() -> Path:
+    return shared_path("siim", "train-rle.csv.gz")
+
+
+@pytest.fixture(scope="session")
+def siim_masks(siim_csv):
+    from ptxseg.io.rle import read_rle_csv
+
+    return read_rle_csv(siim_csv)
+
+
+@pytest.fixture
+def gradient_u16() -> np.ndarray:
+    """A 300×280 uint16 ramp: brightness rises to the right (display orientation)."""
+    return np.tile(np.linspace(0, 4095, 280), (300, 1)).astype(np.uint16)
