@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from ptxseg.errors import PtxsegError
@@ -29,23 +28,23 @@ from ptxseg.cli import info as _info  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the process exit code (also used by tests)."""
+    """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Typer reports usage errors itself (exit 2); a :class:`PtxsegError` from a
+    command is printed as one line on stderr, also with exit code 2.
+    """
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="ptxseg", standalone_mode=False)
+        command.main(args=argv, prog_name="ptxseg", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except PtxsegError as exc:
         print(f"ptxseg: error: {exc}", file=sys.stderr)
         return 2
-    except click.exceptions.Abort:
-        print("ptxseg: aborted", file=sys.stderr)
-        return 130
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        return exc.exit_code
     except KeyboardInterrupt:
         print("ptxseg: interrupted", file=sys.stderr)
         return 130
-    return result if isinstance(result, int) else 0
+    return 0
 
 
 def run() -> None:

@@ -263,8 +263,9 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
             row["qc_reason"] = str(exc)
     row["qc"] = join_tags(tags)
     row["_tags"] = list(dict.fromkeys(tags))
-    if not (set(tags) & REFUSAL_TAGS):
-        # Refused items are retried on the next run (the file may have been fixed).
+    if item.image_path is not None and not (set(tags) & REFUSAL_TAGS):
+        # Refused items are retried on the next run (the file may have been fixed);
+        # annotation-only items cost nothing to redo.
         write_text_atomic(out / STATE_DIR / "items" / f"{item.id}.json", json.dumps(row, default=_json_default))
     return row
 

@@ -303,7 +303,7 @@ def write_dicom(
     tests to build SIIM-shaped datasets.
     """
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import CTImageStorage, ComputedRadiographyImageStorage, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
     from ptxseg.io.atomic import atomic_path
 

@@ -1,0 +1,102 @@
+"""The command line as a user runs it: exit codes, one-line errors, help on every command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ptxseg.cli import app, main
+from ptxseg.io.dicom import write_dicom
+
+from .conftest import shared_path
+
+COMMANDS = sorted(c.name for c in app.registered_commands)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from ptxseg.cli import run; run()", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_commands_registered():
+    assert {"info", "convert", "split", "demo"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_on_every_command(command, capsys):
+    assert main([command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Usage" in out and command in out
+
+
+def test_info_ok_and_refused(tmp_path):
+    good = write_dicom(tmp_path / "good.dcm", np.full((300, 300), 90, np.uint8))
+    lateral = write_dicom(tmp_path / "lat.dcm", np.full((300, 300), 90, np.uint8), view_position="LL")
+    ct = write_dicom(tmp_path / "ct.dcm", np.zeros((300, 300), np.uint8), modality="CT")
+    proc = _run("info", str(good), str(lateral))
+    assert proc.returncode == 0, proc.stderr
+    assert "verdict: ok" in proc.stdout and "verdict: warning (lateral_view)" in proc.stdout
+    assert "300 x 300" in proc.stdout
+    proc = _run("info", str(good), str(ct), "--json")
+    assert proc.returncode == 2
+    reports = json.loads(proc.stdout)
+    assert [r["verdict"] for r in reports] == ["ok", "refused"]
+    assert reports[1]["code"] == "modality"
+    assert "Traceback" not in proc.stderr and "1 of 2 file(s) refused" in proc.stderr
+
+
+def test_info_real_monochrome1():
+    path = shared_path("dicom", "chest_pa_cr_mono1.dcm")
+    proc = _run("info", str(path), "--json")
+    assert proc.returncode == 0
+    report = json.loads(proc.stdout)[0]
+    assert report["decoded_shape"] == [1955, 1841]
+    assert report["metadata"]["PhotometricInterpretation"] == "MONOCHROME1"
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path):
+    bad_csv = tmp_path / "train-rle.csv"
+    bad_csv.write_text("ImageId,EncodedPixels\n1.2.3, 5 99999999\n")
+    write_dicom(tmp_path / "src" / "1.2.3.dcm", np.zeros((64, 64), np.uint8), sop_instance_uid="1.2.3")
+    proc = _run("convert", str(tmp_path / "src"), str(tmp_path / "out"), "--rle-csv", str(bad_csv), "--rle-format", "relative")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert str(bad_csv) in lines[0] and "1.2.3" in lines[0] and "overruns" in lines[0]
+    assert not (tmp_path / "out" / "manifest.csv").exists()
+    proc = _run("split", str(tmp_path / "nothing"))
+    assert proc.returncode == 2 and "no manifest.csv" in proc.stderr
+
+
+def test_convert_and_split_cli(tmp_path):
+    from ptxseg.data.sample import write_kaggle_sample
+
+    rle_csv = write_kaggle_sample(tmp_path / "src", n=10, size=96, seed=1)
+    out = tmp_path / "ds"
+    args = ["convert", str(tmp_path / "src"), str(out), "--rle-csv", str(rle_csv), "--rle-size", "96", "--size", "64"]
+    proc = _run(*args, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "images written" in proc.stdout and "qc: modality" in proc.stdout and "qc: corrupt" in proc.stdout
+    manifest = pd.read_csv(out / "manifest.csv")
+    assert len(manifest) == 13 and manifest.has_image.sum() == 11
+    proc = _run(*args, "--quiet")
+    assert proc.returncode == 0 and "converted now / resumed" in proc.stdout
+    assert "0 / 11" in proc.stdout or "2 / 11" in proc.stdout  # refused items are retried, the rest resume
+    proc = _run("split", str(out), "--folds", "3", "--seed", "5")
+    assert proc.returncode == 0, proc.stderr
+    folds = pd.read_csv(out / "folds.csv")
+    assert set(folds.fold) == {0, 1, 2}
+
+
+def test_demo_quick(tmp_path):
+    proc = _run("demo", "--quick", "--out", str(tmp_path / "demo"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "demo" / "dataset" / "manifest.csv").is_file()
+    assert (tmp_path / "demo" / "dataset" / "folds.csv").is_file()
+    assert "not patients" in proc.stdout
