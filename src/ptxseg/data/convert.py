@@ -33,10 +33,11 @@ from typing import Literal
 import numpy as np
 
 from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
-from ptxseg.data.manifest import write_manifest
+from ptxseg.data.manifest import META_COLUMNS, write_manifest
 from ptxseg.data.qc import MIN_SIDE_PX, REFUSAL_TAGS, join_tags
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.dicom import DicomMetadata
 from ptxseg.io.images import read_mask, read_radiograph, to_uint16, write_png
 from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
 
@@ -189,21 +190,12 @@ def png_items(src: Path) -> list[Item]:
 # ------------------------------------------------------------------ one item
 
 
-def _meta_columns(meta) -> dict:
+def _meta_columns(meta: DicomMetadata) -> dict:
+    """The manifest's metadata columns of one image (PixelSpacing split into row/column mm)."""
+    row = {k: getattr(meta, k) for k in META_COLUMNS if hasattr(meta, k)}
     spacing = meta.PixelSpacing
-    return {
-        "SOPInstanceUID": meta.SOPInstanceUID,
-        "StudyInstanceUID": meta.StudyInstanceUID,
-        "SeriesInstanceUID": meta.SeriesInstanceUID,
-        "PatientID": meta.PatientID,
-        "Modality": meta.Modality,
-        "BodyPartExamined": meta.BodyPartExamined,
-        "ViewPosition": meta.ViewPosition,
-        "PatientSex": meta.PatientSex,
-        "PatientAge": meta.PatientAge,
-        "PixelSpacingRow": spacing[0] if spacing else None,
-        "PixelSpacingCol": spacing[1] if spacing else None,
-    }
+    row["PixelSpacingRow"], row["PixelSpacingCol"] = spacing if spacing else (None, None)
+    return row
 
 
 def _load_mask(item: Item, shape: tuple[int, int]) -> np.ndarray | None:

@@ -39,23 +39,6 @@ SECONDARY_MODALITIES = frozenset({"OT", "SC"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT"})
 _CHEST_WORDS = ("CHEST", "THORA", "LUNG", "PULM", "TORSO", "RIB")
 
-#: The metadata fields ptxseg carries with every image, in manifest order.
-METADATA_FIELDS = (
-    "SOPInstanceUID",
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "PatientID",
-    "Modality",
-    "BodyPartExamined",
-    "ViewPosition",
-    "PatientSex",
-    "PatientAge",
-    "Rows",
-    "Columns",
-    "PixelSpacing",
-)
-
-
 @dataclass
 class DicomMetadata:
     """Identifiers and acquisition facts of one radiograph.
