@@ -25,7 +25,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_commands_registered():
-    assert {"info", "convert", "split", "demo"} <= set(COMMANDS)
+    assert {"info", "convert", "split", "synth", "demo"} <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -74,24 +74,30 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2 and "no manifest.csv" in proc.stderr
 
 
-def test_convert_and_split_cli(tmp_path):
-    from ptxseg.data.sample import write_kaggle_sample
-
-    rle_csv = write_kaggle_sample(tmp_path / "src", n=10, size=96, seed=1)
+def test_synth_convert_split_cli(tmp_path):
+    src = tmp_path / "src"
+    proc = _run("synth", str(src), "-n", "10", "--size", "96", "--layout", "kaggle", "--positive-fraction", "0.5", "--seed", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert "with pneumothorax" in proc.stdout and (src / "train-rle.csv").is_file()
+    # a corrupt file and a CT among the DICOMs: reported, not fatal
+    a_dicom = next((src / "dicom-images-train").rglob("*.dcm")).read_bytes()
+    (src / "dicom-images-train" / "9.9.1.dcm").write_bytes(a_dicom[: len(a_dicom) // 2])  # truncated
+    write_dicom(src / "dicom-images-train" / "9.9.2.dcm", np.zeros((300, 300), np.uint8), modality="CT")
     out = tmp_path / "ds"
-    args = ["convert", str(tmp_path / "src"), str(out), "--rle-csv", str(rle_csv), "--rle-size", "96", "--size", "64"]
+    args = ["convert", str(src), str(out), "--rle-size", "96", "--size", "64"]
     proc = _run(*args, "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     assert "images written" in proc.stdout and "qc: modality" in proc.stdout and "qc: corrupt" in proc.stdout
     manifest = pd.read_csv(out / "manifest.csv")
-    assert len(manifest) == 13 and manifest.has_image.sum() == 11
+    assert len(manifest) == 12 and manifest.has_image.sum() == 10
     proc = _run(*args, "--quiet")
-    assert proc.returncode == 0 and "converted now / resumed" in proc.stdout
-    assert "0 / 11" in proc.stdout or "2 / 11" in proc.stdout  # refused items are retried, the rest resume
+    assert proc.returncode == 0 and "2 / 10" in proc.stdout  # refused files are retried, the rest resume
     proc = _run("split", str(out), "--folds", "3", "--seed", "5")
     assert proc.returncode == 0, proc.stderr
     folds = pd.read_csv(out / "folds.csv")
-    assert set(folds.fold) == {0, 1, 2}
+    assert set(folds.fold) == {0, 1, 2} and len(folds) == 10
+    proc = _run("synth", str(tmp_path / "x"), "--positive-fraction", "2")
+    assert proc.returncode == 2 and "--positive-fraction" in proc.stderr
 
 
 def test_demo_quick(tmp_path):
@@ -99,4 +105,4 @@ def test_demo_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo" / "dataset" / "manifest.csv").is_file()
     assert (tmp_path / "demo" / "dataset" / "folds.csv").is_file()
-    assert "not patients" in proc.stdout
+    assert "say nothing about patients" in proc.stdout

@@ -1,0 +1,215 @@
+"""``ptxseg synth``: write a phantom dataset in one of three layouts.
+
+``canonical``
+    the dataset folder of ``ptxseg convert`` (``images/``, ``masks/``,
+    ``manifest.csv``) plus ``lungs/<id>.png`` (0 background, 1 the patient's
+    right lung, 2 the left; full pre-collapse fields) and ground-truth columns
+    in the manifest: ``ptx_side``, ``ratio_right``, ``ratio_left`` (% of that
+    lung), ``lung_area_right``, ``lung_area_left``, ``mask_source``.
+``png``
+    the published PNG layout (``train/png_images/train_image_<i>_<y>.png`` and
+    ``train/png_masks/train_mask_<i>_<y>.png``, 8-bit).
+``kaggle``
+    SIIM-shaped DICOM files (CR, MONOCHROME2, 8-bit, PixelSpacing, SIIM-like
+    UIDs, patient IDs) under ``dicom-images-train/<study>/<series>/`` and a
+    ``train-rle.csv`` in the stage-1 relative format, one row per lesion as in
+    the challenge file (RLE on the ``size × size`` grid: convert with
+    ``--rle-size SIZE``).
+
+Every phantom is a pure function of ``(seed, index)``: the same arguments give
+byte-identical files whatever ``workers`` is.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydicom.uid import generate_uid
+
+from ptxseg.data.geometry import Geometry, resize_mask
+from ptxseg.data.manifest import write_manifest
+from ptxseg.errors import PtxsegError
+from ptxseg.io.dicom import write_dicom
+from ptxseg.io.images import to_uint16, write_png
+from ptxseg.io.rle import read_rle_csv, write_rle_csv
+from ptxseg.synth.phantom import Phantom, make_phantom
+
+LAYOUTS = ("canonical", "png", "kaggle")
+SIIM_UID_ROOT = "1.2.276.0.7230010.3.1.4."
+FIELD_OF_VIEW_MM = 430.0  # a 43 cm detector: pixel spacing = 430 / size mm
+_POSITIVE, _PAIR, _REAL, _DEMOGRAPHICS = 13, 14, 15, 16
+
+
+def _uid(seed: int, index: int, kind: str) -> str:
+    return generate_uid(prefix=SIIM_UID_ROOT, entropy_srcs=["ptxseg-synth", str(seed), str(index), kind])
+
+
+def patient_of(seed: int, index: int) -> int:
+    """Patient number of phantom ``index``: about 30 % of consecutive pairs are one patient's two films."""
+    pair = index // 2
+    shared = np.random.default_rng([seed, _PAIR, pair]).random() < 0.3
+    return 2 * pair if shared else index
+
+
+@functools.lru_cache(maxsize=2)
+def _real_masks(path: str):
+    masks = read_rle_csv(path)
+    positives = masks.positive_ids
+    if not positives:
+        raise PtxsegError(path, "--masks-from: the RLE CSV has no positive image")
+    return masks, positives
+
+
+def _real_mask(path: str, seed: int, index: int, size: int) -> tuple[np.ndarray, str]:
+    masks, positives = _real_masks(path)
+    image_id = positives[int(np.random.default_rng([seed, _REAL, index]).integers(len(positives)))]
+    full = masks[image_id]
+    return resize_mask(full, Geometry.fit(full.shape[0], full.shape[1], size, "pad"), size), image_id
+
+
+def _lesions(mask: np.ndarray) -> list[np.ndarray]:
+    """Connected components of a mask (8-connectivity), largest first."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    order = 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])
+    return [(labels == k).astype(np.uint8) for k in order]
+
+
+def is_positive(seed: int, index: int, positive_fraction: float) -> bool:
+    """Whether phantom ``index`` has a pneumothorax: an independent coin per index."""
+    return bool(np.random.default_rng([seed, _POSITIVE, index]).random() < positive_fraction)
+
+
+def synth_one(out: Path, seed: int, index: int, size: int, positive_fraction: float, masks_from: str | None, layout: str) -> dict:
+    """Generate and write phantom ``index``; return its manifest row."""
+    positive = is_positive(seed, index, positive_fraction)
+    real, real_id = (None, None)
+    if positive and masks_from:
+        real, real_id = _real_mask(masks_from, seed, index, size)
+    patient = patient_of(seed, index)
+    ph: Phantom = make_phantom(seed, index, size, positive=positive, patient=patient, real_mask=real)
+    demo = np.random.default_rng([seed, _DEMOGRAPHICS, patient])
+    sop = _uid(seed, index, "sop")
+    spacing = FIELD_OF_VIEW_MM / size
+    row = {
+        "id": sop,
+        "source": "synth",
+        "split": "train",
+        "positive": int(ph.positive),
+        "mask_area": int(ph.ptx.sum()),
+        "qc": "ok",
+        "qc_reason": "",
+        "has_image": 1,
+        "orig_rows": size,
+        "orig_cols": size,
+        "scale_row": 1.0,
+        "scale_col": 1.0,
+        "pad_top": 0,
+        "pad_left": 0,
+        "SOPInstanceUID": sop,
+        "StudyInstanceUID": _uid(seed, index, "study"),
+        "SeriesInstanceUID": _uid(seed, index, "series"),
+        "PatientID": f"SYN{seed:04d}-{patient:06d}",
+        "Modality": "CR",
+        "BodyPartExamined": "CHEST",
+        "ViewPosition": ph.info["view"],
+        "PatientSex": "MF"[int(demo.integers(2))],
+        "PatientAge": f"{int(demo.integers(18, 90)):03d}Y",
+        "PixelSpacingRow": spacing,
+        "PixelSpacingCol": spacing,
+        "ptx_side": ph.side,
+        "ratio_right": round(ph.ratio["right"], 4),
+        "ratio_left": round(ph.ratio["left"], 4),
+        "lung_area_right": int(ph.lung_right.sum()),
+        "lung_area_left": int(ph.lung_left.sum()),
+        "mask_source": ph.info.get("mask_source", ""),
+        "siim_shape_of": real_id or "",
+        "index": index,
+    }
+    if layout == "canonical":
+        write_png(out / "images" / f"{sop}.png", to_uint16(ph.image))
+        write_png(out / "masks" / f"{sop}.png", ph.ptx * np.uint8(255))
+        write_png(out / "lungs" / f"{sop}.png", ph.lung_right + 2 * ph.lung_left)
+    elif layout == "png":
+        y = int(ph.positive)
+        image8 = np.round(ph.image * 255).astype(np.uint8)
+        write_png(out / "train" / "png_images" / f"train_image_{index}_{y}.png", image8)
+        write_png(out / "train" / "png_masks" / f"train_mask_{index}_{y}.png", ph.ptx * np.uint8(255))
+    elif layout == "kaggle":
+        write_dicom(
+            out / "dicom-images-train" / row["StudyInstanceUID"] / row["SeriesInstanceUID"] / f"{sop}.dcm",
+            np.round(ph.image * 255).astype(np.uint8),
+            sop_instance_uid=sop,
+            study_instance_uid=row["StudyInstanceUID"],
+            series_instance_uid=row["SeriesInstanceUID"],
+            patient_id=row["PatientID"],
+            view_position=row["ViewPosition"],
+            pixel_spacing=(spacing, spacing),
+            patient_sex=row["PatientSex"],
+            patient_age=row["PatientAge"],
+        )
+        row["_lesions"] = _lesions(ph.ptx)
+    return row
+
+
+def _one_star(args: tuple) -> dict:
+    return synth_one(*args)
+
+
+def validate(n: int, size: int, positive_fraction: float, layout: str) -> None:
+    """Check ``ptxseg synth`` options; raise a :class:`PtxsegError` naming the bad one."""
+    if n < 1:
+        raise PtxsegError("-n", f"must be at least 1, got {n}")
+    if not 64 <= size <= 4096:
+        raise PtxsegError("--size", f"must be between 64 and 4096 pixels, got {size}")
+    if not 0.0 <= positive_fraction <= 1.0:
+        raise PtxsegError("--positive-fraction", f"must be between 0 and 1, got {positive_fraction}")
+    if layout not in LAYOUTS:
+        raise PtxsegError("--layout", f"must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+
+
+def synth_dataset(
+    out: str | PathLike[str],
+    n: int,
+    *,
+    size: int = 512,
+    positive_fraction: float = 0.22,
+    seed: int = 0,
+    masks_from: str | PathLike[str] | None = None,
+    layout: str = "canonical",
+    workers: int = 1,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> list[dict]:
+    """Write ``n`` phantoms to ``out`` in ``layout``; return their manifest rows (in index order)."""
+    validate(n, size, positive_fraction, layout)
+    out = Path(out)
+    masks_path = None
+    if masks_from is not None:
+        masks_path = str(Path(masks_from).resolve())
+        _real_masks(masks_path)  # fail early, in this process, on a bad CSV
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(out, seed, i, size, positive_fraction, masks_path, layout) for i in range(n)]
+    if workers > 1 and n > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            stream = pool.map(_one_star, jobs, chunksize=max(1, min(8, n // (4 * workers))))
+            rows = list(progress(stream, n) if progress else stream)
+    else:
+        stream = map(_one_star, jobs)
+        rows = list(progress(stream, n) if progress else stream)
+    if layout == "canonical":
+        write_manifest(out / "manifest.csv", rows)
+        return rows
+    if layout == "kaggle":
+        rle_rows = []
+        for r in rows:
+            lesions = r.pop("_lesions")
+            rle_rows += [(r["id"], m) for m in lesions] or [(r["id"], np.zeros((1, 1), np.uint8))]
+        write_rle_csv(out / "train-rle.csv", rle_rows, fmt="relative")
+    # the ground truth (side, ratios, lung areas) of the png and kaggle layouts, by phantom index
+    write_manifest(out / "phantoms.csv", rows)
+    return rows
