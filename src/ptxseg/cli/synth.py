@@ -44,7 +44,9 @@ def synth(
     masks_from: Annotated[
         Path | None, typer.Option(help="RLE CSV of real masks (e.g. SIIM train-rle.csv.gz) whose shapes to reuse.")
     ] = None,
-    layout: Annotated[str, typer.Option(help="canonical (convert's folder), png (published layout) or kaggle (DICOM + RLE).")] = "canonical",
+    layout: Annotated[
+        str, typer.Option(help="canonical (convert's folder), png (published layout) or kaggle (DICOM + RLE).")
+    ] = "canonical",
     workers: Annotated[int, typer.Option(help="Parallel worker processes (default: CPU count).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:

@@ -33,7 +33,7 @@ from ptxseg.synth.anatomy import (
     hilum,
     lung_polygon,
 )
-from ptxseg.synth.pneumothorax import pleural_line, place_real_mask, procedural_region, sample_target_area
+from ptxseg.synth.pneumothorax import place_real_mask, pleural_line, procedural_region, sample_target_area
 
 SIDES = ("right", "left")  # the patient's sides; "right" is on the image's left
 
