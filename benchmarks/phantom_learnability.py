@@ -88,11 +88,13 @@ def main() -> None:
         synth_dataset(Path(tmp) / "val", args.val, size=args.size, seed=200 + args.seed, workers=2)
         xtr, ytr = load(Path(tmp) / "train")
         xva, yva = load(Path(tmp) / "val")
-        print(f"synthesised {args.train} train + {args.val} val phantoms at {args.size}² in {time.perf_counter() - t0:.0f} s", flush=True)
+        took = time.perf_counter() - t0
+        print(f"synthesised {args.train} train + {args.val} val phantoms at {args.size}² in {took:.0f} s", flush=True)
 
     truth = yva.numpy()[:, 0] > 0
     baseline = float(dice_per_image(np.zeros_like(truth), truth).mean())
-    print(f"val: {int(truth.reshape(len(truth), -1).any(1).sum())} of {len(truth)} positive; all-empty baseline SIIM Dice {baseline:.4f}")
+    n_val_pos = int(truth.reshape(len(truth), -1).any(1).sum())
+    print(f"val: {n_val_pos} of {len(truth)} positive; all-empty baseline SIIM Dice {baseline:.4f}")
 
     model = smp.Unet("resnet34", encoder_weights=None, in_channels=1, classes=1)
     dice_loss = smp.losses.DiceLoss(mode="binary", from_logits=True)
@@ -124,7 +126,11 @@ def main() -> None:
             if checkpoints and elapsed >= checkpoints[0]:
                 checkpoints.pop(0)
                 s = score(predict(model, xva), truth)
-                print(f"  {elapsed / 60:5.1f} min, epoch {epoch}, {seen} images, loss {loss.item():.3f}: val SIIM Dice {s['siim_dice']:.4f}", flush=True)
+                print(
+                    f"  {elapsed / 60:5.1f} min, epoch {epoch}, {seen} images, loss {loss.item():.3f}: "
+                    f"val SIIM Dice {s['siim_dice']:.4f}",
+                    flush=True,
+                )
             if elapsed >= budget:
                 break
         epoch += 1

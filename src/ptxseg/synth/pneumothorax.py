@@ -56,16 +56,19 @@ def procedural_region(
     diff = np.abs(np.arctan2(np.sin(angle - centre), np.cos(angle - centre)))
     # the sector, and only the lateral side of the hilum (air rarely tracks along the mediastinum)
     sector = (diff <= half_width) & ((xx - hx) * toward_lateral > -0.02 * size)
-    lo, hi = 0.05, 0.995  # shrink factor: small = large collapse
-    region = np.zeros_like(lung)
+    def collapse(factor: float) -> np.ndarray:
+        return (lung.astype(bool) & ~_shrunk(lung, (hx, hy), factor).astype(bool) & sector).astype(np.uint8)
+
+    lo, hi = 0.05, 0.995  # shrink factor: small = large collapse; region area falls as it grows
+    target_area = max(target_area, 4.0)
     for _ in range(18):
         mid = (lo + hi) / 2
-        region = (lung.astype(bool) & ~_shrunk(lung, (hx, hy), mid).astype(bool) & sector).astype(np.uint8)
-        if region.sum() > target_area:
+        if collapse(mid).sum() > target_area:
             lo = mid
         else:
             hi = mid
-    return _largest_component(region)
+    # lo is the mildest collapse found with at least the target area: never an empty region
+    return _largest_component(collapse(lo))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
