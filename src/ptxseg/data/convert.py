@@ -24,7 +24,6 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -40,6 +39,7 @@ from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
 from ptxseg.io.images import read_mask, read_radiograph, to_uint16, write_png
 from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
+from ptxseg.parallel import process_map
 
 Layout = Literal["auto", "kaggle", "png"]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -337,14 +337,7 @@ def convert_dataset(
             todo.append(item)
     result.resumed = len(done_rows)
 
-    jobs = [(item, out, opts) for item in todo]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            stream = pool.map(_convert_star, jobs, chunksize=max(1, min(16, len(jobs) // (4 * workers))))
-            new_rows = list(progress(stream, len(jobs)) if progress else stream)
-    else:
-        stream = map(_convert_star, jobs)
-        new_rows = list(progress(stream, len(jobs)) if progress else stream)
+    new_rows = process_map(_convert_star, [(item, out, opts) for item in todo], workers, progress)
     result.converted = len(new_rows)
 
     by_id = {**done_rows, **{r["id"]: r for r in new_rows}}

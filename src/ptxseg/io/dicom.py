@@ -25,10 +25,13 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_windowing
+from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import atomic_path
 
 #: Projection radiography: accepted silently. "DR" is not a DICOM Modality
 #: code but some digital radiography systems write it.
@@ -285,10 +288,7 @@ def write_dicom(
     ``image`` is display-oriented. Used by the synthetic data generators and
     tests to build SIIM-shaped datasets.
     """
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-    from ptxseg.io.atomic import atomic_path
 
     if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
         raise PtxsegError(path, f"write_dicom needs a 2-D uint8/uint16 array, got {image.dtype} {image.shape}")

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 
 from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import atomic_path
 
 RleFormat = Literal["relative", "absolute"]
 FORMATS: tuple[str, ...] = ("relative", "absolute")
@@ -329,8 +330,6 @@ def write_rle_csv(
     path: str | PathLike[str], masks: Mapping[str, np.ndarray] | list[tuple[str, np.ndarray]], fmt: RleFormat = "relative"
 ) -> None:
     """Write ``ImageId,EncodedPixels`` rows atomically, one row per (id, mask); ``-1`` for empty."""
-    from ptxseg.io.atomic import atomic_path
-
     items = masks.items() if isinstance(masks, Mapping) else masks
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

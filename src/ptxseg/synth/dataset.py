@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from os import PathLike
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from ptxseg.errors import PtxsegError
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import to_uint16, write_png
 from ptxseg.io.rle import read_rle_csv, write_rle_csv
+from ptxseg.parallel import process_map
 from ptxseg.synth.phantom import Phantom, make_phantom
 
 LAYOUTS = ("canonical", "png", "kaggle")
@@ -194,13 +194,7 @@ def synth_dataset(
         _real_masks(masks_path)  # fail early, in this process, on a bad CSV
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(out, seed, i, size, positive_fraction, masks_path, layout) for i in range(n)]
-    if workers > 1 and n > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            stream = pool.map(_one_star, jobs, chunksize=max(1, min(8, n // (4 * workers))))
-            rows = list(progress(stream, n) if progress else stream)
-    else:
-        stream = map(_one_star, jobs)
-        rows = list(progress(stream, n) if progress else stream)
+    rows = process_map(_one_star, jobs, workers, progress)
     if layout == "canonical":
         write_manifest(out / "manifest.csv", rows)
         return rows
