@@ -1,0 +1,10 @@
+"""Segmentation architectures of the published works behind one registry.
+
+>>> from ptxseg.models import create_model
+>>> model = create_model("unet", encoder="resnet34", in_channels=1, classes=1)
+"""
+
+from ptxseg.models.output import SegOutput
+from ptxseg.models.registry import ENCODERS, SegmentationModel, create_model, list_models, model_spec, register_model
+
+__all__ = ["ENCODERS", "SegOutput", "SegmentationModel", "create_model", "list_models", "model_spec", "register_model"]

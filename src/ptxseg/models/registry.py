@@ -1,0 +1,185 @@
+"""One registry of architectures: ``create_model(name, encoder=..., ...)``, as timm's ``create_model``.
+
+Architectures register a builder with :func:`register_model`; every model is
+wrapped in :class:`SegmentationModel`, which checks the input size and gives
+the output contract: logits ``B×classes×H×W`` in eval mode; in train mode a
+:class:`~ptxseg.models.output.SegOutput` when the model has deep supervision
+or an auxiliary classifier, else the logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ptxseg.errors import PtxsegError
+from ptxseg.models.output import SegOutput
+
+#: Encoders of the published works, by their smp/timm names.
+ENCODERS: tuple[str, ...] = (
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "se_resnet101",
+    "se_resnext50_32x4d",
+    "se_resnext101_32x4d",
+    "efficientnet-b0",
+    "efficientnet-b4",
+    "xception",
+    "tu-convnext_tiny",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture: its builder and what it accepts."""
+
+    name: str
+    builder: Callable[..., nn.Module]
+    takes_encoder: bool
+    default_encoder: str | None
+    description: str
+    min_multiple: int = 32
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(
+    name: str, *, takes_encoder: bool = True, default_encoder: str | None = "resnet34", description: str = "", multiple: int = 32
+) -> Callable:
+    """Decorator: register ``builder(encoder, in_channels, classes, aux_classifier, **kw) -> nn.Module``."""
+
+    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, builder, takes_encoder, default_encoder, description or builder.__doc__ or "", multiple)
+        return builder
+
+    return wrap
+
+
+def list_models() -> list[str]:
+    """Registered architecture names."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise PtxsegError("model", f"unknown architecture {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def _load_builtin() -> None:
+    # Importing the architecture modules registers them.
+    from ptxseg.models import pdeseray, smp_models  # noqa: F401
+
+
+class SegmentationModel(nn.Module):
+    """Wraps an architecture: input checks, and the eval/train output contract.
+
+    ``net(x)`` returns a tensor or a :class:`SegOutput`; in eval mode only the
+    final logits are returned.
+    """
+
+    def __init__(self, net: nn.Module, name: str, encoder: str | None, multiple: int = 32) -> None:
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.encoder = encoder
+        self.multiple = multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | SegOutput:
+        if x.ndim != 4:
+            raise PtxsegError("input", f"expected a B×C×H×W tensor, got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise PtxsegError(
+                "input", f"{self.name} needs height and width that are multiples of {self.multiple}, got {h}×{w}"
+            )
+        out = self.net(x)
+        if isinstance(out, SegOutput) and not self.training:
+            return out.logits
+        return out
+
+
+def _load_local_weights(model: nn.Module, path: Path) -> None:
+    """Load encoder (or whole-model) weights from a safetensors file, adapting RGB first convs to the input."""
+    from safetensors.torch import load_file
+
+    if path.suffix != ".safetensors":
+        raise PtxsegError(path, "weights must be a .safetensors file (pickled checkpoints are not loaded)")
+    if not path.is_file():
+        raise PtxsegError(path, "no such weights file")
+    state = load_file(str(path))
+    encoder = getattr(model, "encoder", None)
+    target = encoder if encoder is not None and not any(k.startswith("encoder.") for k in state) else model
+    own = target.state_dict()
+    adapted = {}
+    for key, value in state.items():
+        if key in own and value.ndim == 4 and own[key].ndim == 4 and value.shape[1] == 3 and own[key].shape[1] != 3:
+            # RGB first conv → fewer channels: sum over RGB (smp's rule for in_channels=1), repeated otherwise
+            summed = value.sum(1, keepdim=True)
+            value = summed.repeat(1, own[key].shape[1], 1, 1) / own[key].shape[1]
+        adapted[key] = value
+    matched = {k: v for k, v in adapted.items() if k in own and own[k].shape == v.shape}
+    if not matched:
+        raise PtxsegError(path, "none of its tensors match this model's encoder")
+    target.load_state_dict(matched, strict=False)  # smp encoders return None here, so count matches ourselves
+
+
+def create_model(
+    name: str,
+    encoder: str | None = None,
+    in_channels: int = 1,
+    classes: int = 1,
+    pretrained: str | PathLike[str] | None = None,
+    aux_classifier: bool = False,
+    **kwargs,
+) -> SegmentationModel:
+    """Build a registered architecture.
+
+    Args:
+        name: architecture (see :func:`list_models`).
+        encoder: encoder name (see :data:`ENCODERS`; any smp/timm name works);
+            default: the architecture's.
+        in_channels: input channels (1 for radiographs).
+        classes: output mask channels.
+        pretrained: ``None`` (random init), ``"imagenet"`` (downloaded the
+            usual way through smp/timm when online) or a path to a
+            ``.safetensors`` file of encoder or model weights.
+        aux_classifier: add an image-level "any pneumothorax?" head.
+
+    Raises:
+        PtxsegError: unknown name, an encoder given to an encoder-free
+            architecture, or ImageNet weights that cannot be downloaded.
+    """
+    spec = model_spec(name)
+    if encoder is not None and not spec.takes_encoder:
+        raise PtxsegError("encoder", f"{name} has its own encoder; do not pass encoder={encoder!r}")
+    encoder = encoder or spec.default_encoder
+    imagenet = pretrained == "imagenet"
+    try:
+        net = spec.builder(
+            encoder=encoder, in_channels=in_channels, classes=classes, aux_classifier=aux_classifier, imagenet=imagenet, **kwargs
+        )
+    except OSError as exc:
+        if not imagenet:
+            raise
+        raise PtxsegError(
+            "pretrained",
+            f"cannot download ImageNet weights for {encoder or name} (offline? {type(exc).__name__}); "
+            "save them as .safetensors where you are online and pass pretrained=PATH",
+        ) from None
+    except KeyError as exc:
+        raise PtxsegError("encoder", f"unknown encoder {encoder!r} for {name} ({exc})") from None
+    if pretrained is not None and not imagenet:
+        _load_local_weights(net, Path(pretrained))
+    return SegmentationModel(net, name, encoder, spec.min_multiple)
