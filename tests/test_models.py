@@ -18,7 +18,39 @@ ARCHS = list_models()
 
 
 def test_registry_names():
-    assert {"unet", "unetplusplus", "fpn", "deeplabv3plus", "uefficientnet", "pdeseray"} <= set(ARCHS)
+    assert {
+        "unet", "unetplusplus", "fpn", "deeplabv3plus", "attention_unet", "nnunet_ds", "ptxsegnet", "uefficientnet", "pdeseray"
+    } <= set(ARCHS)
+
+
+@pytest.mark.parametrize(
+    ("name", "weights", "sizes"),
+    [("ptxsegnet", [0.2, 0.4, 0.6, 0.8], [4, 8, 16, 32]), ("nnunet_ds", [0.125, 0.25, 0.5], [8, 16, 32])],
+)
+def test_deep_supervision_heads(name, weights, sizes):
+    model = create_model(name)
+    model.train()
+    out = model(torch.randn(2, 1, 64, 64))
+    assert isinstance(out, SegOutput) and out.aux_weights == weights
+    assert [a.shape for a in out.aux] == [(2, 1, s, s) for s in sizes]  # deepest (smallest) first
+    sum(a.mean() for a in out.aux).backward()
+    model.eval()
+    assert isinstance(model(torch.randn(1, 1, 64, 64)), torch.Tensor)
+
+
+def test_attention_gates_weight_every_skip():
+    from ptxseg.models.gated_unet import AttentionGate
+
+    for name in ("attention_unet", "ptxsegnet"):
+        model = create_model(name, encoder="resnet34")
+        gates = [g for g in model.net.gates if isinstance(g, AttentionGate)]
+        assert len(gates) == 4  # skips at strides 16, 8, 4, 2
+    gate = AttentionGate(8, 16).eval()
+    x, g = torch.randn(1, 8, 16, 16), torch.randn(1, 16, 8, 8)
+    out = gate(x, g)
+    alpha = out / x
+    assert out.shape == x.shape and (alpha > 0).all() and (alpha < 1).all()
+    assert alpha.std() > 0  # spatially varying, driven by the gating signal
 
 
 @pytest.mark.parametrize("name", ARCHS)

@@ -79,7 +79,7 @@ def model_spec(name: str) -> ModelSpec:
 
 def _load_builtin() -> None:
     # Importing the architecture modules registers them.
-    from ptxseg.models import pdeseray, smp_models  # noqa: F401
+    from ptxseg.models import gated_unet, nnunet, pdeseray, smp_models  # noqa: F401
 
 
 class SegmentationModel(nn.Module):
