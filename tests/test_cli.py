@@ -25,7 +25,19 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_commands_registered():
-    assert {"info", "convert", "split", "synth", "demo"} <= set(COMMANDS)
+    assert {"info", "convert", "split", "synth", "models", "demo"} <= set(COMMANDS)
+
+
+def test_models_lists_architectures_with_sizes():
+    proc = _run("models", "--size", "64", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    rows = {r["name"]: r for r in report["architectures"]}
+    assert {"unet", "ptxsegnet", "pdeseray", "nnunet_ds"} <= set(rows)
+    assert rows["pdeseray"]["encoder"] == "(own)" and abs(rows["pdeseray"]["params_m"] - 31.95) < 0.1
+    # a U-Net-R34 forward at 64² is about 30.8 GMACs at 512² / 64
+    assert 0.3 < rows["unet"]["gmacs"] < 0.7
+    assert "tu-convnext_tiny" in report["encoders"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
