@@ -10,11 +10,14 @@ from rich.table import Table
 
 from ptxseg.cli import app
 from ptxseg.cli.progress import console, progress_bar
-from ptxseg.models import ENCODERS, create_model, list_models, model_spec
-from ptxseg.models.profile import count_macs, count_parameters
+
+# torch, timm and smp are imported inside the command: the other commands start without them.
 
 
 def _profile(name: str, encoder: str | None, size: int, macs: bool) -> dict:
+    from ptxseg.models import create_model, model_spec
+    from ptxseg.models.profile import count_macs, count_parameters
+
     model = create_model(name, encoder=encoder if model_spec(name).takes_encoder else None)
     return {
         "name": name,
@@ -34,6 +37,8 @@ def models(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
     """List architectures (parameters, multiply-accumulates at SIZE²) and encoders."""
+    from ptxseg.models import ENCODERS, list_models
+
     names = list_models()
     rows = list(progress_bar("profiling", quiet or as_json)((_profile(n, encoder, size, not no_macs) for n in names), len(names)))
     if as_json:

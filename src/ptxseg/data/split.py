@@ -14,7 +14,6 @@ from os import PathLike
 from pathlib import Path
 
 import pandas as pd
-from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
 from ptxseg.data.manifest import read_manifest
 from ptxseg.errors import PtxsegError
@@ -38,6 +37,8 @@ def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42) -> pd.Dat
     Raises:
         PtxsegError: if ``folds < 2`` or there are fewer patients than folds.
     """
+    from sklearn.model_selection import GroupKFold, StratifiedGroupKFold  # 1.7 s to import: only when splitting
+
     if folds < 2:
         raise PtxsegError("--folds", f"must be at least 2, got {folds}")
     rows = eligible_rows(manifest)
