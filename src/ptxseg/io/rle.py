@@ -186,8 +186,7 @@ def detect_rle_format(rles: list[str], shape: tuple[int, int] = SIIM_SHAPE, wher
     the format cannot be told and a :class:`PtxsegError` asks for it.
     """
     n = int(shape[0]) * int(shape[1])
-    rel_ok = abs_ok = 0
-    rel_bad = abs_bad = 0
+    rel_ok = rel_bad = abs_bad = 0
     for rle in rles:
         text = rle.strip()
         if text in _EMPTY_TOKENS:
@@ -200,7 +199,6 @@ def detect_rle_format(rles: list[str], shape: tuple[int, int] = SIIM_SHAPE, wher
             continue
         rel, ab = _fits_relative(values, n), _fits_absolute(values, n)
         rel_ok += rel
-        abs_ok += ab
         rel_bad += not rel
         abs_bad += not ab
     if rel_bad == 0 and abs_bad > 0:

@@ -3,6 +3,8 @@ UEfficientNet (U-Net on EfficientNet-B4 with layer-specific dropout)."""
 
 from __future__ import annotations
 
+import functools
+
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
@@ -47,24 +49,15 @@ def _smp(arch: str, encoder: str, in_channels: int, classes: int, aux_classifier
     return SmpNet(model, aux_classifier)
 
 
-@register_model("unet", description="U-Net (Ronneberger 2015), smp")
-def unet(**kw) -> SmpNet:
-    return _smp("unet", **kw)
-
-
-@register_model("unetplusplus", description="U-Net++ (Zhou 2018), smp")
-def unetplusplus(**kw) -> SmpNet:
-    return _smp("unetplusplus", **kw)
-
-
-@register_model("fpn", description="Feature Pyramid Network (Kirillov 2019), smp")
-def fpn(**kw) -> SmpNet:
-    return _smp("fpn", **kw)
-
-
-@register_model("deeplabv3plus", description="DeepLabV3+ (Chen 2018), smp")
-def deeplabv3plus(**kw) -> SmpNet:
-    return _smp("deeplabv3plus", **kw)
+#: registry name → (smp architecture, description)
+SMP_ARCHITECTURES = {
+    "unet": ("unet", "U-Net (Ronneberger 2015), smp"),
+    "unetplusplus": ("unetplusplus", "U-Net++ (Zhou 2018), smp"),
+    "fpn": ("fpn", "Feature Pyramid Network (Kirillov 2019), smp"),
+    "deeplabv3plus": ("deeplabv3plus", "DeepLabV3+ (Chen 2018), smp"),
+}
+for _name, (_arch, _description) in SMP_ARCHITECTURES.items():
+    register_model(_name, description=_description)(functools.partial(_smp, _arch))
 
 
 #: UEfficientNet dropout: bottleneck, then decoder stages from deepest to shallowest.
