@@ -1,0 +1,69 @@
+"""Albumentations pipelines built from config values, applied identically to image and mask.
+
+A transform is ``{"name": <albumentations class>, **arguments}``; containers
+(``OneOf``, ``SomeOf``, ``Sequential``) take ``transforms: [...]``::
+
+    [{"name": "HorizontalFlip", "p": 0.5},
+     {"name": "Affine", "translate_percent": 0.05, "scale": [0.95, 1.05], "rotate": [-10, 10], "p": 0.5},
+     {"name": "OneOf", "p": 0.5, "transforms": [
+         {"name": "CLAHE", "clip_limit": 4, "tile_grid_size": [4, 4]},
+         {"name": "RandomGamma", "gamma_limit": [60, 120]},
+         {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2}]}]
+
+Images are float32 H×W in ``[0, 1]`` (albumentations 2 handles float32 for
+these transforms, CLAHE included); masks are uint8. Validation pipelines only
+resize. :func:`normalize` is applied after augmentation.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import cv2
+import numpy as np
+
+from ptxseg.errors import PtxsegError
+
+_CONTAINERS = ("OneOf", "SomeOf", "Sequential")
+
+
+def build_transform(spec: dict[str, Any]) -> A.BasicTransform | A.BaseCompose:
+    """One albumentations transform (or container) from its config mapping."""
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise PtxsegError("augment", f"each transform needs a 'name', got {spec!r}")
+    name = spec["name"]
+    kwargs = {k: (tuple(v) if isinstance(v, list) and k != "transforms" else v) for k, v in spec.items() if k != "name"}
+    cls = getattr(A, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, A.BasicTransform | A.BaseCompose)):
+        close = difflib.get_close_matches(name, [n for n in dir(A) if n[:1].isupper()], n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise PtxsegError(f"augment.{name}", f"not an albumentations transform{hint}")
+    if name in _CONTAINERS:
+        kwargs["transforms"] = [build_transform(t) for t in kwargs.get("transforms", [])]
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # albumentations validates arguments with pydantic
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PtxsegError(f"augment.{name}", f"bad arguments {kwargs}: {reason}") from None
+
+
+def build_pipeline(specs: Sequence[dict[str, Any]] = (), size: int | None = None, train: bool = True) -> A.Compose:
+    """The training pipeline (``specs`` then a resize to ``size``), or with ``train=False`` the resize alone."""
+    transforms = [build_transform(s) for s in specs] if train else []
+    if size is not None:
+        transforms.append(A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST))
+    return A.Compose(transforms)
+
+
+def normalize(image: np.ndarray, mode: str = "minmax", mean: float = 0.5, std: float = 0.5) -> np.ndarray:
+    """Per-image min-max scaling to ``[0, 1]`` (``mode="minmax"``) or none (``"none"``), then ``(x − mean) / std``."""
+    x = image.astype(np.float32, copy=False)
+    if mode == "minmax":
+        lo, hi = float(x.min()), float(x.max())
+        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    elif mode != "none":
+        raise PtxsegError("normalize.mode", f"must be minmax or none, got {mode!r}")
+    return (x - mean) / std
