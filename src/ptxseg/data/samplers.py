@@ -71,12 +71,14 @@ class PositiveShareSampler(Sampler[int]):
         e = self.epoch if epoch is None else epoch
         return self.shares[min(e, len(self.shares) - 1)]
 
+    def _n_negatives(self) -> int:
+        s = self.share()
+        return min(self.neg.size, round(self.pos.size * (1 - s) / s))
+
     def epoch_indices(self) -> np.ndarray:
         """All indices of the current epoch, over every rank, in draw order."""
         rng = np.random.default_rng([self.seed, self.epoch])
-        s = self.share()
-        n_neg = min(self.neg.size, round(self.pos.size * (1 - s) / s))
-        chosen = np.concatenate([self.pos, rng.choice(self.neg, n_neg, replace=False)])
+        chosen = np.concatenate([self.pos, rng.choice(self.neg, self._n_negatives(), replace=False)])
         return rng.permutation(chosen)
 
     def _per_rank(self, total: int) -> int:
@@ -89,6 +91,4 @@ class PositiveShareSampler(Sampler[int]):
         return iter(padded[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:
-        s = self.share()
-        n_neg = min(self.neg.size, round(self.pos.size * (1 - s) / s))
-        return self._per_rank(self.pos.size + n_neg)
+        return self._per_rank(self.pos.size + self._n_negatives())
