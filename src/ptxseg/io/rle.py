@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -324,13 +324,17 @@ def read_rle_csv(
     return RleMasks(runs, shape, fmt, str(path))
 
 
+def write_rle_rows(path: str | PathLike[str], rows: Iterable[tuple[str, str]]) -> None:
+    """Write already-encoded ``(ImageId, EncodedPixels)`` rows as an RLE CSV, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["ImageId", "EncodedPixels"])
+        w.writerows(rows)
+
+
 def write_rle_csv(
     path: str | PathLike[str], masks: Mapping[str, np.ndarray] | list[tuple[str, np.ndarray]], fmt: RleFormat = "relative"
 ) -> None:
     """Write ``ImageId,EncodedPixels`` rows atomically, one row per (id, mask); ``-1`` for empty."""
     items = masks.items() if isinstance(masks, Mapping) else masks
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["ImageId", "EncodedPixels"])
-        for image_id, mask in items:
-            w.writerow([image_id, rle_encode(mask, fmt)])
+    write_rle_rows(path, ((image_id, rle_encode(mask, fmt)) for image_id, mask in items))

@@ -36,11 +36,10 @@ from ptxseg.data.manifest import write_manifest
 from ptxseg.errors import PtxsegError
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import to_uint16, write_png
-from ptxseg.io.rle import read_rle_csv, write_rle_csv
+from ptxseg.io.rle import read_rle_csv, rle_encode, write_rle_rows
 from ptxseg.parallel import process_map
 from ptxseg.synth.phantom import Phantom, make_phantom
 
-LAYOUTS = ("canonical", "png", "kaggle")
 SIIM_UID_ROOT = "1.2.276.0.7230010.3.1.4."
 FIELD_OF_VIEW_MM = 430.0  # a 43 cm detector: pixel spacing = 430 / size mm
 _POSITIVE, _PAIR, _REAL, _DEMOGRAPHICS = 13, 14, 15, 16
@@ -131,30 +130,43 @@ def synth_one(out: Path, seed: int, index: int, size: int, positive_fraction: fl
         "siim_shape_of": real_id or "",
         "index": index,
     }
-    if layout == "canonical":
-        write_png(out / "images" / f"{sop}.png", to_uint16(ph.image))
-        write_png(out / "masks" / f"{sop}.png", ph.ptx * np.uint8(255))
-        write_png(out / "lungs" / f"{sop}.png", ph.lung_right + 2 * ph.lung_left)
-    elif layout == "png":
-        y = int(ph.positive)
-        image8 = np.round(ph.image * 255).astype(np.uint8)
-        write_png(out / "train" / "png_images" / f"train_image_{index}_{y}.png", image8)
-        write_png(out / "train" / "png_masks" / f"train_mask_{index}_{y}.png", ph.ptx * np.uint8(255))
-    elif layout == "kaggle":
-        write_dicom(
-            out / "dicom-images-train" / row["StudyInstanceUID"] / row["SeriesInstanceUID"] / f"{sop}.dcm",
-            np.round(ph.image * 255).astype(np.uint8),
-            sop_instance_uid=sop,
-            study_instance_uid=row["StudyInstanceUID"],
-            series_instance_uid=row["SeriesInstanceUID"],
-            patient_id=row["PatientID"],
-            view_position=row["ViewPosition"],
-            pixel_spacing=(spacing, spacing),
-            patient_sex=row["PatientSex"],
-            patient_age=row["PatientAge"],
-        )
-        row["_lesions"] = _lesions(ph.ptx)
+    _WRITERS[layout](out, ph, row)
     return row
+
+
+def _write_canonical(out: Path, ph: Phantom, row: dict) -> None:
+    sop = row["id"]
+    write_png(out / "images" / f"{sop}.png", to_uint16(ph.image))
+    write_png(out / "masks" / f"{sop}.png", ph.ptx * np.uint8(255))
+    write_png(out / "lungs" / f"{sop}.png", ph.lung_right + 2 * ph.lung_left)
+
+
+def _write_png_layout(out: Path, ph: Phantom, row: dict) -> None:
+    index, y = row["index"], int(ph.positive)
+    write_png(out / "train" / "png_images" / f"train_image_{index}_{y}.png", np.round(ph.image * 255).astype(np.uint8))
+    write_png(out / "train" / "png_masks" / f"train_mask_{index}_{y}.png", ph.ptx * np.uint8(255))
+
+
+def _write_kaggle(out: Path, ph: Phantom, row: dict) -> None:
+    write_dicom(
+        out / "dicom-images-train" / row["StudyInstanceUID"] / row["SeriesInstanceUID"] / f"{row['id']}.dcm",
+        np.round(ph.image * 255).astype(np.uint8),
+        sop_instance_uid=row["id"],
+        study_instance_uid=row["StudyInstanceUID"],
+        series_instance_uid=row["SeriesInstanceUID"],
+        patient_id=row["PatientID"],
+        view_position=row["ViewPosition"],
+        pixel_spacing=(row["PixelSpacingRow"], row["PixelSpacingCol"]),
+        patient_sex=row["PatientSex"],
+        patient_age=row["PatientAge"],
+    )
+    # one RLE row per lesion, as in the challenge file; encoded here so workers return strings, not masks
+    row["_rle"] = [rle_encode(m, "relative") for m in _lesions(ph.ptx)] or ["-1"]
+
+
+#: layout name → writer of one phantom's files
+_WRITERS = {"canonical": _write_canonical, "png": _write_png_layout, "kaggle": _write_kaggle}
+LAYOUTS = tuple(_WRITERS)
 
 
 def _one_star(args: tuple) -> dict:
@@ -199,11 +211,7 @@ def synth_dataset(
         write_manifest(out / "manifest.csv", rows)
         return rows
     if layout == "kaggle":
-        rle_rows = []
-        for r in rows:
-            lesions = r.pop("_lesions")
-            rle_rows += [(r["id"], m) for m in lesions] or [(r["id"], np.zeros((1, 1), np.uint8))]
-        write_rle_csv(out / "train-rle.csv", rle_rows, fmt="relative")
+        write_rle_rows(out / "train-rle.csv", [(r["id"], rle) for r in rows for rle in r.pop("_rle")])
     # the ground truth (side, ratios, lung areas) of the png and kaggle layouts, by phantom index
     write_manifest(out / "phantoms.csv", rows)
     return rows
