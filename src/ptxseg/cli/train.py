@@ -1,0 +1,142 @@
+"""``ptxseg train`` and ``ptxseg config``: run a recipe, inspect recipes and the schema."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ptxseg.cli import app
+from ptxseg.cli.progress import console, err_console
+from ptxseg.errors import PtxsegError
+
+config_app = typer.Typer(help="Shipped training configs and their schema.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("list")
+def config_list() -> int:
+    """List the shipped configs with the work each reproduces."""
+    from ptxseg.config import list_configs, load_config
+
+    table = Table(title="shipped configs (ptxseg config show NAME)")
+    table.add_column("name")
+    table.add_column("model")
+    table.add_column("size", justify="right")
+    table.add_column("reference")
+    for name in list_configs():
+        cfg = load_config(name)
+        sizes = "→".join(str(s.size) for s in cfg.resolved_stages())
+        table.add_row(name, f"{cfg.model.name}/{cfg.model.encoder or '-'}", sizes, cfg.reference)
+    console.print(table)
+    return 0
+
+
+@config_app.command("show")
+def config_show(
+    name: Annotated[str, typer.Argument(help="A shipped config name or a YAML file.")] = "default",
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: key.sub=value (YAML value).")] = None,
+    raw: Annotated[bool, typer.Option("--raw", help="Print the file as written (with its comments) instead of every resolved field.")] = False,
+) -> int:
+    """Print a config: every field, resolved and validated (or the file itself with --raw)."""
+    from ptxseg.config import config_path, dump_config, load_config
+
+    if raw:
+        print(config_path(name).read_text(), end="")
+        return 0
+    print(dump_config(load_config(name, overrides or [])), end="")
+    return 0
+
+
+@config_app.command("schema")
+def config_schema() -> int:
+    """Print the JSON schema of a config (every field, its type, default and description)."""
+    from ptxseg.config import Config
+
+    print(json.dumps(Config.model_json_schema(), indent=2))
+    return 0
+
+
+def _default_run_dir(name: str, fold: int) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{name}-fold{fold}-{stamp}"
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[str | None, typer.Argument(help="Config: a shipped name (ptxseg config list) or a YAML file. Default: 'default'.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="Canonical dataset folder (from ptxseg convert or synth).")] = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="Validation fold (default: the config's data.fold).")] = None,
+    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock budget: stop after the step in progress once spent.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME-foldK-TIME).")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value (YAML value); repeatable.")] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run from its directory.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: log lines only.")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also log to a local MLflow store in RUN_DIR/mlruns (needs mlflow).")] = False,
+    tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard scalars to RUN_DIR/tensorboard.")] = False,
+) -> int:
+    """Train a segmentation model on a dataset and write a self-contained run directory."""
+    from ptxseg.config import load_config
+    from ptxseg.train.engine import TrainingInterrupted, train
+    from ptxseg.train.tracking import MlflowTracker, TensorboardTracker
+
+    if resume is not None:
+        run_json = resume / "run.json"
+        if not run_json.is_file() or not (resume / "config.yaml").is_file():
+            raise PtxsegError(resume, "not a run directory (no run.json/config.yaml)")
+        if config is not None or overrides:
+            raise PtxsegError("--resume", "a resumed run keeps its own config; do not pass CONFIG or --set")
+        info = json.loads(run_json.read_text())
+        cfg = load_config(resume / "config.yaml")
+        data = data or Path(info["dataset"])
+        fold = info["fold"] if fold is None else fold
+        out = resume
+    else:
+        if data is None:
+            raise PtxsegError("--data", "a dataset folder is required (ptxseg convert or ptxseg synth make one)")
+        cfg = load_config(config, overrides or [])
+        fold = cfg.data.fold if fold is None else fold
+        out = out or _default_run_dir(cfg.name, fold)
+        if (out / "state" / "state.json").is_file():
+            raise PtxsegError(out, "already holds a run; use --resume to continue it or choose another --out")
+    if not (data / "manifest.csv").is_file():
+        raise PtxsegError(data, "not a ptxseg dataset (no manifest.csv)")
+    trackers = ([MlflowTracker()] if mlflow else []) + ([TensorboardTracker()] if tensorboard else [])
+
+    def on_epoch(r: dict) -> None:
+        if quiet:
+            err_console.print(
+                f"stage {r['stage']} epoch {r['epoch'] + 1}: loss {r['train_loss']:.4f} val Dice {r['val_dice']:.4f}"
+                f" (positives {r['val_dice_pos']:.3f}) {r['images_per_s']:.1f} img/s" + (" *" if r["best"] else ""),
+                highlight=False,
+            )
+        else:
+            err_console.print(
+                f"  val Dice {r['val_dice']:.4f} · positives {r['val_dice_pos']:.3f} · empty correct {r['val_empty_correct']:.3f}"
+                f" · val BCE {r['val_loss']:.4f} · lr {r['lr']:.2e}" + (" · [bold green]best[/]" if r["best"] else ""),
+                highlight=False,
+            )
+
+    err_console.print(f"ptxseg train {cfg.name} on {data} (fold {fold}) → {out}", highlight=False)
+    try:
+        result = train(cfg, data, out, fold=fold, minutes=minutes, resume=resume is not None, quiet=quiet, trackers=trackers, on_epoch=on_epoch)
+    except TrainingInterrupted as exc:
+        err_console.print(f"ptxseg: interrupted ({exc}); continue with: ptxseg train --resume {out}", highlight=False)
+        return 143
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    table = Table(title=f"ptxseg train {cfg.name}: {result.stop_reason} after {result.epochs_run} epochs, {result.seconds / 60:.1f} min")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("best validation SIIM Dice (configured operating point)", f"{result.best_dice:.4f} (epoch {result.best_epoch + 1})")
+    op = result.operating_point
+    table.add_row("operating point" + (" (tuned on validation)" if cfg.postprocess.tune else " (fixed by the config)"), f"threshold {op['threshold']}, min mask {op['min_mask_px']} px at {op['at_size']}²")
+    table.add_row("validation SIIM Dice at that operating point", f"{result.tuned_dice:.4f}")
+    table.add_row("run directory", str(result.run_dir))
+    console.print(table)
+    return 0

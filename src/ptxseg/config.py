@@ -1,0 +1,399 @@
+"""Training configuration: a validated YAML schema (pydantic), shipped recipes, ``--set`` overrides.
+
+A config is a YAML mapping with the sections below; every field has a
+default, so ``{}`` is a valid config (the CPU default). A file may start from
+another with ``base: NAME`` (a shipped config name or a path); its own values
+are merged over the base's, mapping by mapping.
+
+Shipped configs live in ``ptxseg/configs/`` (the repository's ``configs/``
+links there); :func:`load_config` accepts their names. A wrong value is one
+:class:`~ptxseg.errors.PtxsegError` naming the file, the key and the allowed
+values, raised before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ptxseg.errors import PtxsegError
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+TTA = Literal["identity", "hflip", "vflip", "rot90", "rot270"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelConfig(_Section):
+    """Which network to build (:func:`ptxseg.models.create_model`)."""
+
+    name: str = Field("unet", description="Architecture from the registry (`ptxseg models` lists them).")
+    encoder: str | None = Field(
+        "resnet34", description="Encoder (smp name, or tu-<timm name>); null for architectures with their own encoder."
+    )
+    pretrained: str | None = Field(
+        None,
+        description="null (random init), 'imagenet' (downloaded through smp/timm when online) or a path to "
+        "a .safetensors file of encoder or model weights (e.g. from `ptxseg pretrain`).",
+    )
+    aux_classifier: bool = Field(False, description="Add the image-level 'any pneumothorax?' head (trained with BCE).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the architecture's builder.")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ptxseg.models import list_models
+
+        if v not in list_models():
+            raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(list_models())}")
+        return v
+
+    @model_validator(mode="after")
+    def _encoder_fits(self) -> ModelConfig:
+        from ptxseg.models import model_spec
+
+        if not model_spec(self.name).takes_encoder:
+            self.encoder = None
+        return self
+
+
+class CropConfig(_Section):
+    """A fixed crop around the lung fields, as fractions of the image, plus padding (the UEfficientNet recipe)."""
+
+    top: float = Field(0.08, ge=0, lt=1, description="First row, as a fraction of the height.")
+    bottom: float = Field(0.78, gt=0, le=1, description="Last row, as a fraction of the height.")
+    left: float = Field(0.10, ge=0, lt=1, description="First column, as a fraction of the width.")
+    right: float = Field(0.85, gt=0, le=1, description="Last column, as a fraction of the width.")
+    pad_px: int = Field(20, ge=0, description="Pixels added on every side (at a 1024-pixel image; scaled with the image).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CropConfig:
+        if self.bottom <= self.top or self.right <= self.left:
+            raise ValueError("crop needs top < bottom and left < right")
+        return self
+
+
+class DataConfig(_Section):
+    """How images reach the network."""
+
+    size: int = Field(256, ge=32, description="Network input side in pixels (a multiple of 32); images are resized to it.")
+    fold: int = Field(0, ge=0, description="Fold of folds.csv held out for validation (`--fold` overrides).")
+    folds: int = Field(5, ge=2, description="Folds to create when the dataset has no folds.csv yet.")
+    split_seed: int = Field(42, description="Seed of that split.")
+    normalize: Literal["minmax", "none"] = Field("minmax", description="Per-image scaling before mean/std: min-max to [0, 1], or none.")
+    mean: float = Field(0.5, description="Subtracted after scaling.")
+    std: float = Field(0.5, gt=0, description="Divided by after subtracting the mean.")
+    crop: CropConfig | None = Field(None, description="Fixed lung crop applied before resizing (training and inference).")
+    workers: int = Field(1, ge=0, description="DataLoader worker processes (0: load in the training process).")
+
+    @field_validator("size")
+    @classmethod
+    def _multiple(cls, v: int) -> int:
+        if v % 32:
+            raise ValueError(f"must be a multiple of 32, got {v}")
+        return v
+
+
+class SamplerConfig(_Section):
+    """Which training images each epoch draws."""
+
+    kind: Literal["shuffle", "weighted", "positive_share"] = Field(
+        "shuffle",
+        description="shuffle: every image once; weighted: draws with class weights w_pos=N_neg/N, w_neg=N_pos/N; "
+        "positive_share: all positives plus negatives so positives make `positive_share` of the epoch.",
+    )
+    positive_share: float | list[float] = Field(0.5, description="Share of positives per epoch, or a list per epoch (last one holds).")
+
+    @field_validator("positive_share")
+    @classmethod
+    def _share(cls, v: float | list[float]) -> float | list[float]:
+        shares = v if isinstance(v, list) else [v]
+        if not shares or any(not 0 < s <= 1 for s in shares):
+            raise ValueError(f"shares must be in (0, 1], got {v}")
+        return v
+
+
+class OptimizerConfig(_Section):
+    name: Literal["adam", "adamw", "sgd"] = Field("adam", description="torch.optim optimiser.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 for adam/sgd, decoupled for adamw).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+
+
+class SchedulerConfig(_Section):
+    name: Literal["none", "plateau", "cosine", "cyclic", "onecycle"] = Field(
+        "none",
+        description="plateau: ReduceLROnPlateau on validation Dice; cosine: CosineAnnealingLR over t_max epochs; "
+        "cyclic: CosineAnnealingWarmRestarts (t_0, t_mult), a snapshot at each cycle end; onecycle: OneCycleLR per step.",
+    )
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier.")
+    patience: int = Field(5, ge=0, description="plateau: epochs without improvement before reducing.")
+    min_lr: float = Field(0.0, ge=0, description="Lowest LR (plateau, cosine, cyclic).")
+    t_max: int | None = Field(None, ge=1, description="cosine: period in epochs (default: the stage's epochs).")
+    t_0: int = Field(5, ge=1, description="cyclic: first cycle length in epochs.")
+    t_mult: int = Field(1, ge=1, description="cyclic: cycle length multiplier.")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: share of steps spent increasing the LR.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up from 0 over this many epochs (per step), before the schedule.")
+
+
+class EarlyStoppingConfig(_Section):
+    patience: int | None = Field(None, ge=1, description="Stop after this many epochs without improvement of validation Dice; null: never.")
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
+
+
+class OperatingPointConfig(_Section):
+    """Turns probabilities into a mask; tuned on validation at the end of training when ``tune`` is true."""
+
+    threshold: float = Field(0.5, gt=0, lt=1, description="Probability threshold.")
+    min_component_px: int = Field(0, ge=0, description="Connected components smaller than this are removed (8-connectivity).")
+    min_mask_px: int = Field(0, ge=0, description="A mask with fewer pixels than this is emptied.")
+    at_size: int = Field(1024, ge=32, description="Pixel counts above refer to an at_size × at_size image; they scale with area.")
+    tune: bool = Field(True, description="Grid-search threshold × min_mask_px on the validation fold after training.")
+
+
+class StageConfig(_Section):
+    """One stage of progressive training; unset values come from the top level. Stage k+1 starts from stage k's best."""
+
+    size: int | None = Field(None, ge=32, description="Input side of this stage.")
+    epochs: int = Field(..., ge=1, description="Epochs of this stage.")
+    lr: float | None = Field(None, gt=0, description="Learning rate of this stage.")
+    batch_size: int | None = Field(None, ge=1)
+    loss: str | dict[str, Any] | None = Field(None, description="Loss of this stage.")
+    positive_share: float | list[float] | None = Field(None, description="Sampler share(s) of this stage (sampler kind positive_share).")
+    scheduler: SchedulerConfig | None = None
+    freeze_encoder_epochs: int | None = Field(None, ge=0)
+    unfreeze: list[tuple[int, float]] | None = None
+
+    @field_validator("size")
+    @classmethod
+    def _multiple(cls, v: int | None) -> int | None:
+        if v is not None and v % 32:
+            raise ValueError(f"must be a multiple of 32, got {v}")
+        return v
+
+
+class TrainingConfig(_Section):
+    epochs: int = Field(40, ge=1, description="Epochs (of a single-stage run).")
+    batch_size: int = Field(8, ge=1, description="Images per optimiser step per process (before accumulation).")
+    val_batch_size: int = Field(8, ge=1)
+    accum_steps: int = Field(1, ge=1, description="Gradient accumulation: batches per optimiser step.")
+    clip_grad: float | None = Field(None, gt=0, description="Clip the gradient norm to this value; null: no clipping.")
+    amp: Literal["none", "bf16", "fp16"] = Field(
+        "none", description="Mixed precision: bf16 autocast (CPU or CUDA) or fp16 with a GradScaler (CUDA only)."
+    )
+    channels_last: bool = Field(False, description="Channels-last memory format for model and inputs.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+    seed: int = Field(0, description="Seeds initialisation, sampling and augmentation: the same seed gives the same run on CPU.")
+    freeze_encoder_epochs: int = Field(0, ge=0, description="Keep the whole encoder frozen for the first N epochs.")
+    unfreeze: list[tuple[int, float]] = Field(
+        default_factory=list,
+        description="Staged unfreezing: [[epoch, fraction], ...]: from that epoch the deepest `fraction` of the encoder's "
+        "blocks train (0 = frozen, 1 = all). Overrides freeze_encoder_epochs when given.",
+    )
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    top_k: int = Field(1, ge=1, description="Keep the k best checkpoints (by validation Dice) of each stage.")
+    snapshots: bool = Field(False, description="Save a snapshot at the end of each cyclic-LR cycle (snapshot ensembles).")
+    checkpoint_every_steps: int = Field(50, ge=0, description="Save the resume state every N optimiser steps (0: per epoch only).")
+
+    @field_validator("unfreeze")
+    @classmethod
+    def _fractions(cls, v: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        if any(e < 0 or not 0 <= f <= 1 for e, f in v):
+            raise ValueError("entries are [epoch >= 0, fraction in [0, 1]]")
+        return sorted(v)
+
+
+class Config(_Section):
+    """A training run. See docs/config.md for every field; `ptxseg config schema` prints this schema."""
+
+    name: str = Field("default", description="Recipe name (recorded in the run).")
+    reference: str = Field("", description="The published work this recipe reproduces.")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    augment: list[dict[str, Any]] = Field(
+        default_factory=list, description="Albumentations transforms, [{name: HorizontalFlip, p: 0.5}, ...] (see ptxseg.data.augment)."
+    )
+    loss: str | dict[str, Any] = Field("bce", description="Loss (see ptxseg.losses / docs/losses.md), e.g. {name: sum, terms: [[1, bce], [1, dice]]}.")
+    cls_weight: float = Field(0.5, ge=0, description="Weight of the auxiliary classifier's BCE when the model has one.")
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    stages: list[StageConfig] = Field(default_factory=list, description="Progressive stages; empty: one stage from the values above.")
+    postprocess: OperatingPointConfig = Field(default_factory=OperatingPointConfig)
+    tta: list[TTA] = Field(default_factory=lambda: ["identity"], description="Test-time augmentations averaged at inference.")
+
+    @field_validator("loss")
+    @classmethod
+    def _loss_builds(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
+        from ptxseg.losses import build_loss
+
+        try:
+            build_loss(v)
+        except PtxsegError as exc:
+            raise ValueError(exc.reason) from None
+        return v
+
+    @field_validator("augment")
+    @classmethod
+    def _augment_builds(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from ptxseg.data.augment import build_transform
+
+        for spec in v:
+            try:
+                build_transform(spec)
+            except PtxsegError as exc:
+                raise ValueError(f"{exc.where}: {exc.reason}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _stages_valid(self) -> Config:
+        from ptxseg.losses import build_loss
+
+        for k, stage in enumerate(self.stages):
+            if stage.loss is not None:
+                try:
+                    build_loss(stage.loss)
+                except PtxsegError as exc:
+                    raise ValueError(f"stages.{k}.loss: {exc.reason}") from None
+        return self
+
+    def resolved_stages(self) -> list[StageConfig]:
+        """The stages with every value filled in from the top level (one stage when ``stages`` is empty)."""
+        stages = self.stages or [StageConfig(epochs=self.training.epochs)]
+        out = []
+        for s in stages:
+            out.append(
+                StageConfig(
+                    size=s.size or self.data.size,
+                    epochs=s.epochs,
+                    lr=s.lr or self.optimizer.lr,
+                    batch_size=s.batch_size or self.training.batch_size,
+                    loss=s.loss if s.loss is not None else self.loss,
+                    positive_share=s.positive_share if s.positive_share is not None else self.sampler.positive_share,
+                    scheduler=s.scheduler or self.scheduler,
+                    freeze_encoder_epochs=s.freeze_encoder_epochs if s.freeze_encoder_epochs is not None else self.training.freeze_encoder_epochs,
+                    unfreeze=s.unfreeze if s.unfreeze is not None else self.training.unfreeze,
+                )
+            )
+        return out
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def list_configs() -> list[str]:
+    """Names of the shipped recipes (files starting with ``_`` are shared bases, not listed)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("_"))
+
+
+def config_path(name_or_path: str | PathLike[str]) -> Path:
+    """The file of a shipped config name, or the given path."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        if not p.is_file():
+            raise PtxsegError(p, "no such config file")
+        return p
+    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        raise PtxsegError(name_or_path, f"no such config file or shipped config; shipped: {', '.join(list_configs())}")
+    return shipped
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def read_raw(name_or_path: str | PathLike[str], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The config mapping of a file with its ``base`` chain merged in (not yet validated)."""
+    path = config_path(name_or_path).resolve()
+    if path in _seen:
+        raise PtxsegError(path, "config 'base' chain loops back on itself")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PtxsegError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise PtxsegError(path, "a config must be a YAML mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = Path(base) if (path.parent / base).suffix else path.parent / f"{base}.yaml"
+    if not base_path.is_absolute():
+        base_path = path.parent / base_path
+    return _deep_merge(read_raw(base_path if base_path.is_file() else base, (*_seen, path)), data)
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``a.b.c=value`` (value parsed as YAML; list items by index, ``stages.1.size=1024``) in place."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise PtxsegError("--set", f"expected key=value, got {assignment!r}")
+    try:
+        parsed = yaml.safe_load(value) if value != "" else None
+    except yaml.YAMLError:
+        parsed = value
+    node: Any = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise PtxsegError("--set", f"{'.'.join(parts[: i + 1])}: no list item {part!r} (the list has {len(node)})")
+            if last:
+                node[int(part)] = parsed
+            else:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise PtxsegError("--set", f"{'.'.join(parts[:i])} is not a mapping")
+        if last:
+            node[part] = parsed
+        else:
+            if not isinstance(node.get(part), dict | list):
+                node[part] = {}
+            node = node[part]
+
+
+_TYPE_TAGS = {"float", "int", "str", "bool", "none", "dict", "list", "tuple"}
+
+
+def validate(raw: dict[str, Any], where: str | PathLike[str] = "config") -> Config:
+    """Validate a config mapping; every problem in one line naming the keys."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # union members add their type to the location ("float", "list[float]"): keep the field path only
+            loc = ".".join(str(p) for p in err["loc"] if "[" not in str(p) and str(p) not in _TYPE_TAGS)
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            problems.append(f"{loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] not in ("extra_forbidden", "value_error") else ""))
+        raise PtxsegError(where, "; ".join(dict.fromkeys(problems))) from None
+
+
+def load_config(name_or_path: str | PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, merge, override and validate a config (default: the shipped ``default``)."""
+    name_or_path = name_or_path or "default"
+    raw = read_raw(name_or_path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return validate(raw, config_path(name_or_path))
+
+
+def dump_config(cfg: Config) -> str:
+    """The config as YAML, every field explicit (what a run directory records)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

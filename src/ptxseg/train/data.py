@@ -1,0 +1,161 @@
+"""Training and validation data from a canonical dataset folder.
+
+The training set is every ``split=train`` row of ``folds.csv`` outside the held
+out fold, the validation set is that fold; ``split=test`` rows are never read.
+``folds.csv`` is created (patient-grouped, stratified) when missing.
+
+Each sample is a float32 ``1×S×S`` image (normalised) and a float32
+``1×S×S`` mask in {0, 1}. Augmentation is seeded by ``(seed, epoch, index)``,
+so a sample's augmentation does not depend on which worker loads it, on the
+number of workers or processes, or on whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ptxseg.config import Config, CropConfig
+from ptxseg.data.augment import build_pipeline, normalize
+from ptxseg.data.manifest import read_manifest
+from ptxseg.data.samplers import EpochSampler, PositiveShareSampler, ShuffleSampler, WeightedSampler, class_balanced_weights
+from ptxseg.data.split import split_dataset
+from ptxseg.errors import PtxsegError
+from ptxseg.io.images import read_image, read_mask
+
+
+@dataclass(frozen=True)
+class FoldSplit:
+    """The ids (and 0/1 labels) of the training and validation images of one fold."""
+
+    train_ids: list[str]
+    train_labels: np.ndarray
+    val_ids: list[str]
+    val_labels: np.ndarray
+    fingerprint: str
+
+
+def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_seed: int = 42, create: bool = True) -> FoldSplit:
+    """Training/validation ids of ``fold``, creating ``folds.csv`` when missing (and ``create``)."""
+    dataset = Path(dataset)
+    manifest = read_manifest(dataset)
+    path = dataset / "folds.csv"
+    if not path.is_file():
+        if not create:
+            raise PtxsegError(path, "missing (run 'ptxseg split' first)")
+        split_dataset(dataset, folds=folds, seed=split_seed)
+    table = pd.read_csv(path, dtype={"id": str})
+    missing = {"id", "fold", "positive"} - set(table.columns)
+    if missing:
+        raise PtxsegError(path, f"lacks columns {', '.join(sorted(missing))}")
+    test_ids = set(manifest.loc[manifest["split"] == "test", "id"])
+    table = table[~table["id"].isin(test_ids)]  # a test image never trains or validates, whatever folds.csv says
+    n_folds = int(table["fold"].max()) + 1 if len(table) else 0
+    if not 0 <= fold < n_folds:
+        raise PtxsegError("--fold", f"must be in 0..{n_folds - 1} for {path}, got {fold}")
+    train, val = table[table["fold"] != fold], table[table["fold"] == fold]
+    if train.empty or val.empty:
+        raise PtxsegError(path, f"fold {fold} leaves an empty training or validation set")
+    areas = manifest.set_index("id")["mask_area"].reindex(train["id"]).fillna(0).astype(int)
+    digest = hashlib.sha256("\n".join(f"{i},{a}" for i, a in zip(train["id"], areas, strict=True)).encode()).hexdigest()[:16]
+    return FoldSplit(
+        list(train["id"]), train["positive"].to_numpy(int), list(val["id"]), val["positive"].to_numpy(int), digest
+    )
+
+
+def crop_box(shape: tuple[int, int], crop: CropConfig) -> tuple[int, int, int, int]:
+    """``(row0, row1, col0, col1)`` of the fixed lung crop of an image of ``shape`` (padding scaled from 1024 px)."""
+    h, w = shape
+    pad = round(crop.pad_px * max(h, w) / 1024)
+    r0, r1 = max(0, round(crop.top * h) - pad), min(h, round(crop.bottom * h) + pad)
+    c0, c1 = max(0, round(crop.left * w) - pad), min(w, round(crop.right * w) + pad)
+    return r0, r1, c0, c1
+
+
+def prepare_image(image: np.ndarray, cfg: Config) -> np.ndarray:
+    """A radiograph (float in [0, 1], H×W), lung-cropped when the config says so."""
+    x = image.astype(np.float32, copy=False)
+    if cfg.data.crop is not None:
+        r0, r1, c0, c1 = crop_box(x.shape, cfg.data.crop)
+        x = x[r0:r1, c0:c1]
+    return x
+
+
+class SegmentationDataset(Dataset):
+    """``(image 1×S×S, mask 1×S×S)`` pairs of a canonical dataset, augmented when ``train``."""
+
+    def __init__(self, root: str | PathLike[str], ids: list[str], cfg: Config, size: int, train: bool, seed: int = 0) -> None:
+        self.root, self.ids, self.cfg, self.size, self.train, self.seed = Path(root), list(ids), cfg, size, train, seed
+        self.pipeline = build_pipeline(cfg.augment, size=size, train=train)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image (float32 [0, 1]) and mask (uint8 {0, 1}) of item ``i`` at the stored size, cropped."""
+        sid = self.ids[i]
+        image = prepare_image(read_image(self.root / "images" / f"{sid}.png"), self.cfg)
+        mask_path = self.root / "masks" / f"{sid}.png"
+        mask = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
+        if self.cfg.data.crop is not None and mask.shape != image.shape:
+            r0, r1, c0, c1 = crop_box(mask.shape, self.cfg.data.crop)
+            mask = mask[r0:r1, c0:c1]
+        if mask.shape != image.shape:
+            mask = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        return image, mask
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.load(i)
+        if self.train:
+            # a pure function of (seed, epoch, index): independent of workers, ranks and resumption
+            self.pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
+        out = self.pipeline(image=image, mask=mask)
+        x = normalize(out["image"], self.cfg.data.normalize, self.cfg.data.mean, self.cfg.data.std)
+        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(np.ascontiguousarray(out["mask"], dtype=np.float32))[None]
+
+
+def build_sampler(cfg: Config, labels: np.ndarray, share: float | list[float], seed: int, num_replicas: int, rank: int) -> EpochSampler:
+    """The training sampler the config names (each of them rank-aware and resumable)."""
+    kind = cfg.sampler.kind
+    if kind == "weighted":
+        return WeightedSampler(class_balanced_weights(labels), len(labels), seed, num_replicas, rank)
+    if kind == "positive_share":
+        return PositiveShareSampler(labels, share, seed, num_replicas, rank)
+    return ShuffleSampler(len(labels), seed, num_replicas, rank)
+
+
+def _seed_worker(worker_id: int) -> None:
+    # numpy and random in workers follow torch's per-worker seed (set from the loader's generator)
+    import random
+
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def make_loader(dataset: Dataset, batch_size: int, sampler=None, workers: int = 0, seed: int = 0, drop_last: bool = False) -> DataLoader:
+    """A DataLoader with deterministic worker seeding and pinned memory when CUDA is present."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        worker_init_fn=_seed_worker if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,  # workers are re-created each epoch and so see the dataset's current epoch
+    )

@@ -1,0 +1,572 @@
+"""The training loop behind ``ptxseg train``.
+
+One call of :func:`train` runs every stage of a config (one stage unless the
+config lists progressive ``stages``; stage k+1 starts from stage k's best
+weights), validates each epoch on the held-out fold with the SIIM mean Dice
+at the configured operating point, keeps the best (and top-k, and cyclic
+snapshot) checkpoints, stops early or when the wall-clock budget is spent, and
+finally tunes the operating point on the validation fold and writes
+``best.safetensors`` + ``best.json`` into the run directory.
+
+The resume state (model, optimiser, schedule, scaler, RNG, stage, epoch and
+step within the epoch, best-so-far bookkeeping) is saved every
+``checkpoint_every_steps`` optimiser steps and after every epoch; a run killed
+at any moment and resumed with ``--resume`` ends with the same numbers as an
+uninterrupted run of the same seed on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ptxseg.checkpoint import load_state, save_state, save_weights, unwrap
+from ptxseg.config import Config, StageConfig, dump_config
+from ptxseg.errors import PtxsegError
+from ptxseg.losses import SegmentationLoss
+from ptxseg.metrics import dice_per_image
+from ptxseg.models import SegOutput, create_model
+from ptxseg.postprocess import OperatingPoint, apply_operating_point, tune_threshold_min_mask
+from ptxseg.train import distributed as D
+from ptxseg.train.data import SegmentationDataset, build_sampler, fold_split, make_loader
+from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
+from ptxseg.train.optim import Schedule, build_optimizer
+from ptxseg.train.rundir import RunDir, environment
+
+#: validation probabilities kept for tuning the operating point are stored at most at this side (float16)
+TUNE_SIZE = 256
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_dice: float
+    best_epoch: int
+    operating_point: dict[str, Any]
+    tuned_dice: float
+    epochs_run: int
+    stop_reason: str
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StageBook:
+    """Per-stage bookkeeping saved with the resume state."""
+
+    epoch: int = 0
+    batch: int = 0  # batches done in the current epoch
+    best: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    topk: list[list[Any]] = field(default_factory=list)  # [[dice, epoch], ...] best first
+    done: bool = False
+    loss_sum: float = 0.0  # running sums of the epoch in progress, so a resumed epoch reports the whole epoch
+    seen: int = 0
+    seconds: float = 0.0
+
+
+def _float_output(out: torch.Tensor | SegOutput) -> torch.Tensor | SegOutput:
+    if isinstance(out, SegOutput):
+        return SegOutput(out.logits.float(), [a.float() for a in out.aux], out.aux_weights, None if out.cls is None else out.cls.float())
+    return out.float()
+
+
+class Trainer:
+    """Runs a config on a dataset into a run directory; see :func:`train`."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        dataset: str | PathLike[str],
+        run_dir: str | PathLike[str],
+        fold: int | None = None,
+        minutes: float | None = None,
+        resume: bool = False,
+        quiet: bool = False,
+        trackers: list | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.dataset = Path(dataset)
+        self.fold = cfg.data.fold if fold is None else fold
+        self.minutes = minutes
+        self.quiet = quiet
+        self.on_epoch = on_epoch
+        self.dist = D.init_distributed(cfg.training.device)
+        self.trackers = (trackers or []) if self.dist.main else []
+        if cfg.training.amp == "fp16" and self.dist.device.type != "cuda":
+            raise PtxsegError("training.amp", "fp16 needs a CUDA device (GradScaler); use bf16 on the CPU")
+        self.run = RunDir(run_dir, writer=self.dist.main)
+        self.resume = resume
+        self.stages = cfg.resolved_stages()
+        self._signal: str | None = None
+        self.t0 = time.monotonic()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _over_budget(self) -> bool:
+        over = self.minutes is not None and time.monotonic() - self.t0 > self.minutes * 60
+        return bool(D.broadcast(over, self.dist)) if self.dist.active else over
+
+    def _install_signals(self) -> list:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        previous = []
+
+        def handler(signum, frame):  # noqa: ARG001
+            self._signal = signal.Signals(signum).name
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous.append((sig, signal.signal(sig, handler)))
+        return previous
+
+    def _meta(self, stage: StageConfig, op: OperatingPoint, metrics: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+        c = self.cfg
+        return {
+            "model": {
+                "name": c.model.name,
+                "encoder": c.model.encoder,
+                "aux_classifier": c.model.aux_classifier,
+                "kwargs": c.model.kwargs,
+                "in_channels": 1,
+                "classes": 1,
+            },
+            "input": {
+                "size": stage.size,
+                "normalize": c.data.normalize,
+                "mean": c.data.mean,
+                "std": c.data.std,
+                "crop": c.data.crop.model_dump() if c.data.crop else None,
+            },
+            "operating_point": op.to_dict(),
+            "tta": list(c.tta),
+            "recipe": c.name,
+            "training_data": {"dataset": str(self.dataset.resolve()), "fold": self.fold, "fingerprint": fingerprint},
+            "metrics": metrics,
+        }
+
+    def _op(self) -> OperatingPoint:
+        p = self.cfg.postprocess
+        return OperatingPoint(p.threshold, p.min_component_px, p.min_mask_px, p.at_size)
+
+    # ------------------------------------------------------------------ validation
+
+    @torch.no_grad()
+    def validate(self, model: torch.nn.Module, loader, op: OperatingPoint, keep_probs: bool = False):
+        """Per-image Dice at ``op``, mean BCE (``val_loss``, comparable across recipes whatever their training loss),
+        and optionally the probabilities for tuning; gathered over ranks."""
+        net = unwrap(model)
+        was_training = net.training
+        net.eval()
+        dices, losses, positives, probs, truths, order = [], [], [], [], [], []
+        amp = self._autocast()
+        for x, y, idx in loader:
+            x = x.to(self.dist.device, non_blocking=True)
+            if self.cfg.training.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with amp:
+                logits = net(x)
+            logits = logits.float().cpu()
+            losses.append(F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2, 3)).numpy())
+            p = torch.sigmoid(logits)[:, 0].numpy()
+            t = y[:, 0].numpy()
+            dices.append(dice_per_image(apply_operating_point(p, op), t))
+            positives.append(t.reshape(len(t), -1).any(1))
+            order.append(idx.numpy())
+            if keep_probs:
+                s = min(TUNE_SIZE, p.shape[-1])
+                small_p = F.interpolate(torch.from_numpy(p)[:, None], size=(s, s), mode="area")[:, 0].numpy() if s != p.shape[-1] else p
+                small_t = F.interpolate(torch.from_numpy(t)[:, None], size=(s, s), mode="nearest")[:, 0].numpy() if s != t.shape[-1] else t
+                probs.append(small_p.astype(np.float16))
+                truths.append(small_t.astype(bool))
+        net.train(was_training)
+        local = (
+            np.concatenate(order) if order else np.zeros(0, int),
+            np.concatenate(dices) if dices else np.zeros(0),
+            np.concatenate(losses) if losses else np.zeros(0),
+            np.concatenate(positives) if positives else np.zeros(0, bool),
+            np.concatenate(probs) if probs else None,
+            np.concatenate(truths) if truths else None,
+        )
+        parts = D.gather(local, self.dist)
+        idx = np.concatenate([p[0] for p in parts])
+        _, first = np.unique(idx, return_index=True)  # padded duplicates of a sharded set counted once
+        cat = [np.concatenate([p[k] for p in parts])[first] for k in (1, 2, 3)]
+        dice, loss, pos = cat
+        out = {
+            "val_dice": float(dice.mean()),
+            "val_loss": float(loss.mean()),
+            "val_dice_pos": float(dice[pos].mean()) if pos.any() else float("nan"),
+            "val_empty_correct": float(dice[~pos].mean()) if (~pos).any() else float("nan"),
+            "val_images": int(len(dice)),
+        }
+        if keep_probs:
+            return out, np.concatenate([p[4] for p in parts])[first], np.concatenate([p[5] for p in parts])[first]
+        return out
+
+    def _autocast(self):
+        amp = self.cfg.training.amp
+        if amp == "none":
+            return nullcontext()
+        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+    # ------------------------------------------------------------------ state
+
+    def _save_state(self, stage_idx: int, book: StageBook, model, optimizer, schedule, scaler) -> None:
+        if not self.dist.main:
+            return
+        state = {
+            "stage": stage_idx,
+            "book": book.__dict__,
+            "model": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "global_step": self.global_step,
+        }
+        save_state(self.run.path / "state", state)
+
+    # ------------------------------------------------------------------ main
+
+    def run_all(self) -> TrainResult:
+        cfg = self.cfg
+        split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed, create=self.dist.main)
+        D.barrier(self.dist)
+        if not self.dist.main:
+            split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed, create=False)
+        if cfg.sampler.kind == "positive_share" and split.train_labels.sum() == 0:
+            raise PtxsegError("sampler.kind", "positive_share needs positive training images; this fold has none")
+        saved: dict[str, Any] | None = None
+        if self.resume:
+            saved = load_state(self.run.path / "state")
+            book = StageBook(**saved["book"])
+            done_stage, done_epoch = saved["stage"], book.epoch
+            # epochs validated after the saved state are re-done: drop their records
+            self.run.truncate_history(lambda r: (r["stage"], r["epoch"]) < (done_stage, done_epoch))
+            self.run.log(f"resumed at stage {done_stage} epoch {done_epoch} batch {book.batch}")
+        else:
+            self.run.write_text("config.yaml", dump_config(cfg))
+            self.run.write_json("env.json", environment())
+            self.run.write_json(
+                "run.json", {"dataset": str(self.dataset.resolve()), "fold": self.fold, "world_size": self.dist.world, "train_images": len(split.train_ids), "val_images": len(split.val_ids)}
+            )
+            if self.dist.main and self.run.metrics_path.exists():
+                self.run.metrics_path.unlink()
+        for t in self.trackers:
+            t.start(cfg, self.run.path)
+        self.global_step = int(saved["global_step"]) if saved else 0
+        previous = self._install_signals()
+        stop_reason = "completed"
+        try:
+            start_stage = saved["stage"] if saved else 0
+            best_weights: Path | None = None
+            for s_idx in range(len(self.stages)):
+                if s_idx < start_stage:
+                    best_weights = self.run.path / "checkpoints" / f"stage{s_idx}_best.safetensors"
+                    continue
+                stage_saved = saved if (saved and saved["stage"] == s_idx) else None
+                stop_reason, best_weights = self._run_stage(s_idx, split, best_weights, stage_saved)
+                if stop_reason in ("budget",):
+                    break
+            return self._finish(split, best_weights, stop_reason)
+        finally:
+            for sig, h in previous:
+                signal.signal(sig, h)
+            for t in self.trackers:
+                t.end()
+            self.run.close()
+
+    def _run_stage(self, s_idx: int, split, init_weights: Path | None, saved: dict[str, Any] | None) -> tuple[str, Path]:
+        cfg, stage, d = self.cfg, self.stages[s_idx], self.dist
+        torch.manual_seed(cfg.training.seed + s_idx)
+        model = create_model(cfg.model.name, encoder=cfg.model.encoder, pretrained=cfg.model.pretrained, aux_classifier=cfg.model.aux_classifier, **cfg.model.kwargs)
+        if init_weights is not None:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(init_weights)))
+        model.to(d.device)
+        if cfg.training.channels_last:
+            model.to(memory_format=torch.channels_last)
+        freezing = bool(stage.freeze_encoder_epochs or stage.unfreeze)
+
+        train_ds = SegmentationDataset(self.dataset, split.train_ids, cfg, stage.size, train=True, seed=cfg.training.seed)
+        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, cfg, stage.size, train=False))
+        sampler = build_sampler(cfg, split.train_labels, stage.positive_share, cfg.training.seed + s_idx, d.world, d.rank)
+        val_idx = list(range(d.rank, len(val_ds), d.world))
+        val_loader = make_loader(torch.utils.data.Subset(val_ds, val_idx), cfg.training.val_batch_size, workers=cfg.data.workers)
+        bs = stage.batch_size
+        steps_per_epoch = math.ceil(len(sampler) / bs / cfg.training.accum_steps)
+        optimizer = build_optimizer(model.parameters(), cfg.optimizer, stage.lr)
+        schedule = Schedule(optimizer, stage.scheduler, stage.epochs, steps_per_epoch)
+        scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.training.amp == "fp16")
+        criterion = SegmentationLoss(stage.loss, cfg.cls_weight)
+        book = StageBook()
+        if saved is not None:
+            book = StageBook(**saved["book"])
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            scaler.load_state_dict(saved["scaler"])
+            torch.set_rng_state(saved["torch_rng"])
+        ddp_model = model
+        if d.active:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[d.device.index] if d.device.type == "cuda" else None, find_unused_parameters=freezing
+            )
+        op = self._op()
+        ckpt_dir = self.run.path / "checkpoints"
+        best_path = ckpt_dir / f"stage{s_idx}_best.safetensors"
+        stop_reason = "completed"
+        self.run.log(f"stage {s_idx}: size {stage.size}, {stage.epochs} epochs, lr {stage.lr}, {len(split.train_ids)} training / {len(split.val_ids)} validation images")
+
+        while book.epoch < stage.epochs and not book.done:
+            epoch = book.epoch
+            sampler.set_epoch(epoch)
+            train_ds.set_epoch(epoch)
+            criterion.set_epoch(epoch)
+            if book.batch:
+                sampler.skip(book.batch * bs)
+            frozen = set_encoder_trainable(model, trainable_fraction(epoch, stage.freeze_encoder_epochs, stage.unfreeze)) if freezing else 0
+            ddp_model.train()
+            freeze_batchnorm_of_frozen(model)
+            loader = make_loader(train_ds, bs, sampler, cfg.data.workers, seed=cfg.training.seed * 1000 + epoch, drop_last=False)
+            t_epoch = time.monotonic() - book.seconds
+            total_batches = book.batch + len(loader)
+            bar = _Bar(f"stage {s_idx} epoch {epoch + 1}/{stage.epochs}", total_batches, book.batch, quiet=self.quiet or not d.main)
+            interrupted = False
+            budget_hit = False
+            for x, y in loader:
+                x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+                if cfg.training.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                last_of_group = (book.batch + 1) % cfg.training.accum_steps == 0 or book.batch + 1 == total_batches
+                sync = ddp_model.no_sync() if (d.active and not last_of_group) else nullcontext()
+                with sync:
+                    with self._autocast():
+                        out = ddp_model(x)
+                    loss = criterion(_float_output(out), y) / cfg.training.accum_steps
+                    scaler.scale(loss).backward()
+                if last_of_group:
+                    if cfg.training.clip_grad:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.clip_grad)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    schedule.step_batch()
+                    self.global_step += 1
+                book.batch += 1
+                book.seen += len(x)
+                book.loss_sum += float(loss.detach()) * cfg.training.accum_steps
+                bar.update(loss=book.loss_sum / book.batch)
+                if last_of_group:
+                    book.seconds = time.monotonic() - t_epoch
+                    every = cfg.training.checkpoint_every_steps
+                    stop_now = bool(D.broadcast(self._signal is not None, d)) if d.active else self._signal is not None
+                    if stop_now:
+                        self._save_state(s_idx, book, model, optimizer, schedule, scaler)
+                        interrupted = True
+                        break
+                    if every and self.global_step % every == 0 and book.batch < total_batches:
+                        self._save_state(s_idx, book, model, optimizer, schedule, scaler)
+                    if self._over_budget():
+                        budget_hit = True
+                        break
+            bar.close()
+            if interrupted:
+                raise TrainingInterrupted(f"{self._signal}: state saved at stage {s_idx}, epoch {epoch + 1}, batch {book.batch}")
+            seconds = time.monotonic() - t_epoch
+            metrics = self.validate(ddp_model, val_loader, op)
+            cycle_end = schedule.step_epoch(epoch, metrics["val_dice"])
+            improved = metrics["val_dice"] > book.best + cfg.training.early_stopping.min_delta
+            record = {
+                "stage": s_idx,
+                "epoch": epoch,
+                "size": stage.size,
+                "lr": schedule.lr,
+                "train_loss": book.loss_sum / max(book.batch, 1),
+                **metrics,
+                "images_per_s": book.seen * d.world / max(seconds, 1e-9),
+                "seconds": seconds,
+                "frozen_blocks": frozen,
+                "partial": budget_hit,
+            }
+            meta = self._meta(stage, op, {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss")} | {"epoch": epoch, "stage": s_idx}, split.fingerprint)
+            if metrics["val_dice"] > book.best:
+                book.best, book.best_epoch = metrics["val_dice"], epoch
+                if d.main:
+                    save_weights(best_path, model, meta)
+            book.bad_epochs = 0 if improved else book.bad_epochs + 1
+            record["best"] = book.best_epoch == epoch
+            self._keep_topk(book, s_idx, epoch, metrics["val_dice"], model, meta)
+            if cycle_end and cfg.training.snapshots and d.main:
+                save_weights(ckpt_dir / f"stage{s_idx}_snapshot_epoch{epoch}.safetensors", model, meta)
+            self.run.append_metrics(record)
+            for t in self.trackers:
+                t.log_metrics(record, self.global_step)
+            if self.on_epoch and d.main:
+                self.on_epoch(record)
+            self.run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            book.epoch, book.batch, book.loss_sum, book.seen, book.seconds = epoch + 1, 0, 0.0, 0, 0.0
+            patience = cfg.training.early_stopping.patience
+            if budget_hit:
+                stop_reason = "budget"  # not `done`: a resumed run goes on with the next epoch
+            elif patience is not None and book.bad_epochs >= patience:
+                stop_reason, book.done = "early_stopping", True
+                self.run.log(f"early stopping: no improvement for {patience} epochs")
+            self._save_state(s_idx, book, model, optimizer, schedule, scaler)
+            if budget_hit:
+                break
+        if book.done and stop_reason == "completed":
+            stop_reason = "early_stopping"
+        return stop_reason, best_path
+
+    def _keep_topk(self, book: StageBook, s_idx: int, epoch: int, dice: float, model, meta) -> None:
+        k = self.cfg.training.top_k
+        if k <= 1:
+            return
+        book.topk.append([dice, epoch])
+        book.topk.sort(key=lambda r: (-r[0], r[1]))
+        dropped, book.topk = book.topk[k:], book.topk[:k]
+        if not self.dist.main:
+            return
+        ckpt_dir = self.run.path / "checkpoints"
+        if [dice, epoch] in book.topk:
+            save_weights(ckpt_dir / f"stage{s_idx}_top_epoch{epoch}.safetensors", model, meta)
+        for _, e in dropped:
+            for suffix in (".safetensors", ".json"):
+                (ckpt_dir / f"stage{s_idx}_top_epoch{e}{suffix}").unlink(missing_ok=True)
+
+    def _finish(self, split, best_weights: Path | None, stop_reason: str) -> TrainResult:
+        """Tune the operating point with the final best weights and write ``best.safetensors``."""
+        from ptxseg.checkpoint import load_model, read_meta
+
+        hist = self.run.history() if self.dist.main else []
+        if best_weights is None or not Path(best_weights).is_file():
+            raise PtxsegError(self.run.path, "no epoch was completed: nothing to save (raise --minutes?)")
+        model, meta = load_model(best_weights, self.dist.device)
+        stage = self.stages[min(meta["metrics"]["stage"], len(self.stages) - 1)]
+        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, self.cfg, stage.size, train=False))
+        loader = make_loader(torch.utils.data.Subset(val_ds, list(range(self.dist.rank, len(val_ds), self.dist.world))), self.cfg.training.val_batch_size, workers=self.cfg.data.workers)
+        op = self._op()
+        metrics, probs, truths = self.validate(model, loader, op, keep_probs=True)
+        tuned_dice = metrics["val_dice"]
+        if self.cfg.postprocess.tune:
+            op, grid = tune_threshold_min_mask(probs.astype(np.float32), truths, at_size=op.at_size)
+            tuned_dice = float(grid.max())
+        meta = read_meta(best_weights)
+        meta["operating_point"] = op.to_dict()
+        meta["metrics"] |= {"val_dice_tuned": tuned_dice, "tuned_at_size": int(probs.shape[-1])}
+        if self.dist.main:
+            save_weights(self.run.path / "best.safetensors", model, {k: v for k, v in meta.items() if k != "format"})
+            self.run.plot_curves()
+            self.run.log(f"done ({stop_reason}): best val Dice {meta['metrics']['val_dice']:.4f}, tuned {tuned_dice:.4f} at {op.to_dict()}")
+            for t in self.trackers:
+                t.log_artifacts(self.run.path)
+        D.barrier(self.dist)
+        return TrainResult(
+            self.run.path,
+            float(meta["metrics"]["val_dice"]),
+            int(meta["metrics"]["epoch"]),
+            op.to_dict(),
+            tuned_dice,
+            len(hist),
+            stop_reason,
+            time.monotonic() - self.t0,
+            hist,
+        )
+
+
+class _Indexed(torch.utils.data.Dataset):
+    """Adds the item index to each sample (validation gathers results across ranks by it)."""
+
+    def __init__(self, ds: SegmentationDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        x, y = self.ds[i]
+        return x, y, i
+
+
+class _Bar:
+    """A rich progress bar over an epoch's batches with the running loss (nothing when quiet)."""
+
+    def __init__(self, description: str, total: int, done: int, quiet: bool) -> None:
+        self.progress = None
+        if quiet:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        from ptxseg.cli.progress import err_console
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(description, total=total, completed=done, loss="-")
+
+    def update(self, loss: float) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, loss=f"{loss:.4f}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def train(
+    cfg: Config,
+    dataset: str | PathLike[str],
+    run_dir: str | PathLike[str],
+    fold: int | None = None,
+    minutes: float | None = None,
+    resume: bool = False,
+    quiet: bool = False,
+    trackers: list | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``cfg`` on the canonical dataset ``dataset`` into ``run_dir``.
+
+    Args:
+        fold: validation fold (default: ``cfg.data.fold``).
+        minutes: wall-clock budget; training stops after the step in progress
+            once it is spent, validates, and keeps the best checkpoint.
+        resume: continue the run saved in ``run_dir`` (its own config is used).
+        on_epoch: called with each epoch's record on rank 0.
+
+    Raises:
+        TrainingInterrupted: on SIGTERM/SIGINT, after saving the resume state.
+        PtxsegError: bad dataset, fold or config values.
+    """
+    trainer = Trainer(cfg, dataset, run_dir, fold, minutes, resume, quiet, trackers, on_epoch)
+    try:
+        return trainer.run_all()
+    finally:
+        D.shutdown(trainer.dist)

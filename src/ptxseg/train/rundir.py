@@ -1,0 +1,156 @@
+"""The run directory: everything needed to understand, reproduce and resume a training run.
+
+::
+
+    RUN_DIR/
+      config.yaml        the resolved config (every field explicit)
+      run.json           dataset, fold, world size, command line
+      env.json           versions, platform, devices, ptxseg git commit
+      metrics.jsonl      one JSON object per epoch
+      train.log          the log
+      curves.png         loss and validation Dice per epoch
+      best.safetensors   the final model (+ best.json: metadata and tuned operating point)
+      checkpoints/       per-stage best, top-k and snapshot weights (+ .json)
+      state/             the resume state (see ptxseg.checkpoint.save_state)
+
+Only rank 0 of a distributed run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import sys
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from ptxseg.io.atomic import atomic_path, write_text_atomic
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit of the ptxseg source tree (and whether it has uncommitted changes), when it is a git checkout."""
+    src = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"commit": None}
+        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None}
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware a result depends on."""
+    import albumentations
+    import numpy
+    import segmentation_models_pytorch
+    import timm
+    import torch
+
+    import ptxseg
+
+    return {
+        "ptxseg": ptxseg.__version__,
+        "git": git_commit(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "segmentation_models_pytorch": segmentation_models_pytorch.__version__,
+        "timm": timm.__version__,
+        "albumentations": albumentations.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+        "argv": sys.argv,
+    }
+
+
+class RunDir:
+    """Writers for one run directory; a no-op on ranks other than 0."""
+
+    def __init__(self, path: str | PathLike[str], writer: bool = True) -> None:
+        self.path = Path(path)
+        self.writer = writer
+        self.logger = logging.getLogger(f"ptxseg.train.{id(self)}")
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False
+        if writer:
+            self.path.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(self.path / "train.log")
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+            self.logger.addHandler(handler)
+
+    def log(self, message: str) -> None:
+        if self.writer:
+            self.logger.info(message)
+
+    def close(self) -> None:
+        for h in list(self.logger.handlers):
+            h.close()
+            self.logger.removeHandler(h)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.writer:
+            write_text_atomic(self.path / name, json.dumps(obj, indent=2, default=str))
+
+    def write_text(self, name: str, text: str) -> None:
+        if self.writer:
+            write_text_atomic(self.path / name, text)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def history(self) -> list[dict[str, Any]]:
+        """The epoch records written so far."""
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        if self.writer:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def truncate_history(self, keep) -> None:
+        """Keep only the records for which ``keep(record)`` is true (a resumed run re-does later epochs)."""
+        if self.writer and self.metrics_path.is_file():
+            kept = [r for r in self.history() if keep(r)]
+            write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def plot_curves(self) -> Path | None:
+        """``curves.png``: training/validation loss and validation Dice per epoch."""
+        hist = self.history()
+        if not self.writer or not hist:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        x = list(range(1, len(hist) + 1))
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+        ax1.plot(x, [r["train_loss"] for r in hist], label="train loss")
+        ax1.plot(x, [r["val_loss"] for r in hist], label="validation loss")
+        ax1.set_xlabel("epoch")
+        ax1.legend()
+        ax2.plot(x, [r["val_dice"] for r in hist], color="C2", label="validation SIIM Dice")
+        ax2.plot(x, [r["val_dice_pos"] for r in hist], color="C3", ls="--", label="Dice on positives")
+        ax2.set_xlabel("epoch")
+        ax2.set_ylim(0, 1)
+        ax2.legend()
+        for k, r in enumerate(hist[1:], start=2):
+            if r["stage"] != hist[k - 2]["stage"]:
+                for ax in (ax1, ax2):
+                    ax.axvline(k - 0.5, color="grey", lw=0.8, ls=":")
+        fig.suptitle(self.path.name)
+        fig.tight_layout()
+        out = self.path / "curves.png"
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        return out
