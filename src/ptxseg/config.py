@@ -88,7 +88,9 @@ class DataConfig(_Section):
     fold: int = Field(0, ge=0, description="Fold of folds.csv held out for validation (`--fold` overrides).")
     folds: int = Field(5, ge=2, description="Folds to create when the dataset has no folds.csv yet.")
     split_seed: int = Field(42, description="Seed of that split.")
-    normalize: Literal["minmax", "none"] = Field("minmax", description="Per-image scaling before mean/std: min-max to [0, 1], or none.")
+    normalize: Literal["minmax", "none"] = Field(
+        "minmax", description="Per-image scaling before mean/std: min-max to [0, 1], or none."
+    )
     mean: float = Field(0.5, description="Subtracted after scaling.")
     std: float = Field(0.5, gt=0, description="Divided by after subtracting the mean.")
     crop: CropConfig | None = Field(None, description="Fixed lung crop applied before resizing (training and inference).")
@@ -145,7 +147,9 @@ class SchedulerConfig(_Section):
 
 
 class EarlyStoppingConfig(_Section):
-    patience: int | None = Field(None, ge=1, description="Stop after this many epochs without improvement of validation Dice; null: never.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without improvement of validation Dice; null: never."
+    )
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
 
 
@@ -167,7 +171,9 @@ class StageConfig(_Section):
     lr: float | None = Field(None, gt=0, description="Learning rate of this stage.")
     batch_size: int | None = Field(None, ge=1)
     loss: str | dict[str, Any] | None = Field(None, description="Loss of this stage.")
-    positive_share: float | list[float] | None = Field(None, description="Sampler share(s) of this stage (sampler kind positive_share).")
+    positive_share: float | list[float] | None = Field(
+        None, description="Sampler share(s) of this stage (sampler kind positive_share)."
+    )
     scheduler: SchedulerConfig | None = None
     freeze_encoder_epochs: int | None = Field(None, ge=0)
     unfreeze: list[tuple[int, float]] | None = None
@@ -221,7 +227,9 @@ class Config(_Section):
     augment: list[dict[str, Any]] = Field(
         default_factory=list, description="Albumentations transforms, [{name: HorizontalFlip, p: 0.5}, ...] (see ptxseg.data.augment)."
     )
-    loss: str | dict[str, Any] = Field("bce", description="Loss (see ptxseg.losses / docs/losses.md), e.g. {name: sum, terms: [[1, bce], [1, dice]]}.")
+    loss: str | dict[str, Any] = Field(
+        "bce", description="Loss (see ptxseg.losses / docs/losses.md), e.g. {name: sum, terms: [[1, bce], [1, dice]]}."
+    )
     cls_weight: float = Field(0.5, ge=0, description="Weight of the auxiliary classifier's BCE when the model has one.")
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
@@ -280,7 +288,9 @@ class Config(_Section):
                     loss=s.loss if s.loss is not None else self.loss,
                     positive_share=s.positive_share if s.positive_share is not None else self.sampler.positive_share,
                     scheduler=s.scheduler or self.scheduler,
-                    freeze_encoder_epochs=s.freeze_encoder_epochs if s.freeze_encoder_epochs is not None else self.training.freeze_encoder_epochs,
+                    freeze_encoder_epochs=s.freeze_encoder_epochs
+                    if s.freeze_encoder_epochs is not None
+                    else self.training.freeze_encoder_epochs,
                     unfreeze=s.unfreeze if s.unfreeze is not None else self.training.unfreeze,
                 )
             )
@@ -381,7 +391,9 @@ def validate(raw: dict[str, Any], where: str | PathLike[str] = "config") -> Conf
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
-            problems.append(f"{loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] not in ("extra_forbidden", "value_error") else ""))
+            problems.append(
+                f"{loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] not in ("extra_forbidden", "value_error") else "")
+            )
         raise PtxsegError(where, "; ".join(dict.fromkeys(problems))) from None
 
 

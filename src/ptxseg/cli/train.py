@@ -41,7 +41,9 @@ def config_list() -> int:
 def config_show(
     name: Annotated[str, typer.Argument(help="A shipped config name or a YAML file.")] = "default",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a value: key.sub=value (YAML value).")] = None,
-    raw: Annotated[bool, typer.Option("--raw", help="Print the file as written (with its comments) instead of every resolved field.")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Print the file as written (with its comments) instead of every resolved field.")
+    ] = False,
 ) -> int:
     """Print a config: every field, resolved and validated (or the file itself with --raw)."""
     from ptxseg.config import config_path, dump_config, load_config
@@ -69,15 +71,23 @@ def _default_run_dir(name: str, fold: int) -> Path:
 
 @app.command("train")
 def train_command(
-    config: Annotated[str | None, typer.Argument(help="Config: a shipped name (ptxseg config list) or a YAML file. Default: 'default'.")] = None,
+    config: Annotated[
+        str | None, typer.Argument(help="Config: a shipped name (ptxseg config list) or a YAML file. Default: 'default'.")
+    ] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Canonical dataset folder (from ptxseg convert or synth).")] = None,
     fold: Annotated[int | None, typer.Option("--fold", help="Validation fold (default: the config's data.fold).")] = None,
-    minutes: Annotated[float | None, typer.Option("--minutes", help="Wall-clock budget: stop after the step in progress once spent.")] = None,
+    minutes: Annotated[
+        float | None, typer.Option("--minutes", help="Wall-clock budget: stop after the step in progress once spent.")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/NAME-foldK-TIME).")] = None,
-    overrides: Annotated[list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value (YAML value); repeatable.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config value: key.sub=value (YAML value); repeatable.")
+    ] = None,
     resume: Annotated[Path | None, typer.Option("--resume", help="Continue an interrupted run from its directory.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars: log lines only.")] = False,
-    mlflow: Annotated[bool, typer.Option("--mlflow", help="Also log to a local MLflow store in RUN_DIR/mlruns (needs mlflow).")] = False,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Also log to a local MLflow store in RUN_DIR/mlruns (needs mlflow).")
+    ] = False,
     tensorboard: Annotated[bool, typer.Option("--tensorboard", help="Also write TensorBoard scalars to RUN_DIR/tensorboard.")] = False,
 ) -> int:
     """Train a segmentation model on a dataset and write a self-contained run directory."""
@@ -124,18 +134,25 @@ def train_command(
 
     err_console.print(f"ptxseg train {cfg.name} on {data} (fold {fold}) → {out}", highlight=False)
     try:
-        result = train(cfg, data, out, fold=fold, minutes=minutes, resume=resume is not None, quiet=quiet, trackers=trackers, on_epoch=on_epoch)
+        result = train(
+            cfg, data, out, fold=fold, minutes=minutes, resume=resume is not None, quiet=quiet, trackers=trackers, on_epoch=on_epoch
+        )
     except TrainingInterrupted as exc:
         err_console.print(f"ptxseg: interrupted ({exc}); continue with: ptxseg train --resume {out}", highlight=False)
         return 143
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    table = Table(title=f"ptxseg train {cfg.name}: {result.stop_reason} after {result.epochs_run} epochs, {result.seconds / 60:.1f} min")
+    table = Table(
+        title=f"ptxseg train {cfg.name}: {result.stop_reason} after {result.epochs_run} epochs, {result.seconds / 60:.1f} min"
+    )
     table.add_column("what")
     table.add_column("value", justify="right")
     table.add_row("best validation SIIM Dice (configured operating point)", f"{result.best_dice:.4f} (epoch {result.best_epoch + 1})")
     op = result.operating_point
-    table.add_row("operating point" + (" (tuned on validation)" if cfg.postprocess.tune else " (fixed by the config)"), f"threshold {op['threshold']}, min mask {op['min_mask_px']} px at {op['at_size']}²")
+    table.add_row(
+        "operating point" + (" (tuned on validation)" if cfg.postprocess.tune else " (fixed by the config)"),
+        f"threshold {op['threshold']}, min mask {op['min_mask_px']} px at {op['at_size']}²",
+    )
     table.add_row("validation SIIM Dice at that operating point", f"{result.tuned_dice:.4f}")
     table.add_row("run directory", str(result.run_dir))
     console.print(table)

@@ -100,7 +100,14 @@ class ShuffleSampler(EpochSampler):
 class WeightedSampler(EpochSampler):
     """``num_samples`` draws with replacement, index ``i`` with probability ∝ ``weights[i]``."""
 
-    def __init__(self, weights: Sequence[float] | np.ndarray, num_samples: int | None = None, seed: int = 0, num_replicas: int = 1, rank: int = 0) -> None:
+    def __init__(
+        self,
+        weights: Sequence[float] | np.ndarray,
+        num_samples: int | None = None,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
         super().__init__(seed, num_replicas, rank)
         w = np.asarray(weights, dtype=np.float64)
         if w.ndim != 1 or w.size == 0 or (w < 0).any() or w.sum() <= 0:

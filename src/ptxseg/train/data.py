@@ -66,9 +66,7 @@ def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_se
         raise PtxsegError(path, f"fold {fold} leaves an empty training or validation set")
     areas = manifest.set_index("id")["mask_area"].reindex(train["id"]).fillna(0).astype(int)
     digest = hashlib.sha256("\n".join(f"{i},{a}" for i, a in zip(train["id"], areas, strict=True)).encode()).hexdigest()[:16]
-    return FoldSplit(
-        list(train["id"]), train["positive"].to_numpy(int), list(val["id"]), val["positive"].to_numpy(int), digest
-    )
+    return FoldSplit(list(train["id"]), train["positive"].to_numpy(int), list(val["id"]), val["positive"].to_numpy(int), digest)
 
 
 def crop_box(shape: tuple[int, int], crop: CropConfig) -> tuple[int, int, int, int]:
@@ -123,10 +121,14 @@ class SegmentationDataset(Dataset):
             self.pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
         out = self.pipeline(image=image, mask=mask)
         x = normalize(out["image"], self.cfg.data.normalize, self.cfg.data.mean, self.cfg.data.std)
-        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(np.ascontiguousarray(out["mask"], dtype=np.float32))[None]
+        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(np.ascontiguousarray(out["mask"], dtype=np.float32))[
+            None
+        ]
 
 
-def build_sampler(cfg: Config, labels: np.ndarray, share: float | list[float], seed: int, num_replicas: int, rank: int) -> EpochSampler:
+def build_sampler(
+    cfg: Config, labels: np.ndarray, share: float | list[float], seed: int, num_replicas: int, rank: int
+) -> EpochSampler:
     """The training sampler the config names (each of them rank-aware and resumable)."""
     kind = cfg.sampler.kind
     if kind == "weighted":
@@ -145,7 +147,9 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(s)
 
 
-def make_loader(dataset: Dataset, batch_size: int, sampler=None, workers: int = 0, seed: int = 0, drop_last: bool = False) -> DataLoader:
+def make_loader(
+    dataset: Dataset, batch_size: int, sampler=None, workers: int = 0, seed: int = 0, drop_last: bool = False
+) -> DataLoader:
     """A DataLoader with deterministic worker seeding and pinned memory when CUDA is present."""
     return DataLoader(
         dataset,

@@ -84,7 +84,9 @@ class StageBook:
 
 def _float_output(out: torch.Tensor | SegOutput) -> torch.Tensor | SegOutput:
     if isinstance(out, SegOutput):
-        return SegOutput(out.logits.float(), [a.float() for a in out.aux], out.aux_weights, None if out.cls is None else out.cls.float())
+        return SegOutput(
+            out.logits.float(), [a.float() for a in out.aux], out.aux_weights, None if out.cls is None else out.cls.float()
+        )
     return out.float()
 
 
@@ -192,8 +194,12 @@ class Trainer:
             order.append(idx.numpy())
             if keep_probs:
                 s = min(TUNE_SIZE, p.shape[-1])
-                small_p = F.interpolate(torch.from_numpy(p)[:, None], size=(s, s), mode="area")[:, 0].numpy() if s != p.shape[-1] else p
-                small_t = F.interpolate(torch.from_numpy(t)[:, None], size=(s, s), mode="nearest")[:, 0].numpy() if s != t.shape[-1] else t
+                small_p = (
+                    F.interpolate(torch.from_numpy(p)[:, None], size=(s, s), mode="area")[:, 0].numpy() if s != p.shape[-1] else p
+                )
+                small_t = (
+                    F.interpolate(torch.from_numpy(t)[:, None], size=(s, s), mode="nearest")[:, 0].numpy() if s != t.shape[-1] else t
+                )
                 probs.append(small_p.astype(np.float16))
                 truths.append(small_t.astype(bool))
         net.train(was_training)
@@ -266,7 +272,14 @@ class Trainer:
             self.run.write_text("config.yaml", dump_config(cfg))
             self.run.write_json("env.json", environment())
             self.run.write_json(
-                "run.json", {"dataset": str(self.dataset.resolve()), "fold": self.fold, "world_size": self.dist.world, "train_images": len(split.train_ids), "val_images": len(split.val_ids)}
+                "run.json",
+                {
+                    "dataset": str(self.dataset.resolve()),
+                    "fold": self.fold,
+                    "world_size": self.dist.world,
+                    "train_images": len(split.train_ids),
+                    "val_images": len(split.val_ids),
+                },
             )
             if self.dist.main and self.run.metrics_path.exists():
                 self.run.metrics_path.unlink()
@@ -297,7 +310,13 @@ class Trainer:
     def _run_stage(self, s_idx: int, split, init_weights: Path | None, saved: dict[str, Any] | None) -> tuple[str, Path]:
         cfg, stage, d = self.cfg, self.stages[s_idx], self.dist
         torch.manual_seed(cfg.training.seed + s_idx)
-        model = create_model(cfg.model.name, encoder=cfg.model.encoder, pretrained=cfg.model.pretrained, aux_classifier=cfg.model.aux_classifier, **cfg.model.kwargs)
+        model = create_model(
+            cfg.model.name,
+            encoder=cfg.model.encoder,
+            pretrained=cfg.model.pretrained,
+            aux_classifier=cfg.model.aux_classifier,
+            **cfg.model.kwargs,
+        )
         if init_weights is not None:
             from safetensors.torch import load_file
 
@@ -335,7 +354,10 @@ class Trainer:
         ckpt_dir = self.run.path / "checkpoints"
         best_path = ckpt_dir / f"stage{s_idx}_best.safetensors"
         stop_reason = "completed"
-        self.run.log(f"stage {s_idx}: size {stage.size}, {stage.epochs} epochs, lr {stage.lr}, {len(split.train_ids)} training / {len(split.val_ids)} validation images")
+        self.run.log(
+            f"stage {s_idx}: size {stage.size}, {stage.epochs} epochs, lr {stage.lr}, "
+            f"{len(split.train_ids)} training / {len(split.val_ids)} validation images"
+        )
 
         while book.epoch < stage.epochs and not book.done:
             epoch = book.epoch
@@ -344,7 +366,9 @@ class Trainer:
             criterion.set_epoch(epoch)
             if book.batch:
                 sampler.skip(book.batch * bs)
-            frozen = set_encoder_trainable(model, trainable_fraction(epoch, stage.freeze_encoder_epochs, stage.unfreeze)) if freezing else 0
+            frozen = (
+                set_encoder_trainable(model, trainable_fraction(epoch, stage.freeze_encoder_epochs, stage.unfreeze)) if freezing else 0
+            )
             ddp_model.train()
             freeze_batchnorm_of_frozen(model)
             loader = make_loader(train_ds, bs, sampler, cfg.data.workers, seed=cfg.training.seed * 1000 + epoch, drop_last=False)
@@ -409,7 +433,13 @@ class Trainer:
                 "frozen_blocks": frozen,
                 "partial": budget_hit,
             }
-            meta = self._meta(stage, op, {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss")} | {"epoch": epoch, "stage": s_idx}, split.fingerprint)
+            meta = self._meta(
+                stage,
+                op,
+                {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss")}
+                | {"epoch": epoch, "stage": s_idx},
+                split.fingerprint,
+            )
             if metrics["val_dice"] > book.best:
                 book.best, book.best_epoch = metrics["val_dice"], epoch
                 if d.main:
@@ -465,7 +495,11 @@ class Trainer:
         model, meta = load_model(best_weights, self.dist.device)
         stage = self.stages[min(meta["metrics"]["stage"], len(self.stages) - 1)]
         val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, self.cfg, stage.size, train=False))
-        loader = make_loader(torch.utils.data.Subset(val_ds, list(range(self.dist.rank, len(val_ds), self.dist.world))), self.cfg.training.val_batch_size, workers=self.cfg.data.workers)
+        loader = make_loader(
+            torch.utils.data.Subset(val_ds, list(range(self.dist.rank, len(val_ds), self.dist.world))),
+            self.cfg.training.val_batch_size,
+            workers=self.cfg.data.workers,
+        )
         op = self._op()
         metrics, probs, truths = self.validate(model, loader, op, keep_probs=True)
         tuned_dice = metrics["val_dice"]
@@ -478,7 +512,9 @@ class Trainer:
         if self.dist.main:
             save_weights(self.run.path / "best.safetensors", model, {k: v for k, v in meta.items() if k != "format"})
             self.run.plot_curves()
-            self.run.log(f"done ({stop_reason}): best val Dice {meta['metrics']['val_dice']:.4f}, tuned {tuned_dice:.4f} at {op.to_dict()}")
+            self.run.log(
+                f"done ({stop_reason}): best val Dice {meta['metrics']['val_dice']:.4f}, tuned {tuned_dice:.4f} at {op.to_dict()}"
+            )
             for t in self.trackers:
                 t.log_artifacts(self.run.path)
         D.barrier(self.dist)

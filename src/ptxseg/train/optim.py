@@ -19,7 +19,9 @@ from ptxseg.config import OptimizerConfig, SchedulerConfig
 _OPTIMIZERS = {
     "adam": lambda params, c, lr: torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay),
     "adamw": lambda params, c, lr: torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay),
-    "sgd": lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.momentum > 0),
+    "sgd": lambda params, c, lr: torch.optim.SGD(
+        params, lr=lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.momentum > 0
+    ),
 }
 
 
@@ -45,7 +47,9 @@ class Schedule:
         elif name == "cyclic":
             self.sched = CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.min_lr)
         elif name == "onecycle":
-            self.sched = OneCycleLR(optimizer, max_lr=self.base_lrs, total_steps=epochs * self.steps_per_epoch, pct_start=cfg.pct_start)
+            self.sched = OneCycleLR(
+                optimizer, max_lr=self.base_lrs, total_steps=epochs * self.steps_per_epoch, pct_start=cfg.pct_start
+            )
         else:
             self.sched = None
         self.cycle_ends = self._cycle_ends(epochs) if name == "cyclic" else set()
