@@ -3,7 +3,8 @@
 A config is a YAML mapping with the sections below; every field has a
 default, so ``{}`` is a valid config (the CPU default). A file may start from
 another with ``base: NAME`` (a shipped config name or a path); its own values
-are merged over the base's, mapping by mapping.
+are merged over the base's, mapping by mapping (lists and the ``loss`` spec are
+replaced whole).
 
 Shipped configs live in ``ptxseg/configs/`` (the repository's ``configs/``
 links there); :func:`load_config` accepts their names. A wrong value is one
@@ -160,6 +161,10 @@ class OperatingPointConfig(_Section):
     min_component_px: int = Field(0, ge=0, description="Connected components smaller than this are removed (8-connectivity).")
     min_mask_px: int = Field(0, ge=0, description="A mask with fewer pixels than this is emptied.")
     at_size: int = Field(1024, ge=32, description="Pixel counts above refer to an at_size × at_size image; they scale with area.")
+    top_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Triplet rule: empty the mask unless top_min_px pixels exceed this (threshold is then the bottom one)."
+    )
+    top_min_px: int = Field(0, ge=0, description="Triplet rule: pixels that must exceed top_threshold.")
     tune: bool = Field(True, description="Grid-search threshold × min_mask_px on the validation fold after training.")
 
 
@@ -242,10 +247,10 @@ class Config(_Section):
     @field_validator("loss")
     @classmethod
     def _loss_builds(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
-        from ptxseg.losses import build_loss
+        from ptxseg.losses import build_loss, resolve_auto_pos_weight
 
         try:
-            build_loss(v)
+            build_loss(resolve_auto_pos_weight(v, 1.0))  # "auto" is computed from the training masks when training starts
         except PtxsegError as exc:
             raise ValueError(exc.reason) from None
         return v
@@ -264,12 +269,12 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _stages_valid(self) -> Config:
-        from ptxseg.losses import build_loss
+        from ptxseg.losses import build_loss, resolve_auto_pos_weight
 
         for k, stage in enumerate(self.stages):
             if stage.loss is not None:
                 try:
-                    build_loss(stage.loss)
+                    build_loss(resolve_auto_pos_weight(stage.loss, 1.0))
                 except PtxsegError as exc:
                     raise ValueError(f"stages.{k}.loss: {exc.reason}") from None
         return self
@@ -318,10 +323,15 @@ def config_path(name_or_path: str | PathLike[str]) -> Path:
     return shipped
 
 
+#: values a derived config replaces whole instead of merging key by key (a loss is one spec, not a section)
+_REPLACED = {"loss", "kwargs"}
+
+
 def _deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        mergeable = isinstance(v, dict) and isinstance(out.get(k), dict) and k not in _REPLACED
+        out[k] = _deep_merge(out[k], v) if mergeable else copy.deepcopy(v)
     return out
 
 

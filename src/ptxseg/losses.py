@@ -73,6 +73,24 @@ def auto_pos_weight(masks: Sequence[np.ndarray] | np.ndarray) -> float:
     return (total - pos) / pos
 
 
+def has_auto_pos_weight(spec: Any) -> bool:
+    """Whether a loss spec (at any depth) asks for ``pos_weight: auto``."""
+    if isinstance(spec, dict):
+        return spec.get("pos_weight") == "auto" or any(has_auto_pos_weight(v) for v in spec.values())
+    if isinstance(spec, list | tuple):
+        return any(has_auto_pos_weight(v) for v in spec)
+    return False
+
+
+def resolve_auto_pos_weight(spec: Any, value: float) -> Any:
+    """A copy of a loss spec with every ``pos_weight: auto`` replaced by ``value``."""
+    if isinstance(spec, dict):
+        return {k: (value if k == "pos_weight" and v == "auto" else resolve_auto_pos_weight(v, value)) for k, v in spec.items()}
+    if isinstance(spec, list | tuple):
+        return [resolve_auto_pos_weight(v, value) for v in spec]
+    return spec
+
+
 @register_loss("bce")
 @register_loss("wbce")
 class WeightedBCELoss(nn.Module):

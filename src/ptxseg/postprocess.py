@@ -2,7 +2,10 @@
 
 An operating point is a probability threshold, a minimum connected-component
 size and a minimum total mask size (below which the mask is emptied, the rule
-that decides "no pneumothorax" on most SIIM negatives). Pixel counts are given
+that decides "no pneumothorax" on most SIIM negatives), optionally with the
+"triplet" rule of the SIIM 1st-place solution: the mask is emptied unless at
+least ``top_min_px`` pixels exceed ``top_threshold``; otherwise the pixels
+above ``threshold`` (the bottom threshold) are kept. Pixel counts are given
 for an ``at_size × at_size`` image and scale with the image area, so one
 operating point serves 256² and 1024² predictions.
 """
@@ -26,6 +29,8 @@ class OperatingPoint:
     min_component_px: int = 0
     min_mask_px: int = 0
     at_size: int = 1024
+    top_threshold: float | None = None
+    top_min_px: int = 0
 
     def scaled(self, px: int, shape: tuple[int, int]) -> float:
         """``px`` (at ``at_size``²) in pixels of an image of ``shape``."""
@@ -53,6 +58,9 @@ def apply_operating_point(prob: np.ndarray, op: OperatingPoint) -> np.ndarray:
     out = probs > op.threshold
     hw = probs.shape[-2:]
     min_comp, min_mask = op.scaled(op.min_component_px, hw), op.scaled(op.min_mask_px, hw)
+    if op.top_threshold is not None:
+        confident = (probs > op.top_threshold).reshape(len(probs), -1).sum(1)
+        out[confident < op.scaled(op.top_min_px, hw)] = False
     for i in range(len(out)):
         out[i] = remove_small_components(out[i], min_comp)
         if min_mask > 0 and np.count_nonzero(out[i]) < min_mask:

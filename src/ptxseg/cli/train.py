@@ -25,9 +25,9 @@ def config_list() -> int:
     from ptxseg.config import list_configs, load_config
 
     table = Table(title="shipped configs (ptxseg config show NAME)")
-    table.add_column("name")
-    table.add_column("model")
-    table.add_column("size", justify="right")
+    table.add_column("name", no_wrap=True)
+    table.add_column("model", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
     table.add_column("reference")
     for name in list_configs():
         cfg = load_config(name)

@@ -41,6 +41,14 @@ class FoldSplit:
     val_ids: list[str]
     val_labels: np.ndarray
     fingerprint: str
+    train_mask_px: int = 0  # foreground pixels of the training masks (stored size)
+    train_total_px: int = 0  # all pixels of the training images (stored size)
+
+    def auto_pos_weight(self) -> float:
+        """``N_neg / N_pos`` pixels over the training masks (``pos_weight: auto``)."""
+        if self.train_mask_px <= 0:
+            raise PtxsegError("loss.pos_weight", "auto needs at least one positive pixel in the training masks")
+        return (self.train_total_px - self.train_mask_px) / self.train_mask_px
 
 
 def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_seed: int = 42, create: bool = True) -> FoldSplit:
@@ -66,7 +74,16 @@ def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_se
         raise PtxsegError(path, f"fold {fold} leaves an empty training or validation set")
     areas = manifest.set_index("id")["mask_area"].reindex(train["id"]).fillna(0).astype(int)
     digest = hashlib.sha256("\n".join(f"{i},{a}" for i, a in zip(train["id"], areas, strict=True)).encode()).hexdigest()[:16]
-    return FoldSplit(list(train["id"]), train["positive"].to_numpy(int), list(val["id"]), val["positive"].to_numpy(int), digest)
+    first = read_image(dataset / "images" / f"{train['id'].iloc[0]}.png")  # canonical images share one stored size
+    return FoldSplit(
+        list(train["id"]),
+        train["positive"].to_numpy(int),
+        list(val["id"]),
+        val["positive"].to_numpy(int),
+        digest,
+        int(areas.sum()),
+        first.size * len(train),
+    )
 
 
 def crop_box(shape: tuple[int, int], crop: CropConfig) -> tuple[int, int, int, int]:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from ptxseg.checkpoint import load_state, save_state, save_weights, unwrap
 from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.errors import PtxsegError
-from ptxseg.losses import SegmentationLoss
+from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
 from ptxseg.metrics import dice_per_image
 from ptxseg.models import SegOutput, create_model
 from ptxseg.postprocess import OperatingPoint, apply_operating_point, tune_threshold_min_mask
@@ -166,7 +166,7 @@ class Trainer:
 
     def _op(self) -> OperatingPoint:
         p = self.cfg.postprocess
-        return OperatingPoint(p.threshold, p.min_component_px, p.min_mask_px, p.at_size)
+        return OperatingPoint(p.threshold, p.min_component_px, p.min_mask_px, p.at_size, p.top_threshold, p.top_min_px)
 
     # ------------------------------------------------------------------ validation
 
@@ -336,7 +336,11 @@ class Trainer:
         optimizer = build_optimizer(model.parameters(), cfg.optimizer, stage.lr)
         schedule = Schedule(optimizer, stage.scheduler, stage.epochs, steps_per_epoch)
         scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.training.amp == "fp16")
-        criterion = SegmentationLoss(stage.loss, cfg.cls_weight)
+        loss_spec = stage.loss
+        if has_auto_pos_weight(loss_spec):
+            loss_spec = resolve_auto_pos_weight(loss_spec, split.auto_pos_weight())
+            self.run.log(f"pos_weight auto = {split.auto_pos_weight():.2f} (N_neg/N_pos pixels of the training masks)")
+        criterion = SegmentationLoss(loss_spec, cfg.cls_weight)
         book = StageBook()
         if saved is not None:
             book = StageBook(**saved["book"])

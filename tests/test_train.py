@@ -1,0 +1,248 @@
+"""The training engine on phantoms: every shipped recipe, stages, freezing, budget, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ptxseg.checkpoint import load_model, load_state, read_meta, save_state, save_weights
+from ptxseg.config import list_configs, load_config, read_raw
+from ptxseg.data.manifest import read_manifest
+from ptxseg.errors import PtxsegError
+from ptxseg.io.images import read_mask
+from ptxseg.losses import auto_pos_weight
+from ptxseg.models import create_model
+from ptxseg.synth.dataset import synth_dataset
+from ptxseg.train.data import SegmentationDataset, crop_box, fold_split, make_loader
+from ptxseg.train.engine import train
+from ptxseg.train.freeze import encoder_blocks, encoder_of, set_encoder_trainable, trainable_fraction
+from ptxseg.train.tracking import MlflowTracker
+
+TINY = ["data.size=64", "training.batch_size=2", "training.val_batch_size=4", "data.workers=0", "model.pretrained=null"]
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    """24 phantoms at 64² (canonical layout), no folds.csv yet."""
+    root = tmp_path_factory.mktemp("phantoms") / "ds"
+    synth_dataset(root, 24, size=64, seed=3, positive_fraction=0.4)
+    return root
+
+
+def _tiny(name: str, extra: list[str] = ()) -> list[str]:
+    raw = read_raw(name)
+    sets = list(TINY)
+    for k, _ in enumerate(raw.get("stages", [])):
+        sets += [f"stages.{k}.size=64", f"stages.{k}.epochs=1", f"stages.{k}.batch_size=2"]
+    return sets + ["training.epochs=1", *extra]
+
+
+@pytest.mark.parametrize("name", list_configs())
+def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
+    cfg = load_config(name, _tiny(name))
+    result = train(cfg, phantoms, tmp_path / "run", minutes=0, quiet=True)  # budget spent: stop after the first step
+    assert result.stop_reason == "budget" and result.epochs_run == 1
+    record = result.history[0]
+    assert record["partial"] and record["val_images"] > 0 and 0 <= record["val_dice"] <= 1 and np.isfinite(record["train_loss"])
+    model, meta = load_model(tmp_path / "run")
+    assert meta["model"]["name"] == cfg.model.name and meta["input"]["size"] == 64 and meta["recipe"] == name
+    assert set(meta["operating_point"]) >= {"threshold", "min_mask_px", "at_size"}
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
+
+
+def test_run_directory_contents(phantoms, tmp_path):
+    cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=2"])
+    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "env.json", "run.json", "metrics.jsonl", "train.log", "curves.png", "best.safetensors", "best.json"):
+        assert (run / name).is_file(), name
+    assert load_config(run / "config.yaml").model.encoder == "resnet18"  # the resolved config reloads
+    env = json.loads((run / "env.json").read_text())
+    assert env["torch"] == torch.__version__ and "commit" in env["git"]
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [0, 1] and result.stop_reason == "completed"
+    meta = read_meta(run / "best.safetensors")
+    assert meta["training_data"]["fingerprint"] == fold_split(phantoms, 0).fingerprint
+    assert meta["metrics"]["val_dice"] == max(r["val_dice"] for r in lines)
+    assert (phantoms / "folds.csv").is_file()  # created on the fly
+    assert "stage 0: size 64" in (run / "train.log").read_text()
+
+
+def test_progressive_stages_start_from_previous_best(phantoms, tmp_path):
+    raw_sets = [
+        *TINY,
+        "model.encoder=resnet18",
+        "stages=[{size: 64, epochs: 1, unfreeze: [[0, 0.0]]}, {size: 96, epochs: 1, unfreeze: [[0, 0.5]]}]",
+    ]
+    cfg = load_config("default", raw_sets)
+    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    sizes = [(r["stage"], r["size"]) for r in result.history]
+    assert sizes == [(0, 64), (1, 96)]
+    n_blocks = len(encoder_blocks(encoder_of(create_model("unet", encoder="resnet18"))))
+    assert result.history[0]["frozen_blocks"] == n_blocks and result.history[1]["frozen_blocks"] == n_blocks // 2
+    assert read_meta(tmp_path / "run" / "best.safetensors")["input"]["size"] == 96
+    # stage 0 kept the whole encoder frozen: its weights are the seeded initialisation
+    torch.manual_seed(cfg.training.seed)
+    init = create_model("unet", encoder="resnet18").state_dict()
+    stage0 = load_file(str(tmp_path / "run" / "checkpoints" / "stage0_best.safetensors"))
+    enc = [k for k in init if k.startswith("net.model.encoder.")]
+    assert enc and all(torch.equal(init[k], stage0[k]) for k in enc)
+    dec = [k for k in init if k.startswith("net.model.decoder.") and k.endswith("weight")]
+    assert any(not torch.equal(init[k], stage0[k]) for k in dec)
+    # stage 1 started from stage 0's best: its shallow frozen half is unchanged from stage 0
+    final = load_file(str(tmp_path / "run" / "best.safetensors"))
+    conv1 = "net.model.encoder.conv1.weight"
+    assert torch.equal(final[conv1], stage0[conv1])
+    assert not torch.equal(final["net.model.encoder.layer4.1.conv2.weight"], stage0["net.model.encoder.layer4.1.conv2.weight"])
+
+
+def test_freezing_helpers():
+    model = create_model("unet", encoder="resnet18")
+    blocks = encoder_blocks(encoder_of(model))
+    assert blocks[0] is model.net.model.encoder.conv1 and blocks[-1] is model.net.model.encoder.layer4[1]
+    frozen = set_encoder_trainable(model, 0.25)
+    trainable = [all(p.requires_grad for p in b.parameters()) for b in blocks]
+    assert frozen == len(blocks) - sum(trainable) and trainable[-1] and not trainable[0]
+    assert trainable == sorted(trainable)  # the deepest blocks unfreeze first
+    assert all(p.requires_grad for p in model.net.model.decoder.parameters())
+    assert [trainable_fraction(e, 0, [(0, 0.0), (2, 0.5), (4, 1.0)]) for e in range(6)] == [0, 0, 0.5, 0.5, 1, 1]
+    assert [trainable_fraction(e, 2) for e in range(4)] == [0, 0, 1, 1]
+    with pytest.raises(PtxsegError, match="no separable encoder"):
+        encoder_of(torch.nn.Conv2d(1, 1, 3))
+
+
+def test_budget_early_stopping_topk_snapshots(phantoms, tmp_path):
+    cfg = load_config(
+        "default",
+        [
+            *TINY,
+            "model.encoder=resnet18",
+            "training.epochs=6",
+            "scheduler={name: cyclic, t_0: 1}",
+            "training.snapshots=true",
+            "training.top_k=2",
+            "training.early_stopping={patience: 2, min_delta: 0.5}",  # no later epoch beats the first by 0.5
+        ],
+    )
+    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    assert result.stop_reason == "early_stopping" and result.epochs_run == 3
+    ck = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.safetensors"))
+    assert sum("snapshot" in n for n in ck) == 3  # one per one-epoch cycle
+    assert sum("_top_" in n for n in ck) == 2
+
+
+def test_amp_bf16_channels_last_accumulation_clip(phantoms, tmp_path):
+    sets = [*TINY, "model.encoder=resnet18", "training.amp=bf16", "training.channels_last=true", "training.accum_steps=2"]
+    cfg = load_config("default", [*sets, "training.clip_grad=0.5", "training.epochs=1", "scheduler={name: onecycle}"])
+    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    assert result.epochs_run == 1 and np.isfinite(result.history[0]["train_loss"])
+    with pytest.raises(PtxsegError, match="fp16 needs a CUDA device"):
+        train(load_config("default", [*TINY, "training.amp=fp16"]), phantoms, tmp_path / "run2", quiet=True)
+
+
+def test_fold_split_excludes_test_and_checks_fold(phantoms, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(phantoms, ds)
+    (ds / "folds.csv").unlink(missing_ok=True)
+    manifest = read_manifest(ds)
+    test_ids = set(manifest["id"].iloc[:4])
+    manifest.loc[manifest["id"].isin(test_ids), "split"] = "test"
+    manifest.to_csv(ds / "manifest.csv", index=False)
+    split = fold_split(ds, 1, folds=4)
+    assert (ds / "folds.csv").is_file()
+    assert not test_ids & (set(split.train_ids) | set(split.val_ids))
+    assert len(split.train_ids) + len(split.val_ids) == 20 and not set(split.train_ids) & set(split.val_ids)
+    masks = [read_mask(ds / "masks" / f"{i}.png") for i in split.train_ids]
+    assert split.auto_pos_weight() == pytest.approx(auto_pos_weight(masks))
+    with pytest.raises(PtxsegError, match="--fold: must be in 0..3"):
+        fold_split(ds, 4)
+
+
+def test_dataset_augmentation_is_per_sample_deterministic(phantoms):
+    cfg = load_config("pdeseray_512_tversky_focal", ["data.size=64"])
+    ids = fold_split(phantoms, 0).train_ids[:6]
+    ds = SegmentationDataset(phantoms, ids, cfg, 64, train=True, seed=5)
+    ds.set_epoch(2)
+    a = [ds[i][0] for i in range(6)]
+    loaded = [x for batch, _ in make_loader(ds, 3, workers=2) for x in batch]  # other processes, other order of calls
+    assert all(torch.equal(x, y) for x, y in zip(a, loaded, strict=True))
+    ds.set_epoch(3)
+    assert not all(torch.equal(x, ds[i][0]) for i, x in enumerate(a))
+    val = SegmentationDataset(phantoms, ids, cfg, 64, train=False)
+    x, y = val[0]
+    assert x.shape == (1, 64, 64) and y.dtype == torch.float32 and set(y.unique().tolist()) <= {0.0, 1.0}
+    assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(1.0)  # min-max then (x - 0.5) / 0.5
+
+
+def test_lung_crop_box():
+    cfg = load_config("uefficientnet_b4_256")
+    assert crop_box((1024, 1024), cfg.data.crop) == (82 - 20, 799 + 20, 102 - 20, 870 + 20)
+    assert crop_box((256, 256), cfg.data.crop) == (20 - 5, 200 + 5, 26 - 5, 218 + 5)
+
+
+def test_checkpoint_files(tmp_path):
+    model = create_model("unet", encoder="resnet18")
+    meta = {"model": {"name": "unet", "encoder": "resnet18"}, "input": {"size": 64}}
+    path = save_weights(tmp_path / "m", model, meta)
+    loaded, m = load_model(path)
+    assert m["input"]["size"] == 64
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
+    (tmp_path / "m.pt").write_bytes(b"pickle")
+    with pytest.raises(PtxsegError, match="pickled checkpoints are not loaded"):
+        load_model(tmp_path / "m.pt")
+    (tmp_path / "m.json").write_text(json.dumps({"format": "ptxseg-checkpoint/1", "model": {"name": "unet", "encoder": "resnet34"}}))
+    with pytest.raises(PtxsegError, match="weights do not fit unet/resnet34"):
+        load_model(path)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.rand(1, 1, 64, 64)).mean().backward()
+    opt.step()
+    save_state(tmp_path / "state", {"opt": opt.state_dict(), "rng": torch.get_rng_state(), "misc": (1, None, float("inf"))})
+    back = load_state(tmp_path / "state")
+    assert back["misc"] == (1, None, float("inf")) and torch.equal(back["rng"], torch.get_rng_state())
+    assert torch.equal(back["opt"]["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert len(list((tmp_path / "state").glob("state-*.safetensors"))) == 1
+
+
+def test_mlflow_tracking(phantoms, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(PtxsegError, match="mlflow is not installed"):
+        MlflowTracker()
+    calls: list[tuple] = []
+    fake = types.SimpleNamespace(
+        **{
+            n: (lambda n: lambda *a, **k: calls.append((n, a, k)))(n)
+            for n in ("set_tracking_uri", "set_experiment", "start_run", "log_params", "log_metrics", "log_artifact", "end_run")
+        }
+    )
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=1"])
+    train(cfg, phantoms, tmp_path / "run", quiet=True, trackers=[MlflowTracker()])
+    names = [c[0] for c in calls]
+    assert names[:3] == ["set_tracking_uri", "set_experiment", "start_run"] and names[-1] == "end_run"
+    params = next(c[1][0] for c in calls if c[0] == "log_params")
+    assert params["model.encoder"] == "resnet18"
+    metrics = next(c[1][0] for c in calls if c[0] == "log_metrics")
+    assert "val_dice" in metrics and "train_loss" in metrics
+    assert any(c[0] == "log_artifact" and c[1][0].endswith("best.json") for c in calls)
+
+
+def test_positive_share_needs_positives(phantoms, tmp_path):
+    ds = tmp_path / "neg"
+    shutil.copytree(phantoms, ds)
+    folds = pd.read_csv(ds / "folds.csv") if (ds / "folds.csv").exists() else None
+    manifest = read_manifest(ds)
+    manifest["positive"] = 0
+    manifest.to_csv(ds / "manifest.csv", index=False)
+    if folds is not None:
+        (ds / "folds.csv").unlink()
+    with pytest.raises(PtxsegError, match="positive_share needs positive training images"):
+        train(load_config("default", TINY), ds, tmp_path / "run", quiet=True)
