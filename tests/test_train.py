@@ -217,12 +217,12 @@ def test_mlflow_tracking(phantoms, tmp_path, monkeypatch):
     with pytest.raises(PtxsegError, match="mlflow is not installed"):
         MlflowTracker()
     calls: list[tuple] = []
-    fake = types.SimpleNamespace(
-        **{
-            n: (lambda n: lambda *a, **k: calls.append((n, a, k)))(n)
-            for n in ("set_tracking_uri", "set_experiment", "start_run", "log_params", "log_metrics", "log_artifact", "end_run")
-        }
-    )
+
+    def recorder(name: str):
+        return lambda *a, **k: calls.append((name, a, k))
+
+    names = ("set_tracking_uri", "set_experiment", "start_run", "log_params", "log_metrics", "log_artifact", "end_run")
+    fake = types.SimpleNamespace(**{n: recorder(n) for n in names})
     monkeypatch.setitem(sys.modules, "mlflow", fake)
     cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=1"])
     train(cfg, phantoms, tmp_path / "run", quiet=True, trackers=[MlflowTracker()])

@@ -162,7 +162,10 @@ class OperatingPointConfig(_Section):
     min_mask_px: int = Field(0, ge=0, description="A mask with fewer pixels than this is emptied.")
     at_size: int = Field(1024, ge=32, description="Pixel counts above refer to an at_size × at_size image; they scale with area.")
     top_threshold: float | None = Field(
-        None, gt=0, lt=1, description="Triplet rule: empty the mask unless top_min_px pixels exceed this (threshold is then the bottom one)."
+        None,
+        gt=0,
+        lt=1,
+        description="Triplet rule: empty the mask unless top_min_px pixels exceed this (threshold is the bottom one).",
     )
     top_min_px: int = Field(0, ge=0, description="Triplet rule: pixels that must exceed top_threshold.")
     tune: bool = Field(True, description="Grid-search threshold × min_mask_px on the validation fold after training.")

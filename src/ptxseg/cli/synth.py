@@ -30,7 +30,7 @@ def print_synth_summary(rows: list[dict], out: Path, layout: str) -> None:
         ratios = np.array([max(r["ratio_right"], r["ratio_left"]) for r in pos])
         table.add_row("mask area px (min / median / max)", f"{areas.min()} / {int(np.median(areas))} / {areas.max()}")
         table.add_row("ratio % of lung (median / max)", f"{np.median(ratios):.1f} / {ratios.max():.1f}")
-    table.add_row("patients", str(len({r['PatientID'] for r in rows})))
+    table.add_row("patients", str(len({r["PatientID"] for r in rows})))
     console.print(table)
 
 

@@ -126,9 +126,7 @@ def _mark_duplicates(items: list[Item]) -> list[Item]:
     return items
 
 
-def kaggle_items(
-    src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_shape: tuple[int, int] = SIIM_SHAPE
-) -> list[Item]:
+def kaggle_items(src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_shape: tuple[int, int] = SIIM_SHAPE) -> list[Item]:
     """Items of a Kaggle-layout tree: DICOM files joined with RLE annotations by ImageId.
 
     ``rle_shape`` is the (rows, cols) grid the RLE strings are written on: the

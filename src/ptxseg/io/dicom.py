@@ -42,6 +42,7 @@ SECONDARY_MODALITIES = frozenset({"OT", "SC"})
 LATERAL_VIEWS = frozenset({"LL", "RL", "LAT", "LATERAL", "LLAT", "RLAT"})
 _CHEST_WORDS = ("CHEST", "THORA", "LUNG", "PULM", "TORSO", "RIB")
 
+
 @dataclass
 class DicomMetadata:
     """Identifiers and acquisition facts of one radiograph.
@@ -165,9 +166,7 @@ def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMeta
     photometric = (meta.PhotometricInterpretation or "").upper()
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise _refuse(
-            path, f"colour image ({photometric or 'unknown'}, {samples} samples/pixel); expected grayscale", "colour"
-        )
+        raise _refuse(path, f"colour image ({photometric or 'unknown'}, {samples} samples/pixel); expected grayscale", "colour")
     modality = meta.Modality
     if modality is None:
         meta.warnings.append("no_modality")
@@ -288,7 +287,6 @@ def write_dicom(
     ``image`` is display-oriented. Used by the synthetic data generators and
     tests to build SIIM-shaped datasets.
     """
-
 
     if image.ndim != 2 or image.dtype not in (np.uint8, np.uint16):
         raise PtxsegError(path, f"write_dicom needs a 2-D uint8/uint16 array, got {image.dtype} {image.shape}")

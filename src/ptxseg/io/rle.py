@@ -117,9 +117,7 @@ def runs_to_mask(starts: np.ndarray, lengths: np.ndarray, shape: tuple[int, int]
     return mask
 
 
-def rle_decode(
-    rle: str, shape: tuple[int, int] = SIIM_SHAPE, fmt: RleFormat = "relative", image_id: str = "RLE"
-) -> np.ndarray:
+def rle_decode(rle: str, shape: tuple[int, int] = SIIM_SHAPE, fmt: RleFormat = "relative", image_id: str = "RLE") -> np.ndarray:
     """Decode an RLE string into a ``uint8`` mask of shape ``shape`` (rows, cols), values 0/1.
 
     ``-1`` (with or without surrounding spaces) and ``""`` give an all-zero mask.
@@ -208,9 +206,7 @@ def detect_rle_format(rles: list[str], shape: tuple[int, int] = SIIM_SHAPE, wher
     if rel_bad == 0 and abs_bad == 0:
         if rel_ok == 0:
             return "relative"  # no runs at all: both formats give the same empty masks
-        raise PtxsegError(
-            where, "cannot tell the RLE format (every row reads both ways); pass the format explicitly", code="rle"
-        )
+        raise PtxsegError(where, "cannot tell the RLE format (every row reads both ways); pass the format explicitly", code="rle")
     # Both have failures: pick the one most rows fit; decoding then names the bad rows.
     return "relative" if rel_bad <= abs_bad else "absolute"
 
@@ -235,9 +231,7 @@ def _read_rows(path: Path) -> list[tuple[str, str]]:
             try:
                 i_id, i_rle = names.index("imageid"), names.index("encodedpixels")
             except ValueError:
-                raise PtxsegError(
-                    path, f"not an RLE CSV: header {header!r} lacks ImageId and EncodedPixels", code="rle_csv"
-                ) from None
+                raise PtxsegError(path, f"not an RLE CSV: header {header!r} lacks ImageId and EncodedPixels", code="rle_csv") from None
             rows = []
             for lineno, row in enumerate(reader, start=2):
                 if not row:
@@ -318,9 +312,7 @@ def read_rle_csv(
     parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for image_id, rle in rows:
         parts.setdefault(image_id, []).append(rle_to_runs(rle, shape, fmt, image_id=f"{path}: {image_id}"))
-    runs = {
-        k: _Runs(np.concatenate([s for s, _ in v]), np.concatenate([n for _, n in v])) for k, v in parts.items()
-    }
+    runs = {k: _Runs(np.concatenate([s for s, _ in v]), np.concatenate([n for _, n in v])) for k, v in parts.items()}
     return RleMasks(runs, shape, fmt, str(path))
 
 

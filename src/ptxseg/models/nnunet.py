@@ -74,9 +74,7 @@ class NNUNetDS(nn.Module):
 
 
 @register_model("nnunet_ds", takes_encoder=False, default_encoder=None, description="nnU-Net-style plain U-Net with deep supervision")
-def nnunet_ds(
-    encoder=None, in_channels: int = 1, classes: int = 1, aux_classifier: bool = False, imagenet: bool = False
-) -> NNUNetDS:
+def nnunet_ds(encoder=None, in_channels: int = 1, classes: int = 1, aux_classifier: bool = False, imagenet: bool = False) -> NNUNetDS:
     if imagenet:
         raise PtxsegError("pretrained", "nnunet_ds has no ImageNet weights (nnU-Net trains from scratch)")
     return NNUNetDS(in_channels, classes, aux_classifier)

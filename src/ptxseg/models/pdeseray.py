@@ -87,7 +87,5 @@ class PDeSeRay(nn.Module):
 @register_model(
     "pdeseray", takes_encoder=False, default_encoder=None, description="P-DeSeRay: ConvNeXt-T patchify encoder + U-Net decoder"
 )
-def pdeseray(
-    encoder=None, in_channels: int = 1, classes: int = 1, aux_classifier: bool = False, imagenet: bool = False
-) -> PDeSeRay:
+def pdeseray(encoder=None, in_channels: int = 1, classes: int = 1, aux_classifier: bool = False, imagenet: bool = False) -> PDeSeRay:
     return PDeSeRay(in_channels=in_channels, classes=classes, imagenet=imagenet, aux_classifier=aux_classifier)

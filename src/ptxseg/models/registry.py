@@ -101,9 +101,7 @@ class SegmentationModel(nn.Module):
             raise PtxsegError("input", f"expected a B×C×H×W tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         if h % self.multiple or w % self.multiple:
-            raise PtxsegError(
-                "input", f"{self.name} needs height and width that are multiples of {self.multiple}, got {h}×{w}"
-            )
+            raise PtxsegError("input", f"{self.name} needs height and width that are multiples of {self.multiple}, got {h}×{w}")
         out = self.net(x)
         if isinstance(out, SegOutput) and not self.training:
             return out.logits

@@ -32,9 +32,7 @@ def _shrunk(lung: np.ndarray, centre: tuple[float, float], factor: float) -> np.
     return cv2.warpAffine(lung, m, lung.shape[::-1], flags=cv2.INTER_NEAREST)
 
 
-def procedural_region(
-    lung: np.ndarray, hilum_px: tuple[float, float], target_area: float, rng: np.random.Generator
-) -> np.ndarray:
+def procedural_region(lung: np.ndarray, hilum_px: tuple[float, float], target_area: float, rng: np.random.Generator) -> np.ndarray:
     """A collapse of ``lung`` toward ``hilum_px`` whose free-air region has about ``target_area`` pixels.
 
     The region is limited to a sector seen from the hilum, centred on the apex
@@ -56,6 +54,7 @@ def procedural_region(
     diff = np.abs(np.arctan2(np.sin(angle - centre), np.cos(angle - centre)))
     # the sector, and only the lateral side of the hilum (air rarely tracks along the mediastinum)
     sector = (diff <= half_width) & ((xx - hx) * toward_lateral > -0.02 * size)
+
     def collapse(factor: float) -> np.ndarray:
         return (lung.astype(bool) & ~_shrunk(lung, (hx, hy), factor).astype(bool) & sector).astype(np.uint8)
 
