@@ -132,14 +132,15 @@ def train_command(
                 highlight=False,
             )
 
-    err_console.print(f"ptxseg train {cfg.name} on {data} (fold {fold}) → {out}", highlight=False)
+    if int(os.environ.get("RANK", "0")) == 0:
+        err_console.print(f"ptxseg train {cfg.name} on {data} (fold {fold}) → {out}", highlight=False)
     try:
         result = train(
             cfg, data, out, fold=fold, minutes=minutes, resume=resume is not None, quiet=quiet, trackers=trackers, on_epoch=on_epoch
         )
     except TrainingInterrupted as exc:
         err_console.print(f"ptxseg: interrupted ({exc}); continue with: ptxseg train --resume {out}", highlight=False)
-        return 143
+        raise typer.Exit(143) from None
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     table = Table(

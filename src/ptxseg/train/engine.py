@@ -254,7 +254,8 @@ class Trainer:
 
     def run_all(self) -> TrainResult:
         cfg = self.cfg
-        split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed, create=self.dist.main)
+        if self.dist.main:  # rank 0 creates folds.csv when missing; the others read it after
+            split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed)
         D.barrier(self.dist)
         if not self.dist.main:
             split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed, create=False)
