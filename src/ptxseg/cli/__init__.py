@@ -26,6 +26,7 @@ from ptxseg.cli import data as _data  # noqa: E402,F401
 from ptxseg.cli import demo as _demo  # noqa: E402,F401
 from ptxseg.cli import info as _info  # noqa: E402,F401
 from ptxseg.cli import models as _models  # noqa: E402,F401
+from ptxseg.cli import pretrain as _pretrain  # noqa: E402,F401
 from ptxseg.cli import synth as _synth  # noqa: E402,F401
 from ptxseg.cli import train as _train  # noqa: E402,F401
 

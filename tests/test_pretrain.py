@@ -1,0 +1,48 @@
+"""Autoencoder pretraining on the real unlabelled SIIM DICOMs; its encoder initialises segmentation models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ptxseg.cli import main
+from ptxseg.errors import PtxsegError
+from ptxseg.models import create_model
+from ptxseg.pretrain import ConvAutoencoder, find_images, pretrain
+
+from .conftest import shared_path
+
+
+def test_pretrain_on_real_dicoms_initialises_unet_and_ptxsegnet(tmp_path):
+    folder = shared_path("siim", "unlabeled_dicom")
+    files = find_images([folder])[:24]
+    assert len(files) == 24
+    (tmp_path / "junk.dcm").write_bytes(b"not a dicom at all")
+    result = pretrain([*files, tmp_path / "junk.dcm"], tmp_path / "ae", encoder="resnet18", size=64, epochs=4, batch_size=8, noise=0.1)
+    assert result.images == 24 and [p for p, _ in result.skipped] == [str(tmp_path / "junk.dcm")]
+    assert result.losses[-1] < result.losses[0]  # it learns to reconstruct
+    weights = tmp_path / "ae" / "encoder.safetensors"
+    info = json.loads((tmp_path / "ae" / "encoder.json").read_text())
+    assert info["encoder"] == "resnet18" and info["images"] == 24
+    saved = load_file(str(weights))
+    for name in ("unet", "ptxsegnet"):
+        model = create_model(name, encoder="resnet18", pretrained=weights)
+        enc = model.net.encoder.state_dict()
+        assert all(torch.equal(enc[k], v) for k, v in saved.items())
+        random = create_model(name, encoder="resnet18").net.encoder.state_dict()
+        assert not torch.equal(random["layer1.0.conv1.weight"], saved["layer1.0.conv1.weight"])
+
+
+def test_autoencoder_shapes_and_errors(tmp_path):
+    ae = ConvAutoencoder("resnet18")
+    assert ae(torch.rand(2, 1, 64, 64)).shape == (2, 1, 64, 64)
+    with pytest.raises(PtxsegError, match="unknown smp encoder"):
+        ConvAutoencoder("resnet9000")
+    with pytest.raises(PtxsegError, match="no image files"):
+        pretrain([tmp_path], tmp_path / "out")
+    with pytest.raises(PtxsegError, match="multiple of 32"):
+        pretrain([tmp_path], tmp_path / "out", size=100)
+    assert main(["pretrain", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
