@@ -134,3 +134,15 @@ def test_config_cli(capsys):
     assert "siim_1st_place_1024" in capsys.readouterr().out
     assert main(["config", "show", "default", "--set", "optimizer.name=adamx"]) == 2
     assert "optimizer.name" in capsys.readouterr().err
+
+
+def test_generated_docs_are_current():
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "config_docs.py"
+    spec = importlib.util.spec_from_file_location("config_docs", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for path, text in module.pages().items():
+        assert path.is_file() and path.read_text() == text, f"{path} is stale: run scripts/config_docs.py"
