@@ -53,7 +53,8 @@ def main() -> None:
     ap.add_argument("--encoder", default="resnet34")
     args = ap.parse_args()
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, U-Net/{args.encoder}, batch {args.batch}, {args.steps} timed steps"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, U-Net/{args.encoder}, "
+        f"batch {args.batch}, {args.steps} timed steps"
     )
     print(f"{'size':>5} {'precision':>9} {'layout':>13} {'images/s':>9} {'vs fp32 NCHW':>13}")
     for size in args.sizes:
