@@ -24,6 +24,7 @@ app = typer.Typer(
 # Importing the command modules registers their commands on `app`.
 from ptxseg.cli import data as _data  # noqa: E402,F401
 from ptxseg.cli import demo as _demo  # noqa: E402,F401
+from ptxseg.cli import evaluate as _evaluate  # noqa: E402,F401
 from ptxseg.cli import info as _info  # noqa: E402,F401
 from ptxseg.cli import models as _models  # noqa: E402,F401
 from ptxseg.cli import pretrain as _pretrain  # noqa: E402,F401

@@ -1,0 +1,92 @@
+"""``ptxseg evaluate``: SIIM-style scores of predicted masks against ground truth."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ptxseg.cli import app
+from ptxseg.cli.progress import console, err_console, progress_bar
+from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import write_text_atomic
+
+ROWS = (
+    ("mean_dice", "SIIM score (mean per-image Dice)"),
+    ("dice_positive", "Dice on images with pneumothorax"),
+    ("empty_correct", "negatives predicted empty"),
+    ("mean_iou", "mean per-image IoU"),
+    ("case_sensitivity", "case sensitivity"),
+    ("case_specificity", "case specificity"),
+    ("case_precision", "case precision"),
+    ("case_f1", "case F1"),
+    ("case_f2", "case F2"),
+    ("case_accuracy", "case accuracy"),
+    ("pixel_pos_sensitivity", "pixel sensitivity (positive images)"),
+    ("pixel_pos_precision", "pixel precision (positive images)"),
+    ("pixel_pos_f1", "pixel F1 (positive images)"),
+    ("pixel_all_specificity", "pixel specificity (all images)"),
+    ("auroc", "AUROC (image score)"),
+    ("auprc", "AUPRC (image score)"),
+)
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    """The metric table with 95 % bootstrap intervals where computed."""
+    ci = metrics.get("ci95", {})
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    for key, label in ROWS:
+        v = metrics.get(key)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        lo_hi = ci.get(key)
+        table.add_row(label, f"{v:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else "")
+    table.add_row("images / with pneumothorax", f"{metrics['images']} / {metrics['positives']}", "")
+    table.add_row(
+        "confusion (TP FP FN TN)", f"{metrics['case_tp']} {metrics['case_fp']} {metrics['case_fn']} {metrics['case_tn']}", ""
+    )
+    console.print(table)
+
+
+@app.command("evaluate")
+def evaluate_command(
+    pred: Annotated[Path, typer.Option("--pred", help="Predicted masks: RLE CSV or a folder of <ImageId>.png.")],
+    truth: Annotated[Path, typer.Option("--truth", help="Ground truth: RLE CSV (e.g. train-rle.csv) or a folder of PNG masks.")],
+    size: Annotated[int, typer.Option(help="Image side the RLE strings refer to (PNG masks are resized to it).")] = 1024,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
+    min_case_px: Annotated[int, typer.Option(help="A case is detected when its predicted mask has at least this many pixels.")] = 1,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Score predicted masks against ground truth with the SIIM-ACR conventions."""
+    from ptxseg.evaluate import evaluate_masks, open_masks
+
+    if size < 1:
+        raise PtxsegError("--size", f"must be positive, got {size}")
+    result = evaluate_masks(
+        open_masks(pred, size), open_masks(truth, size), min_case_px, bootstrap, seed, progress_bar("scoring", quiet)
+    )
+    if result.extra_in_pred:
+        shown = ", ".join(result.extra_in_pred[:5]) + (" …" if len(result.extra_in_pred) > 5 else "")
+        err_console.print(f"ignored {len(result.extra_in_pred)} predicted images absent from the truth: {shown}", highlight=False)
+    if result.missing_in_pred:
+        err_console.print(f"{len(result.missing_in_pred)} truth images have no prediction: scored as empty", highlight=False)
+    print_metrics(result.metrics, f"ptxseg evaluate: {pred} vs {truth}")
+    if json_out is not None:
+        doc = {
+            "pred": str(pred),
+            "truth": str(truth),
+            "size": size,
+            **result.metrics,
+            "per_image_dice": dict(zip(result.ids, map(float, result.dice), strict=True)),
+        }
+        write_text_atomic(json_out, json.dumps(doc, indent=2))
+        console.print(f"wrote {json_out}")

@@ -1,0 +1,95 @@
+"""Scoring predictions against ground truth as the SIIM-ACR challenge did (``ptxseg evaluate``).
+
+A *mask source* is an RLE CSV (either RLE format, detected per file; several
+rows of one image merged by union; ``-1`` for empty) or a folder of mask
+PNGs named ``<ImageId>.png``. Every image of the truth is scored; an image
+missing from the predictions counts as an empty prediction, and predicted
+images absent from the truth are reported and ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ptxseg.errors import PtxsegError
+from ptxseg.metrics import ImageStats, evaluate
+
+
+class PngMasks(Mapping[str, np.ndarray]):
+    """Mask PNGs of a folder by ImageId (file stem), read lazily, resized to ``shape`` if needed (nearest)."""
+
+    def __init__(self, folder: str | PathLike[str], shape: tuple[int, int]) -> None:
+        self.folder, self.shape = Path(folder), shape
+        self.paths = {p.stem: p for p in sorted(self.folder.glob("*.png"))}
+        if not self.paths:
+            raise PtxsegError(folder, "no .png masks in this folder")
+
+    def __getitem__(self, image_id: str) -> np.ndarray:
+        from ptxseg.io.images import read_mask
+
+        mask = read_mask(self.paths[image_id])
+        if mask.shape != self.shape:
+            mask = cv2.resize(mask, self.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        return mask
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def open_masks(source: str | PathLike[str], size: int = 1024) -> Mapping[str, np.ndarray]:
+    """An RLE CSV or a folder of PNG masks as a mapping ImageId → ``size × size`` uint8 mask."""
+    from ptxseg.io.rle import read_rle_csv
+
+    p = Path(source)
+    if p.is_dir():
+        return PngMasks(p, (size, size))
+    if not p.is_file():
+        raise PtxsegError(p, "no such file or folder")
+    return read_rle_csv(p, shape=(size, size))
+
+
+@dataclass
+class Evaluation:
+    """Scores of a prediction set: ``metrics`` (with ``ci95``), per-image Dice, the id bookkeeping."""
+
+    metrics: dict
+    ids: list[str]
+    dice: np.ndarray
+    missing_in_pred: list[str] = field(default_factory=list)
+    extra_in_pred: list[str] = field(default_factory=list)
+
+
+def evaluate_masks(
+    pred: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    min_case_px: int = 1,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> Evaluation:
+    """Score ``pred`` against ``truth`` image by image (streaming: one mask pair in memory at a time)."""
+    ids = list(truth)
+    if not ids:
+        raise PtxsegError("truth", "no images in the ground truth")
+    missing = [i for i in ids if i not in pred]
+    extra = sorted(set(pred) - set(truth))
+    parts = []
+    stream = progress(ids, len(ids)) if progress else ids
+    for image_id in stream:
+        t = truth[image_id]
+        p = pred[image_id] if image_id in pred else np.zeros_like(t)
+        parts.append(ImageStats.of(p, t))
+    stats = ImageStats.concat(parts)
+    metrics = evaluate(stats, min_case_px=min_case_px, n_boot=n_boot, seed=seed)
+    metrics["missing_in_pred"] = len(missing)
+    metrics["extra_in_pred"] = len(extra)
+    return Evaluation(metrics, ids, stats.dice(), missing, extra)
