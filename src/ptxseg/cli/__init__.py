@@ -30,6 +30,7 @@ from ptxseg.cli import models as _models  # noqa: E402,F401
 from ptxseg.cli import pretrain as _pretrain  # noqa: E402,F401
 from ptxseg.cli import synth as _synth  # noqa: E402,F401
 from ptxseg.cli import train as _train  # noqa: E402,F401
+from ptxseg.cli import tune as _tune  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

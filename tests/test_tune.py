@@ -1,0 +1,85 @@
+"""Operating-point search: known answers on constructed maps, agreement with apply_operating_point, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from ptxseg.cli import main
+from ptxseg.config import load_config
+from ptxseg.metrics import dice_per_image
+from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.synth.dataset import synth_dataset
+from ptxseg.train.engine import train
+from ptxseg.tune import collect, search
+
+
+def _maps(noise_prob: float, noise_px: int, n_pos: int = 6, n_neg: int = 10, seed: int = 0):
+    """256² maps: positives have a 40×40 lesion at p=0.9; negatives a square spot of ``noise_px`` px at ``noise_prob``."""
+    rng = np.random.default_rng(seed)
+    probs, truths = [], []
+    for k in range(n_pos + n_neg):
+        p = rng.random((256, 256)).astype(np.float32) * 0.15
+        t = np.zeros((256, 256), np.uint8)
+        r, c = rng.integers(20, 200, 2)
+        if k < n_pos:
+            t[r : r + 40, c : c + 40] = 1
+            p[r : r + 40, c : c + 40] = 0.9
+        else:
+            side = int(np.sqrt(noise_px))
+            p[r : r + side, c : c + side] = noise_prob
+        probs.append(p)
+        truths.append(t)
+    return np.stack(probs), np.stack(truths)
+
+
+def test_threshold_removes_weak_false_spots():
+    probs, truths = _maps(noise_prob=0.5, noise_px=900)
+    result = search(collect(zip(probs, truths, strict=True)))
+    assert result.best_dice == 1.0 and 0.5 <= result.best.threshold < 0.9
+    sweep = {r["threshold"]: r for r in result.threshold_sweep}
+    assert sweep[0.4]["case_specificity"] == 0.0 and sweep[0.6]["case_specificity"] == 1.0
+
+
+def test_minimum_mask_size_removes_small_confident_spots():
+    probs, truths = _maps(noise_prob=0.95, noise_px=25)  # 25 px at 256² = 400 px at 1024²
+    result = search(collect(zip(probs, truths, strict=True)))
+    assert result.best_dice == 1.0 and (result.best.min_mask_px >= 500 or result.best.min_component_px >= 50)
+    no_size = max(r["dice"] for r in result.threshold_sweep)
+    assert no_size < 1.0  # no threshold alone separates them
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_search_agrees_with_apply_operating_point(seed):
+    rng = np.random.default_rng(seed)
+    probs = np.clip(rng.normal(0.3, 0.25, (12, 128, 128)), 0, 1).astype(np.float32)
+    probs = np.stack([cv2.GaussianBlur(p, (0, 0), 3) for p in probs])
+    truths = (probs > 0.45).astype(np.uint8)
+    truths[::3] = 0
+    result = search(collect(zip(probs, truths, strict=True)))
+    assert dice_per_image(apply_operating_point(probs, result.best), truths).mean() == pytest.approx(result.best_dice)
+    for r in result.triplets[:3]:
+        op = OperatingPoint(r["bottom_threshold"], r["component_px"], 0, 1024, r["top_threshold"], r["top_min_px"])
+        assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(r["dice"])
+    i, k = 3, 2
+    op = OperatingPoint(result.threshold_sweep[i]["threshold"], int(result.size_grid_components[i, k]), result.min_mask_px[k], 1024)
+    assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(result.size_grid[i, k])
+
+
+def test_tune_cli_writes_the_operating_point(tmp_path):
+    data = tmp_path / "ds"
+    synth_dataset(data, 16, size=64, seed=5, positive_fraction=0.5)
+    cfg = load_config(
+        "default", ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+    )
+    train(cfg, data, tmp_path / "run", quiet=True)
+    before = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert main(["tune", str(tmp_path / "run"), "-q", "--save-probs", str(tmp_path / "probs")]) == 0
+    after = json.loads((tmp_path / "run" / "best.json").read_text())
+    assert after["tuning"]["fold"] == before["training_data"]["fold"] and after["tuning"]["tta"] == ["identity", "hflip"]
+    assert set(after["operating_point"]) >= {"threshold", "min_component_px", "min_mask_px", "top_threshold"}
+    assert (tmp_path / "run" / "threshold_curves.png").is_file()
+    assert len(list((tmp_path / "probs").glob("*.npz"))) == after["tuning"]["images"]
