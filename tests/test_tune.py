@@ -83,3 +83,30 @@ def test_tune_cli_writes_the_operating_point(tmp_path):
     assert set(after["operating_point"]) >= {"threshold", "min_component_px", "min_mask_px", "top_threshold"}
     assert (tmp_path / "run" / "threshold_curves.png").is_file()
     assert len(list((tmp_path / "probs").glob("*.npz"))) == after["tuning"]["images"]
+    # the tuned point is what `ptxseg evaluate --model` applies
+    out = tmp_path / "eval.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "run"),
+                "--data",
+                str(data),
+                "--fold",
+                str(after["tuning"]["fold"]),
+                "--json",
+                str(out),
+                "-q",
+                "--bootstrap",
+                "20",
+            ]
+        )
+        == 0
+    )
+    doc = json.loads(out.read_text())
+    assert doc["operating_point"] == after["operating_point"] and doc["images"] == after["tuning"]["images"]
+    assert doc["mean_dice"] == pytest.approx(after["metrics"]["val_dice_tuned"])
+    assert (
+        main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(data), "--split", "test", "-q"]) == 2
+    )  # phantoms: no test split

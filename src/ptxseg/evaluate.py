@@ -93,3 +93,44 @@ def evaluate_masks(
     metrics["missing_in_pred"] = len(missing)
     metrics["extra_in_pred"] = len(extra)
     return Evaluation(metrics, ids, stats.dice(), missing, extra)
+
+
+def dataset_ids(dataset: str | PathLike[str], fold: int | None = None, split: str | None = None) -> list[str]:
+    """Images of a canonical dataset to evaluate: a fold of ``folds.csv`` or every image of a manifest split."""
+    from ptxseg.data.manifest import read_manifest
+    from ptxseg.train.data import fold_split
+
+    if (fold is None) == (split is None):
+        raise PtxsegError("--fold/--split", "give exactly one of --fold K or --split NAME")
+    if fold is not None:
+        return fold_split(dataset, fold, create=False).val_ids
+    manifest = read_manifest(dataset)
+    rows = manifest[(manifest["split"] == split) & (manifest["has_image"] == 1)]
+    if rows.empty:
+        raise PtxsegError(dataset, f"no images in split {split!r}")
+    return list(rows["id"])
+
+
+def evaluate_model(
+    predictor,
+    dataset: str | PathLike[str],
+    ids: list[str],
+    min_case_px: int = 1,
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Callable[[Iterable, int], Iterable] | None = None,
+) -> Evaluation:
+    """Predict ``ids`` with the model's TTA and stored operating point and score them (image score: max probability)."""
+    from ptxseg.infer import predict_dataset
+    from ptxseg.postprocess import OperatingPoint, apply_operating_point
+
+    op = OperatingPoint(**predictor.operating_point)
+    parts = []
+    pairs = predict_dataset(predictor, dataset, ids)
+    for prob, truth in progress(pairs, len(ids)) if progress else pairs:
+        parts.append(ImageStats.of(apply_operating_point(prob, op), truth, score=[float(prob.max())]))
+    stats = ImageStats.concat(parts)
+    metrics = evaluate(stats, min_case_px=min_case_px, n_boot=n_boot, seed=seed)
+    metrics["operating_point"] = op.to_dict()
+    metrics["tta"] = list(predictor.tta)
+    return Evaluation(metrics, list(ids), stats.dice())

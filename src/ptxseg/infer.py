@@ -178,3 +178,24 @@ def load_probability_map(path: str | PathLike[str]) -> np.ndarray:
     with np.load(path, allow_pickle=False) as z:
         data = z["prob"]
     return data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data.astype(np.float32)
+
+
+def predict_dataset(
+    predictor: Predictor, dataset: str | PathLike[str], ids: Sequence[str], save_probs: str | PathLike[str] | None = None
+):
+    """Yield ``(probability, truth)`` at the dataset's stored size for each id of a canonical dataset.
+
+    Truth is the stored mask (all zeros when the image has none). With
+    ``save_probs`` each map is also written there as ``<id>.npz`` (uint8).
+    """
+    from ptxseg.io.images import read_image, read_mask
+
+    root = Path(dataset)
+    for image_id in ids:
+        image = read_image(root / "images" / f"{image_id}.png")
+        mask_path = root / "masks" / f"{image_id}.png"
+        truth = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
+        prob = predictor.predict([image])[0]
+        if save_probs is not None:
+            save_probability_map(Path(save_probs) / f"{image_id}.npz", prob)
+        yield prob, truth

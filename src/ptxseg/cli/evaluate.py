@@ -57,8 +57,17 @@ def print_metrics(metrics: dict, title: str) -> None:
 
 @app.command("evaluate")
 def evaluate_command(
-    pred: Annotated[Path, typer.Option("--pred", help="Predicted masks: RLE CSV or a folder of <ImageId>.png.")],
-    truth: Annotated[Path, typer.Option("--truth", help="Ground truth: RLE CSV (e.g. train-rle.csv) or a folder of PNG masks.")],
+    pred: Annotated[Path | None, typer.Option("--pred", help="Predicted masks: RLE CSV or a folder of <ImageId>.png.")] = None,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Ground truth: RLE CSV (e.g. train-rle.csv) or a folder of PNG masks.")
+    ] = None,
+    model: Annotated[
+        list[Path] | None, typer.Option("--model", help="Run directory/bundle (repeat for an ensemble) to predict with.")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", help="With --model: the canonical dataset to predict.")] = None,
+    fold: Annotated[int | None, typer.Option("--fold", help="With --model: evaluate this fold of folds.csv.")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="With --model: evaluate every image of this split (e.g. test).")] = None,
+    tta: Annotated[list[str] | None, typer.Option("--tta", help="With --model: TTA transforms (default: the model's).")] = None,
     size: Annotated[int, typer.Option(help="Image side the RLE strings refer to (PNG masks are resized to it).")] = 1024,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
     min_case_px: Annotated[int, typer.Option(help="A case is detected when its predicted mask has at least this many pixels.")] = 1,
@@ -66,14 +75,26 @@ def evaluate_command(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Score predicted masks against ground truth with the SIIM-ACR conventions."""
-    from ptxseg.evaluate import evaluate_masks, open_masks
+    """Score predicted masks against ground truth (--pred/--truth), or a model on a dataset (--model/--data), SIIM-style."""
+    from ptxseg.evaluate import dataset_ids, evaluate_masks, evaluate_model, open_masks
 
     if size < 1:
         raise PtxsegError("--size", f"must be positive, got {size}")
-    result = evaluate_masks(
-        open_masks(pred, size), open_masks(truth, size), min_case_px, bootstrap, seed, progress_bar("scoring", quiet)
-    )
+    if model:
+        from ptxseg.infer import Predictor
+
+        if pred is not None or truth is not None or data is None:
+            raise PtxsegError("--model", "evaluate a model with --model RUN_DIR --data DATASET (--fold K | --split test)")
+        predictor = Predictor(model, tta=tta)
+        ids = dataset_ids(data, fold, split)
+        result = evaluate_model(predictor, data, ids, min_case_px, bootstrap, seed, progress_bar("predicting", quiet))
+        pred, truth = Path(",".join(map(str, model))), data / (f"fold {fold}" if fold is not None else f"split {split}")
+    elif pred is None or truth is None:
+        raise PtxsegError("--pred/--truth", "give --pred and --truth, or --model and --data")
+    else:
+        result = evaluate_masks(
+            open_masks(pred, size), open_masks(truth, size), min_case_px, bootstrap, seed, progress_bar("scoring", quiet)
+        )
     if result.extra_in_pred:
         shown = ", ".join(result.extra_in_pred[:5]) + (" …" if len(result.extra_in_pred) > 5 else "")
         err_console.print(f"ignored {len(result.extra_in_pred)} predicted images absent from the truth: {shown}", highlight=False)

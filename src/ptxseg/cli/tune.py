@@ -16,21 +16,6 @@ from ptxseg.cli.progress import console, progress_bar
 from ptxseg.errors import PtxsegError
 
 
-def validation_pairs(predictor, dataset: Path, ids: list[str], save_probs: Path | None = None):
-    """(probability, truth) at the dataset's stored size for each id, predicted with the model's TTA."""
-    from ptxseg.infer import save_probability_map
-    from ptxseg.io.images import read_image, read_mask
-
-    for image_id in ids:
-        image = read_image(dataset / "images" / f"{image_id}.png")
-        mask_path = dataset / "masks" / f"{image_id}.png"
-        truth = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
-        prob = predictor.predict([image])[0]
-        if save_probs is not None:
-            save_probability_map(save_probs / f"{image_id}.npz", prob)
-        yield prob, truth
-
-
 def plot_threshold_curves(sweep: list[dict], path: Path) -> None:
     """Dice, case sensitivity and specificity against the threshold (PNG)."""
     import matplotlib
@@ -102,7 +87,7 @@ def tune_command(
 ) -> None:
     """Grid-search threshold, component and mask sizes and triplets on validation; store the best in the model."""
     from ptxseg.checkpoint import read_meta, resolve_weights
-    from ptxseg.infer import Predictor
+    from ptxseg.infer import Predictor, predict_dataset
     from ptxseg.io.atomic import write_text_atomic
     from ptxseg.train.data import fold_split
     from ptxseg.tune import collect, search
@@ -119,7 +104,7 @@ def tune_command(
     if save_probs is not None:
         save_probs.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    stats = collect(validation_pairs(predictor, data, ids, save_probs), len(ids), progress=progress_bar("predicting", quiet))
+    stats = collect(predict_dataset(predictor, data, ids, save_probs), len(ids), progress=progress_bar("predicting", quiet))
     t1 = time.monotonic()
     result = search(stats)
     t2 = time.monotonic()
