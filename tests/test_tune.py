@@ -110,3 +110,46 @@ def test_tune_cli_writes_the_operating_point(tmp_path):
     assert (
         main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(data), "--split", "test", "-q"]) == 2
     )  # phantoms: no test split
+    # a submission of the same fold, scored against the stored masks, gives the same SIIM score
+    sub = tmp_path / "sub.csv"
+    assert (
+        main(
+            [
+                "submit",
+                "--model",
+                str(tmp_path / "run"),
+                "--data",
+                str(data),
+                "--fold",
+                str(after["tuning"]["fold"]),
+                "--out",
+                str(sub),
+                "--format",
+                "absolute",
+                "-q",
+            ]
+        )
+        == 0
+    )
+    rows = sub.read_text().splitlines()
+    assert rows[0] == "ImageId,EncodedPixels" and len(rows) == 1 + after["tuning"]["images"]
+    ev = tmp_path / "sub_eval.json"
+    fold_ids = [r.split(",")[0] for r in rows[1:]]
+    truth = tmp_path / "truth"
+    truth.mkdir()
+    for image_id in fold_ids:  # canonical phantoms: the SOPInstanceUID is the file id
+        (truth / f"{image_id}.png").write_bytes((data / "masks" / f"{image_id}.png").read_bytes())
+    assert (
+        main(["evaluate", "--pred", str(sub), "--truth", str(truth), "--size", "64", "--json", str(ev), "-q", "--bootstrap", "0"]) == 0
+    )
+    assert json.loads(ev.read_text())["mean_dice"] == pytest.approx(doc["mean_dice"])
+
+
+def test_restore_mask_inverts_the_stored_geometry():
+    from ptxseg.data.geometry import Geometry, resize_mask, restore_mask
+
+    m = np.zeros((300, 200), np.uint8)
+    m[50:200, 40:120] = 1
+    geom = Geometry.fit(300, 200, 128, "pad")
+    back = restore_mask(resize_mask(m, geom, 128), geom)
+    assert back.shape == m.shape and dice_per_image(back, m)[0] > 0.97
