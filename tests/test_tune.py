@@ -153,3 +153,47 @@ def test_restore_mask_inverts_the_stored_geometry():
     geom = Geometry.fit(300, 200, 128, "pad")
     back = restore_mask(resize_mask(m, geom, 128), geom)
     assert back.shape == m.shape and dice_per_image(back, m)[0] > 0.97
+
+
+def test_report_from_run_and_from_evaluation_json(tmp_path):
+    from ptxseg.report import overlay, pick_cases
+
+    img = np.full((64, 64), 0.5, np.float32)
+    pred, truth = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
+    pred[10:30, 10:30], truth[20:40, 20:40] = True, True
+    tile = overlay(img, pred, truth)
+    assert tuple(tile[12, 12]) != tuple(tile[35, 35]) and tile[12, 12, 2] < tile[12, 12, 0]  # yellow vs red fill
+    assert tile[50, 50].tolist() == [127, 127, 127]  # untouched background
+    cases = pick_cases(list("abcdef"), np.array([0.1, 0.9, 0.5, 0.3, 0.7, 1.0]), np.array([1, 1, 1, 1, 1, 0], bool), k=2)
+    assert cases["worst"] == ["a", "d"] and cases["best"] == ["b", "e"] and "f" not in sum(cases.values(), [])
+    data = tmp_path / "ds"
+    synth_dataset(data, 16, size=64, seed=8, positive_fraction=0.5)
+    cfg = load_config(
+        "default", ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+    )
+    train(cfg, data, tmp_path / "run", quiet=True)
+    assert main(["report", str(tmp_path / "run"), "-q"]) == 0
+    page = (tmp_path / "run" / "report" / "report.html").read_text()
+    assert "SIIM score" in page and "confusion.png" in page and "case_worst_0.png" in page and "curves.png" in page
+    ev = tmp_path / "ev.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(tmp_path / "run"),
+                "--data",
+                str(data),
+                "--fold",
+                "0",
+                "--json",
+                str(ev),
+                "-q",
+                "--bootstrap",
+                "20",
+            ]
+        )
+        == 0
+    )
+    assert main(["report", str(ev), "--out", str(tmp_path / "rep2"), "-q"]) == 0
+    assert (tmp_path / "rep2" / "report.html").is_file() and list((tmp_path / "rep2").glob("case_best_*.png"))

@@ -102,10 +102,12 @@ def evaluate_command(
         err_console.print(f"{len(result.missing_in_pred)} truth images have no prediction: scored as empty", highlight=False)
     print_metrics(result.metrics, f"ptxseg evaluate: {pred} vs {truth}")
     if json_out is not None:
+        extra = {"model_paths": [str(m) for m in model], "data": str(data), "fold": fold, "split": split} if model else {}
         doc = {
             "pred": str(pred),
             "truth": str(truth),
             "size": size,
+            **extra,
             **result.metrics,
             "per_image_dice": dict(zip(result.ids, map(float, result.dice), strict=True)),
         }

@@ -1,0 +1,210 @@
+"""Self-contained HTML reports of an evaluation (``ptxseg report``).
+
+The report shows the metric table with bootstrap intervals, the operating
+point and its tuning tables, threshold and training curves when the model has
+them, a confusion matrix, and the best, median and worst cases as overlays:
+ground truth outlined in blue, the prediction filled yellow, missed
+pneumothorax pixels filled red (α = 0.4), the image's Dice on each tile.
+Images are PNG files beside ``report.html``, referenced relatively, so the
+folder can be zipped and mailed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ptxseg.io.atomic import atomic_path, write_text_atomic
+
+ALPHA = 0.4
+BLUE, YELLOW, RED = (66, 133, 244), (255, 214, 0), (230, 40, 40)  # RGB
+
+
+def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, label: str = "") -> np.ndarray:
+    """An RGB uint8 tile: prediction yellow, missed truth red (both α-blended), truth outline blue, ``label`` top-left."""
+    gray = np.clip(image * 255, 0, 255).astype(np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
+    p, t = pred.astype(bool), truth.astype(bool)
+    for region, colour in ((p, YELLOW), (t & ~p, RED)):
+        rgb[region] = (1 - ALPHA) * rgb[region] + ALPHA * np.asarray(colour, np.float32)
+    out = rgb.astype(np.uint8)
+    if t.any():
+        contours, _ = cv2.findContours(t.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, contours, -1, BLUE, max(1, image.shape[0] // 256))
+    if label:
+        scale = max(0.4, image.shape[0] / 512)
+        cv2.putText(out, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _write_rgb(path: Path, rgb: np.ndarray) -> None:
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def pick_cases(ids: list[str], dice: np.ndarray, positive: np.ndarray, k: int = 3) -> dict[str, list[str]]:
+    """Best, median and worst ``k`` images by Dice among images with pneumothorax (all images if none)."""
+    idx = np.flatnonzero(positive) if positive.any() else np.arange(len(ids))
+    order = idx[np.argsort(dice[idx], kind="stable")]
+    mid = len(order) // 2
+    pick = {"worst": order[:k], "median": order[max(0, mid - k // 2) : max(0, mid - k // 2) + k], "best": order[::-1][:k]}
+    return {name: [ids[i] for i in sel] for name, sel in pick.items()}
+
+
+def confusion_png(metrics: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.array([[metrics["case_tp"], metrics["case_fn"]], [metrics["case_fp"], metrics["case_tn"]]])
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    ax.imshow(m, cmap="Blues")
+    for (r, c), v in np.ndenumerate(m):
+        ax.text(c, r, str(v), ha="center", va="center", fontsize=14, color="black" if v < m.max() / 2 else "white")
+    ax.set_xticks([0, 1], ["predicted +", "predicted −"])
+    ax.set_yticks([0, 1], ["pneumothorax", "none"])
+    ax.set_title("cases")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def _table(rows: list[tuple[str, str, str]], head: tuple[str, ...]) -> str:
+    h = "".join(f"<th>{html.escape(x)}</th>" for x in head)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{h}</tr>{body}</table>"
+
+
+def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: dict[str, list[tuple[str, np.ndarray]]]) -> Path:
+    """Write ``out/report.html`` and its PNGs from an evaluation document and rendered tiles."""
+    from ptxseg.cli.evaluate import ROWS
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>ptxseg report</title><style>",
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222} table{border-collapse:collapse;margin:1em 0}",
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} td:first-child,th:first-child{text-align:left}",
+        ".tiles img{width:240px;margin:4px} .note{background:#fff7d6;padding:8px;border-left:4px solid #e0b000}</style></head><body>",
+        "<h1>ptxseg evaluation report</h1>",
+        f"<p>Model: <code>{html.escape(str(evaluation.get('model', '')))}</code><br>"
+        f"Data: <code>{html.escape(str(evaluation.get('truth', '')))}</code>"
+        f" — {evaluation['images']} images, {evaluation['positives']} with pneumothorax.</p>",
+    ]
+    if evaluation.get("note"):
+        parts.append(f"<p class='note'>{html.escape(evaluation['note'])}</p>")
+    ci = evaluation.get("ci95", {})
+    rows = []
+    for key, label in ROWS:
+        v = evaluation.get(key)
+        if isinstance(v, int | float) and v == v:
+            lo_hi = ci.get(key)
+            rows.append((label, f"{v:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else ""))
+    parts += ["<h2>Metrics</h2>", _table(rows, ("metric", "value", "95% CI (bootstrap)"))]
+    op = evaluation.get("operating_point")
+    if op:
+        parts += ["<h2>Operating point</h2>", _table([(k, str(v), "") for k, v in op.items()], ("setting", "value", ""))]
+    tuning = evaluation.get("tuning")
+    if tuning:
+        sweep = [
+            (f"{r['threshold']:.2f}", f"{r['dice']:.4f}", f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}")
+            for r in tuning["threshold_sweep"]
+        ]
+        parts += ["<h3>Threshold sweep (validation)</h3>", _table(sweep, ("threshold", "Dice", "case sens. / spec."))]
+        trip = [
+            (
+                f"T {r['top_threshold']} A {r['top_min_px']} B {r['bottom_threshold']}",
+                f"{r['dice']:.4f}",
+                f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}",
+            )
+            for r in tuning.get("triplets_top5", [])
+        ]
+        if trip:
+            parts += ["<h3>Best triplets (validation)</h3>", _table(trip, ("triplet", "Dice", "case sens. / spec."))]
+    confusion_png(evaluation, out / "confusion.png")
+    parts += ["<h2>Cases</h2><img src='confusion.png'>"]
+    for name in ("threshold_curves.png", "curves.png"):
+        src = evaluation.get("_figures", {}).get(name)
+        if src and Path(src).is_file():
+            shutil.copyfile(src, out / name)
+            parts.append(f"<h2>{'Threshold curves' if 'threshold' in name else 'Training curves'}</h2><img src='{name}'>")
+    parts.append(
+        "<h2>Best, median and worst images with pneumothorax</h2>"
+        "<p>Ground truth outlined blue, prediction yellow, missed pixels red; Dice on each tile.</p>"
+    )
+    for group, items in tiles.items():
+        parts.append(f"<h3>{group}</h3><div class='tiles'>")
+        for k, (image_id, rgb) in enumerate(items):
+            name = f"case_{group}_{k}.png"
+            _write_rgb(out / name, rgb)
+            parts.append(f"<img src='{name}' title='{html.escape(image_id)}'>")
+        parts.append("</div>")
+    parts.append("</body></html>")
+    page = out / "report.html"
+    write_text_atomic(page, "\n".join(parts))
+    write_text_atomic(out / "evaluation.json", json.dumps({k: v for k, v in evaluation.items() if not k.startswith("_")}, indent=2))
+    return page
+
+
+def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[str]], dice: dict[str, float]) -> dict:
+    """Overlay tiles of the picked cases (re-predicted: maps are not kept during evaluation)."""
+    from ptxseg.infer import predict_dataset
+    from ptxseg.io.images import read_image
+    from ptxseg.postprocess import OperatingPoint, apply_operating_point
+
+    op = OperatingPoint(**predictor.operating_point)
+    tiles: dict[str, list[tuple[str, np.ndarray]]] = {}
+    for group, ids in cases.items():
+        tiles[group] = []
+        for image_id, (prob, truth) in zip(ids, predict_dataset(predictor, dataset, ids), strict=True):
+            image = read_image(Path(dataset) / "images" / f"{image_id}.png")
+            tiles[group].append((image_id, overlay(image, apply_operating_point(prob, op), truth, f"Dice {dice[image_id]:.2f}")))
+    return tiles
+
+
+def report_model(
+    model: list[str | PathLike[str]],
+    dataset: str | PathLike[str],
+    ids: list[str],
+    out: str | PathLike[str],
+    evaluation: dict[str, Any] | None = None,
+    note: str = "",
+    n_boot: int = 1000,
+    progress=None,
+) -> Path:
+    """Evaluate (unless ``evaluation`` is given) and write the HTML report of ``model`` on ``ids``."""
+    from ptxseg.checkpoint import read_meta, resolve_weights
+    from ptxseg.evaluate import evaluate_model
+    from ptxseg.infer import Predictor
+
+    predictor = Predictor(model)
+    if evaluation is None:
+        ev = evaluate_model(predictor, dataset, ids, n_boot=n_boot, progress=progress)
+        evaluation = {**ev.metrics, "per_image_dice": dict(zip(ev.ids, map(float, ev.dice), strict=True))}
+    per_image = evaluation["per_image_dice"]
+    from ptxseg.data.manifest import read_manifest
+
+    manifest = read_manifest(dataset).set_index("id")
+    positive = np.array([int(manifest.loc[i, "positive"] or 0) == 1 for i in per_image])
+    cases = pick_cases(list(per_image), np.array(list(per_image.values())), positive)
+    weights = resolve_weights(model[0])
+    meta = read_meta(weights)
+    evaluation = {
+        **evaluation,
+        "model": ", ".join(map(str, model)),
+        "truth": str(dataset),
+        "note": note or evaluation.get("note", ""),
+        "tuning": meta.get("tuning"),
+        "_figures": {"threshold_curves.png": weights.parent / "threshold_curves.png", "curves.png": weights.parent / "curves.png"},
+    }
+    return write_report(evaluation, out, render_cases(predictor, dataset, cases, per_image))
