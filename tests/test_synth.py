@@ -156,3 +156,20 @@ def test_bad_options(tmp_path):
         synth_dataset(tmp_path, 3, size=16)
     with pytest.raises(PtxsegError, match="-n"):
         synth_dataset(tmp_path, 0)
+
+
+def test_test_split_by_patient_through_convert(tmp_path):
+    rows = synth_dataset(tmp_path / "k", 24, size=64, seed=2, layout="kaggle", test_fraction=0.3)
+    test_rows = [r for r in rows if r["split"] == "test"]
+    assert 0 < len(test_rows) < 24
+    patients = {r["PatientID"]: r["split"] for r in rows}
+    assert all(patients[r["PatientID"]] == r["split"] for r in rows)  # a patient never spans splits
+    assert len(list((tmp_path / "k" / "dicom-images-test").rglob("*.dcm"))) == len(test_rows)
+    result = convert_dataset(tmp_path / "k", tmp_path / "ds", rle_shape=(64, 64), options=ConvertOptions(size=64))
+    manifest = read_manifest(tmp_path / "ds")
+    got = dict(zip(manifest["id"], manifest["split"], strict=True))
+    assert all(got[r["id"]] == r["split"] for r in rows) and result.records
+    pos_test = [r["id"] for r in test_rows if r["positive"]]
+    assert all((tmp_path / "ds" / "masks" / f"{i}.png").is_file() for i in pos_test)  # test masks kept for evaluation
+    canon = synth_dataset(tmp_path / "c", 24, size=64, seed=2, test_fraction=0.3)
+    assert [r["split"] for r in canon] == [r["split"] for r in rows]

@@ -47,6 +47,7 @@ def synth(
     layout: Annotated[
         str, typer.Option(help="canonical (convert's folder), png (published layout) or kaggle (DICOM + RLE).")
     ] = "canonical",
+    test_fraction: Annotated[float, typer.Option(help="Share of patients held out as a test split (0: none).")] = 0.0,
     workers: Annotated[int, typer.Option(help="Parallel worker processes (default: CPU count).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
@@ -61,6 +62,7 @@ def synth(
         layout=layout,
         workers=workers or os.cpu_count() or 1,
         progress=progress_bar("synthesising", quiet),
+        test_fraction=test_fraction,
     )
     print_synth_summary(rows, out, layout)
     return 0

@@ -42,7 +42,7 @@ from ptxseg.synth.phantom import Phantom, make_phantom
 
 SIIM_UID_ROOT = "1.2.276.0.7230010.3.1.4."
 FIELD_OF_VIEW_MM = 430.0  # a 43 cm detector: pixel spacing = 430 / size mm
-_POSITIVE, _PAIR, _REAL, _DEMOGRAPHICS = 13, 14, 15, 16
+_POSITIVE, _PAIR, _REAL, _DEMOGRAPHICS, _TEST = 13, 14, 15, 16, 17
 
 
 def _uid(seed: int, index: int, kind: str) -> str:
@@ -84,7 +84,21 @@ def is_positive(seed: int, index: int, positive_fraction: float) -> bool:
     return bool(np.random.default_rng([seed, _POSITIVE, index]).random() < positive_fraction)
 
 
-def synth_one(out: Path, seed: int, index: int, size: int, positive_fraction: float, masks_from: str | None, layout: str) -> dict:
+def is_test_patient(seed: int, patient: int, test_fraction: float) -> bool:
+    """Whether a patient's images form part of the held-out test split (a coin per patient, so no patient spans splits)."""
+    return test_fraction > 0 and bool(np.random.default_rng([seed, _TEST, patient]).random() < test_fraction)
+
+
+def synth_one(
+    out: Path,
+    seed: int,
+    index: int,
+    size: int,
+    positive_fraction: float,
+    masks_from: str | None,
+    layout: str,
+    test_fraction: float = 0.0,
+) -> dict:
     """Generate and write phantom ``index``; return its manifest row."""
     positive = is_positive(seed, index, positive_fraction)
     real, real_id = (None, None)
@@ -98,7 +112,7 @@ def synth_one(out: Path, seed: int, index: int, size: int, positive_fraction: fl
     row = {
         "id": sop,
         "source": "synth",
-        "split": "train",
+        "split": "test" if is_test_patient(seed, patient, test_fraction) else "train",
         "positive": int(ph.positive),
         "mask_area": int(ph.ptx.sum()),
         "qc": "ok",
@@ -142,14 +156,14 @@ def _write_canonical(out: Path, ph: Phantom, row: dict) -> None:
 
 
 def _write_png_layout(out: Path, ph: Phantom, row: dict) -> None:
-    index, y = row["index"], int(ph.positive)
-    write_png(out / "train" / "png_images" / f"train_image_{index}_{y}.png", np.round(ph.image * 255).astype(np.uint8))
-    write_png(out / "train" / "png_masks" / f"train_mask_{index}_{y}.png", ph.ptx * np.uint8(255))
+    index, y, split = row["index"], int(ph.positive), row["split"]
+    write_png(out / split / "png_images" / f"{split}_image_{index}_{y}.png", np.round(ph.image * 255).astype(np.uint8))
+    write_png(out / split / "png_masks" / f"{split}_mask_{index}_{y}.png", ph.ptx * np.uint8(255))
 
 
 def _write_kaggle(out: Path, ph: Phantom, row: dict) -> None:
     write_dicom(
-        out / "dicom-images-train" / row["StudyInstanceUID"] / row["SeriesInstanceUID"] / f"{row['id']}.dcm",
+        out / f"dicom-images-{row['split']}" / row["StudyInstanceUID"] / row["SeriesInstanceUID"] / f"{row['id']}.dcm",
         np.round(ph.image * 255).astype(np.uint8),
         sop_instance_uid=row["id"],
         study_instance_uid=row["StudyInstanceUID"],
@@ -196,8 +210,15 @@ def synth_dataset(
     layout: str = "canonical",
     workers: int = 1,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    test_fraction: float = 0.0,
 ) -> list[dict]:
-    """Write ``n`` phantoms to ``out`` in ``layout``; return their manifest rows (in index order)."""
+    """Write ``n`` phantoms to ``out`` in ``layout``; return their manifest rows (in index order).
+
+    ``test_fraction`` of the patients (by a coin per patient) form a ``test``
+    split: ``split=test`` in the canonical manifest, ``test/`` folders in the png
+    layout, ``dicom-images-test/`` in the Kaggle layout (their RLE rows stay in
+    ``train-rle.csv``, so ``ptxseg convert`` keeps their masks for evaluation).
+    """
     validate(n, size, positive_fraction, layout)
     out = Path(out)
     masks_path = None
@@ -205,7 +226,9 @@ def synth_dataset(
         masks_path = str(Path(masks_from).resolve())
         _real_masks(masks_path)  # fail early, in this process, on a bad CSV
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(out, seed, i, size, positive_fraction, masks_path, layout) for i in range(n)]
+    if not 0.0 <= test_fraction < 1.0:
+        raise PtxsegError("--test-fraction", f"must be in [0, 1), got {test_fraction}")
+    jobs = [(out, seed, i, size, positive_fraction, masks_path, layout, test_fraction) for i in range(n)]
     rows = process_map(_one_star, jobs, workers, progress)
     if layout == "canonical":
         write_manifest(out / "manifest.csv", rows)
