@@ -117,4 +117,12 @@ def test_demo_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "demo" / "dataset" / "manifest.csv").is_file()
     assert (tmp_path / "demo" / "dataset" / "folds.csv").is_file()
-    assert "say nothing about patients" in proc.stdout
+    manifest = pd.read_csv(tmp_path / "demo" / "dataset" / "manifest.csv")
+    assert (manifest["split"] == "test").any()
+    folds = pd.read_csv(tmp_path / "demo" / "dataset" / "folds.csv", dtype={"id": str})
+    assert not set(folds["id"]) & set(manifest.loc[manifest["split"] == "test", "id"].astype(str))
+    meta = json.loads((tmp_path / "demo" / "model" / "best.json").read_text())
+    assert "tuning" in meta and meta["operating_point"]["threshold"] > 0
+    assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    assert "SIIM mean Dice" in proc.stdout and "case sensitivity" in proc.stdout
+    assert "not how a model does on patients" in proc.stdout

@@ -179,3 +179,68 @@ def search(
         best_dice, family = r["dice"], "triplet"
         best_op = OperatingPoint(r["bottom_threshold"], r["component_px"], 0, stats.at_size, r["top_threshold"], r["top_min_px"])
     return TuneResult(best_op, best_dice, sweep, grid, grid_c, tuple(min_mask_px), triplets, family)
+
+
+def tune_model(model, dataset=None, fold: int | None = None, tta=None, save_probs=None, write: bool = True, progress=None):
+    """Tune a saved model on its validation fold and (with ``write``) store the result in its ``.json``.
+
+    Returns ``(result, weights_path, fold, image_count, tta)``; writes ``threshold_curves.png`` beside the weights.
+    """
+    import json
+    from pathlib import Path
+
+    from ptxseg.checkpoint import read_meta, resolve_weights
+    from ptxseg.errors import PtxsegError
+    from ptxseg.infer import Predictor, predict_dataset
+    from ptxseg.io.atomic import write_text_atomic
+    from ptxseg.train.data import fold_split
+
+    weights = resolve_weights(model)
+    meta = read_meta(weights)
+    trained = meta.get("training_data", {})
+    dataset = dataset or (Path(trained["dataset"]) if trained.get("dataset") else None)
+    if dataset is None:
+        raise PtxsegError("--data", "the model does not record its dataset; pass --data")
+    fold = trained.get("fold", 0) if fold is None else fold
+    ids = fold_split(dataset, fold, create=False).val_ids
+    predictor = Predictor([weights], tta=tta)
+    if save_probs is not None:
+        Path(save_probs).mkdir(parents=True, exist_ok=True)
+    result = search(collect(predict_dataset(predictor, dataset, ids, save_probs), len(ids), progress=progress))
+    plot_threshold_curves(result.threshold_sweep, weights.parent / "threshold_curves.png")
+    if write:
+        meta["operating_point"] = result.best.to_dict()
+        meta.setdefault("metrics", {})["val_dice_tuned"] = result.best_dice
+        meta["tuning"] = {
+            "fold": fold,
+            "images": len(ids),
+            "tta": predictor.tta,
+            "family": result.family,
+            "threshold_sweep": result.threshold_sweep,
+            "triplets_top5": result.triplets[:5],
+        }
+        write_text_atomic(weights.with_suffix(".json"), json.dumps(meta, indent=2))
+    return result, weights, fold, len(ids), predictor.tta
+
+
+def plot_threshold_curves(sweep: list[dict], path) -> None:
+    """Dice, case sensitivity and specificity against the threshold (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ptxseg.io.atomic import atomic_path
+
+    x = [r["threshold"] for r in sweep]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label in (("dice", "SIIM mean Dice"), ("case_sensitivity", "case sensitivity"), ("case_specificity", "case specificity")):
+        ax.plot(x, [r[key] for r in sweep], marker="o", ms=3, label=label)
+    ax.set_xlabel("probability threshold (no size rule)")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)

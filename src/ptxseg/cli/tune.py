@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -13,30 +12,6 @@ from rich.table import Table
 
 from ptxseg.cli import app
 from ptxseg.cli.progress import console, progress_bar
-from ptxseg.errors import PtxsegError
-
-
-def plot_threshold_curves(sweep: list[dict], path: Path) -> None:
-    """Dice, case sensitivity and specificity against the threshold (PNG)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ptxseg.io.atomic import atomic_path
-
-    x = [r["threshold"] for r in sweep]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("dice", "SIIM mean Dice"), ("case_sensitivity", "case sensitivity"), ("case_specificity", "case specificity")):
-        ax.plot(x, [r[key] for r in sweep], marker="o", ms=3, label=label)
-    ax.set_xlabel("probability threshold (no size rule)")
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def print_tables(result) -> None:
@@ -86,47 +61,15 @@ def tune_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Grid-search threshold, component and mask sizes and triplets on validation; store the best in the model."""
-    from ptxseg.checkpoint import read_meta, resolve_weights
-    from ptxseg.infer import Predictor, predict_dataset
-    from ptxseg.io.atomic import write_text_atomic
-    from ptxseg.train.data import fold_split
-    from ptxseg.tune import collect, search
+    from ptxseg.tune import tune_model
 
-    weights = resolve_weights(model)
-    meta = read_meta(weights)
-    trained = meta.get("training_data", {})
-    data = data or (Path(trained["dataset"]) if trained.get("dataset") else None)
-    if data is None:
-        raise PtxsegError("--data", "the model does not record its dataset; pass --data")
-    fold = trained.get("fold", 0) if fold is None else fold
-    ids = fold_split(data, fold, create=False).val_ids
-    predictor = Predictor([weights], tta=tta)
-    if save_probs is not None:
-        save_probs.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    stats = collect(predict_dataset(predictor, data, ids, save_probs), len(ids), progress=progress_bar("predicting", quiet))
-    t1 = time.monotonic()
-    result = search(stats)
-    t2 = time.monotonic()
+    result, weights, fold, n, used_tta = tune_model(model, data, fold, tta, save_probs, not dry_run, progress_bar("predicting", quiet))
     print_tables(result)
-    op = result.best
     console.print(
-        f"best: {result.family}: {op.to_dict()} → validation Dice {result.best_dice:.4f} on {len(ids)} images of fold {fold}"
-        f" (prediction {t1 - t0:.1f} s, grid {t2 - t1:.2f} s)",
+        f"best: {result.family}: {result.best.to_dict()} → validation Dice {result.best_dice:.4f} on {n} images of fold {fold}"
+        f" with TTA {'+'.join(used_tta)} ({time.monotonic() - t0:.1f} s)",
         highlight=False,
     )
-    curves = weights.parent / "threshold_curves.png"
-    plot_threshold_curves(result.threshold_sweep, curves)
     if not dry_run:
-        meta["operating_point"] = op.to_dict()
-        meta.setdefault("metrics", {})["val_dice_tuned"] = result.best_dice
-        meta["tuning"] = {
-            "fold": fold,
-            "images": len(ids),
-            "tta": predictor.tta,
-            "family": result.family,
-            "threshold_sweep": result.threshold_sweep,
-            "triplets_top5": result.triplets[:5],
-        }
-        write_text_atomic(weights.with_suffix(".json"), json.dumps(meta, indent=2))
-        console.print(f"operating point written to {weights.with_suffix('.json')}; curves: {curves}")
+        console.print(f"operating point written to {weights.with_suffix('.json')}; curves: {weights.parent / 'threshold_curves.png'}")
