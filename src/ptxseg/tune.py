@@ -24,7 +24,7 @@ import numpy as np
 
 from ptxseg.postprocess import OperatingPoint
 
-THRESHOLDS = tuple(np.round(np.arange(0.20, 0.801, 0.05), 2))
+THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.20, 0.801, 0.05), 2))
 COMPONENT_PX = (0, 50, 100, 200, 500)
 MIN_MASK_PX = (0, 500, 1000, 2000, 3000, 5000)
 TOP_THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8)

@@ -67,7 +67,13 @@ def demo(
         f"[bold]4/7[/bold] ptxseg train --data {dataset} --out {run} --minutes {budget:g} " + " ".join(f"--set {s}" for s in sets)
     )
     cfg = load_config("default", sets)
-    trained = train(cfg, dataset, run, minutes=budget, quiet=quick)
+
+    def on_epoch(r: dict) -> None:
+        console.print(
+            f"  val Dice {r['val_dice']:.4f} · positives {r['val_dice_pos']:.3f}" + (" · best" if r["best"] else ""), highlight=False
+        )
+
+    trained = train(cfg, dataset, run, minutes=budget, quiet=quick, on_epoch=on_epoch)
     console.print(f"  {trained.epochs_run} epochs ({trained.stop_reason}), best validation Dice {trained.best_dice:.4f}")
 
     console.print(f"[bold]5/7[/bold] ptxseg tune {run}")
