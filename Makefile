@@ -30,6 +30,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/rle_decode.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/tune_grid.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
