@@ -69,13 +69,23 @@ def test_search_agrees_with_apply_operating_point(seed):
     assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(result.size_grid[i, k])
 
 
-def test_tune_cli_writes_the_operating_point(tmp_path):
+def _tiny_run(tmp_path, seed: int):
+    """16 phantoms at 64² and a one-epoch U-Net-R18 run on them: (dataset, run directory)."""
     data = tmp_path / "ds"
-    synth_dataset(data, 16, size=64, seed=5, positive_fraction=0.5)
-    cfg = load_config(
-        "default", ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+    synth_dataset(data, 16, size=64, seed=seed, positive_fraction=0.5)
+    sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+    train(load_config("default", sets), data, tmp_path / "run", quiet=True)
+    return data, tmp_path / "run"
+
+
+def _evaluate_json(run, data, fold, out) -> int:
+    return main(
+        ["evaluate", "--model", str(run), "--data", str(data), "--fold", str(fold), "--json", str(out), "-q", "--bootstrap", "20"]
     )
-    train(cfg, data, tmp_path / "run", quiet=True)
+
+
+def test_tune_cli_writes_the_operating_point(tmp_path):
+    data, _ = _tiny_run(tmp_path, seed=5)
     before = json.loads((tmp_path / "run" / "best.json").read_text())
     assert main(["tune", str(tmp_path / "run"), "-q", "--save-probs", str(tmp_path / "probs")]) == 0
     after = json.loads((tmp_path / "run" / "best.json").read_text())
@@ -85,25 +95,7 @@ def test_tune_cli_writes_the_operating_point(tmp_path):
     assert len(list((tmp_path / "probs").glob("*.npz"))) == after["tuning"]["images"]
     # the tuned point is what `ptxseg evaluate --model` applies
     out = tmp_path / "eval.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(tmp_path / "run"),
-                "--data",
-                str(data),
-                "--fold",
-                str(after["tuning"]["fold"]),
-                "--json",
-                str(out),
-                "-q",
-                "--bootstrap",
-                "20",
-            ]
-        )
-        == 0
-    )
+    assert _evaluate_json(tmp_path / "run", data, after["tuning"]["fold"], out) == 0
     doc = json.loads(out.read_text())
     assert doc["operating_point"] == after["operating_point"] and doc["images"] == after["tuning"]["images"]
     assert doc["mean_dice"] == pytest.approx(after["metrics"]["val_dice_tuned"])
@@ -166,34 +158,11 @@ def test_report_from_run_and_from_evaluation_json(tmp_path):
     assert tile[50, 50].tolist() == [127, 127, 127]  # untouched background
     cases = pick_cases(list("abcdef"), np.array([0.1, 0.9, 0.5, 0.3, 0.7, 1.0]), np.array([1, 1, 1, 1, 1, 0], bool), k=2)
     assert cases["worst"] == ["a", "d"] and cases["best"] == ["b", "e"] and "f" not in sum(cases.values(), [])
-    data = tmp_path / "ds"
-    synth_dataset(data, 16, size=64, seed=8, positive_fraction=0.5)
-    cfg = load_config(
-        "default", ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
-    )
-    train(cfg, data, tmp_path / "run", quiet=True)
+    data, _ = _tiny_run(tmp_path, seed=8)
     assert main(["report", str(tmp_path / "run"), "-q"]) == 0
     page = (tmp_path / "run" / "report" / "report.html").read_text()
     assert "SIIM score" in page and "confusion.png" in page and "case_worst_0.png" in page and "curves.png" in page
     ev = tmp_path / "ev.json"
-    assert (
-        main(
-            [
-                "evaluate",
-                "--model",
-                str(tmp_path / "run"),
-                "--data",
-                str(data),
-                "--fold",
-                "0",
-                "--json",
-                str(ev),
-                "-q",
-                "--bootstrap",
-                "20",
-            ]
-        )
-        == 0
-    )
+    assert _evaluate_json(tmp_path / "run", data, 0, ev) == 0
     assert main(["report", str(ev), "--out", str(tmp_path / "rep2"), "-q"]) == 0
     assert (tmp_path / "rep2" / "report.html").is_file() and list((tmp_path / "rep2").glob("case_best_*.png"))

@@ -122,13 +122,6 @@ class Predictor:
         return normalize(x, inp.get("normalize", "minmax"), inp.get("mean", 0.5), inp.get("std", 0.5)), box
 
     @torch.no_grad()
-    def predict_members(self, batch: np.ndarray) -> np.ndarray:
-        """Per-member probabilities at the network size, ``M×B×S×S`` (M = models × TTA), for uncertainty."""
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)
-        members = [tta_members(m, x, self.tta)[:, :, 0].cpu().numpy() for m in self.models]
-        return np.concatenate(members)
-
-    @torch.no_grad()
     def predict_network(self, batch: np.ndarray) -> np.ndarray:
         """Ensemble × TTA mean probabilities at the network size: ``B×S×S`` float32 for a ``B×S×S`` input batch."""
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)

@@ -64,13 +64,17 @@ def build_loss(spec: str | dict[str, Any] | nn.Module) -> nn.Module:
         raise PtxsegError(f"loss.{name}", f"bad arguments {kwargs}: {exc}") from None
 
 
+def pos_weight_from_counts(positive_px: int, total_px: int) -> float:
+    """``N_neg / N_pos`` from pixel counts (the ``pos_weight: auto`` rule)."""
+    if positive_px <= 0:
+        raise PtxsegError("loss.pos_weight", "auto needs at least one positive pixel in the training masks")
+    return (total_px - positive_px) / positive_px
+
+
 def auto_pos_weight(masks: Sequence[np.ndarray] | np.ndarray) -> float:
     """``N_neg / N_pos`` over all pixels of the training masks (the ``pos_weight: auto`` rule)."""
     pos = sum(int(np.count_nonzero(m)) for m in masks)
-    total = sum(int(np.asarray(m).size) for m in masks)
-    if pos == 0:
-        raise PtxsegError("loss.pos_weight", "auto needs at least one positive pixel in the training masks")
-    return (total - pos) / pos
+    return pos_weight_from_counts(pos, sum(int(np.asarray(m).size) for m in masks))
 
 
 def has_auto_pos_weight(spec: Any) -> bool:

@@ -12,13 +12,10 @@ operating point serves 256² and 1024² predictions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
-
-from ptxseg.metrics import dice_per_image
 
 
 @dataclass(frozen=True)
@@ -66,47 +63,3 @@ def apply_operating_point(prob: np.ndarray, op: OperatingPoint) -> np.ndarray:
         if min_mask > 0 and np.count_nonzero(out[i]) < min_mask:
             out[i] = False
     return out[0] if single else out
-
-
-def tune_threshold_min_mask(
-    probs: np.ndarray,
-    truths: np.ndarray,
-    thresholds: Sequence[float] = tuple(np.round(np.arange(0.1, 0.91, 0.05), 2)),
-    min_mask_px: Sequence[int] = (0, 500, 1000, 2000, 3000, 5000),
-    at_size: int = 1024,
-) -> tuple[OperatingPoint, np.ndarray]:
-    """The threshold × minimum-mask-size pair with the highest mean per-image Dice.
-
-    Vectorised over images: for each threshold, per-image intersections and
-    areas are counted once; the size rule only decides which masks are emptied.
-
-    Args:
-        probs: ``N×H×W`` probabilities; truths: ``N×H×W`` masks.
-
-    Returns:
-        The best operating point and the ``len(thresholds) × len(min_mask_px)`` grid of mean Dice.
-    """
-    probs = np.asarray(probs, dtype=np.float32)
-    t = np.asarray(truths) != 0
-    n = len(probs)
-    flat_p, flat_t = probs.reshape(n, -1), t.reshape(n, -1)
-    t_area = flat_t.sum(1)
-    scale = probs.shape[-2] * probs.shape[-1] / float(at_size * at_size)
-    grid = np.zeros((len(thresholds), len(min_mask_px)))
-    for i, thr in enumerate(thresholds):
-        pred = flat_p > thr
-        p_area = pred.sum(1)
-        inter = (pred & flat_t).sum(1)
-        for j, mm in enumerate(min_mask_px):
-            emptied = p_area < mm * scale
-            pa = np.where(emptied, 0, p_area)
-            it = np.where(emptied, 0, inter)
-            total = pa + t_area
-            grid[i, j] = np.where(total == 0, 1.0, 2.0 * it / np.maximum(total, 1)).mean()
-    i, j = np.unravel_index(np.argmax(grid), grid.shape)
-    return OperatingPoint(float(thresholds[i]), 0, int(min_mask_px[j]), at_size), grid
-
-
-def mean_dice(probs: np.ndarray, truths: np.ndarray, op: OperatingPoint) -> float:
-    """SIIM score (mean per-image Dice) of ``probs`` at ``op``."""
-    return float(dice_per_image(apply_operating_point(probs, op), truths).mean())

@@ -74,6 +74,10 @@ def collect(
             mask = (prob > thr).astype(np.uint8)
             if not mask.any():
                 continue
+            if component_px == (0,):  # nothing to remove: no labelling needed
+                area[i, 0] = mask.sum()
+                inter[i, 0] = np.count_nonzero(mask.astype(bool) & t)
+                continue
             n_lab, labels = cv2.connectedComponents(mask, connectivity=8)
             comp_area = np.bincount(labels.ravel(), minlength=n_lab)[1:]
             comp_inter = np.bincount(labels[t], minlength=n_lab)[1:]

@@ -46,9 +46,9 @@ class FoldSplit:
 
     def auto_pos_weight(self) -> float:
         """``N_neg / N_pos`` pixels over the training masks (``pos_weight: auto``)."""
-        if self.train_mask_px <= 0:
-            raise PtxsegError("loss.pos_weight", "auto needs at least one positive pixel in the training masks")
-        return (self.train_total_px - self.train_mask_px) / self.train_mask_px
+        from ptxseg.losses import pos_weight_from_counts
+
+        return pos_weight_from_counts(self.train_mask_px, self.train_total_px)
 
 
 def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_seed: int = 42, create: bool = True) -> FoldSplit:

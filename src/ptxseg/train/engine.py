@@ -38,15 +38,18 @@ from ptxseg.errors import PtxsegError
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
 from ptxseg.metrics import dice_per_image
 from ptxseg.models import SegOutput, create_model
-from ptxseg.postprocess import OperatingPoint, apply_operating_point, tune_threshold_min_mask
+from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.train import distributed as D
 from ptxseg.train.data import SegmentationDataset, build_sampler, fold_split, make_loader
 from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
 from ptxseg.train.optim import Schedule, build_optimizer
 from ptxseg.train.rundir import RunDir, environment
+from ptxseg.tune import collect, search
 
 #: validation probabilities kept for tuning the operating point are stored at most at this side (float16)
 TUNE_SIZE = 256
+#: thresholds of the end-of-training search (× minimum mask sizes 0–5,000 px at 1024²)
+END_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.91, 0.05), 2))
 
 
 class TrainingInterrupted(Exception):
@@ -509,8 +512,10 @@ class Trainer:
         metrics, probs, truths = self.validate(model, loader, op, keep_probs=True)
         tuned_dice = metrics["val_dice"]
         if self.cfg.postprocess.tune:
-            op, grid = tune_threshold_min_mask(probs.astype(np.float32), truths, at_size=op.at_size)
-            tuned_dice = float(grid.max())
+            pairs = zip(probs.astype(np.float32), truths, strict=True)
+            stats = collect(pairs, thresholds=END_THRESHOLDS, component_px=(0,), top_thresholds=(), at_size=op.at_size)
+            result = search(stats, bottom_thresholds=())  # threshold x minimum mask; ptxseg tune searches the full grid
+            op, tuned_dice = result.best, result.best_dice
         meta = read_meta(best_weights)
         meta["operating_point"] = op.to_dict()
         meta["metrics"] |= {"val_dice_tuned": tuned_dice, "tuned_at_size": int(probs.shape[-1])}
