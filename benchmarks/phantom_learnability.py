@@ -145,9 +145,7 @@ def main() -> None:
         f"U-Net-R34, thr 0.5   SIIM Dice {plain['siim_dice']:.4f}  (Dice on positives {plain['dice_positive']:.3f}, "
         f"correct empty {plain['correct_empty']:.3f}, case sens {plain['sensitivity']:.3f} / spec {plain['specificity']:.3f})"
     )
-    print(
-        f"  + min mask {tuned[0]} px  SIIM Dice {tuned[1]['siim_dice']:.4f}  (min size picked on these val images: optimistic)"
-    )
+    print(f"  + min mask {tuned[0]} px  SIIM Dice {tuned[1]['siim_dice']:.4f}  (min size picked on these val images: optimistic)")
     print(f"ratio model / baseline: {plain['siim_dice'] / baseline:.3f}")
 
 

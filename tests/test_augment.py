@@ -27,14 +27,24 @@ def test_geometry_applies_to_image_and_mask_alike():
 
 def test_published_style_pipeline_runs():
     specs = [
-        {"name": "OneOf", "p": 1.0, "transforms": [
-            {"name": "CLAHE", "clip_limit": 4, "tile_grid_size": [4, 4]},
-            {"name": "RandomGamma", "gamma_limit": [60, 120]},
-            {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2}]},
-        {"name": "OneOf", "p": 1.0, "transforms": [
-            {"name": "Blur", "blur_limit": [3, 5]},
-            {"name": "MotionBlur", "blur_limit": [3, 5]},
-            {"name": "MedianBlur", "blur_limit": 3}]},
+        {
+            "name": "OneOf",
+            "p": 1.0,
+            "transforms": [
+                {"name": "CLAHE", "clip_limit": 4, "tile_grid_size": [4, 4]},
+                {"name": "RandomGamma", "gamma_limit": [60, 120]},
+                {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2},
+            ],
+        },
+        {
+            "name": "OneOf",
+            "p": 1.0,
+            "transforms": [
+                {"name": "Blur", "blur_limit": [3, 5]},
+                {"name": "MotionBlur", "blur_limit": [3, 5]},
+                {"name": "MedianBlur", "blur_limit": 3},
+            ],
+        },
         {"name": "HorizontalFlip", "p": 0.5},
         {"name": "Affine", "translate_percent": [-0.2, 0.2], "scale": [0.8, 1.2], "rotate": [-20, 20], "p": 1.0},
     ]

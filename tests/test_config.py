@@ -95,6 +95,7 @@ def test_overrides():
         ("training.unfreeze=[[0, 2.0]]", "training.unfreeze"),
         ("sampler.positive_share=1.5", "sampler.positive_share"),
         ("data.crop={top: 0.8, bottom: 0.2}", "crop needs top < bottom"),
+        ("postprocess.cls_threshold=0.5", "postprocess.cls_threshold: needs a classifier head"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

@@ -8,7 +8,15 @@ import torch
 
 from ptxseg.checkpoint import save_weights
 from ptxseg.errors import PtxsegError
-from ptxseg.infer import TTA_TRANSFORMS, Predictor, load_probability_map, save_probability_map, tta_members, tta_predict
+from ptxseg.infer import (
+    TTA_TRANSFORMS,
+    Predictor,
+    load_probability_map,
+    save_probability_map,
+    tta_members,
+    tta_members_with_cls,
+    tta_predict,
+)
 from ptxseg.models import create_model
 
 
@@ -55,16 +63,18 @@ def test_predictor_frame_crop_and_ensemble(tmp_path):
     images = [rng.random((100, 90)).astype(np.float32), rng.random((64, 64)).astype(np.float32)]
     single = Predictor([_bundle(tmp_path)])
     assert single.tta == ["identity", "hflip"]
-    probs = single.predict(images)
+    preds = single.predict(images)
+    probs = [p.prob for p in preds]
     assert [p.shape for p in probs] == [(100, 90), (64, 64)] and all(0 <= p.min() and p.max() <= 1 for p in probs)
     twice = Predictor([_bundle(tmp_path), _bundle(tmp_path, "m2")], weights=[1, 3])
-    np.testing.assert_allclose(twice.predict(images)[0], probs[0], atol=1e-6)  # the same model twice: same mean
+    np.testing.assert_allclose(twice.predict(images)[0].prob, probs[0], atol=1e-6)  # the same model twice: same mean
     other = _bundle(tmp_path, "other", seed=1)
     mixed = Predictor([_bundle(tmp_path), other], weights=[1, 1]).predict(images)[0]
     alone = Predictor([other]).predict(images)[0]
-    np.testing.assert_allclose(mixed, (probs[0] + alone) / 2, atol=1e-5)
+    np.testing.assert_allclose(mixed.prob, (probs[0] + alone.prob) / 2, atol=1e-5)
+    assert mixed.member_scores.shape == (4,) and mixed.cls_prob is None  # 2 models × 2 TTA members, no head
     crop = {"top": 0.08, "bottom": 0.78, "left": 0.1, "right": 0.85, "pad_px": 0}
-    cropped = Predictor([_bundle(tmp_path, "c", crop=crop)]).predict(images)[0]
+    cropped = Predictor([_bundle(tmp_path, "c", crop=crop)]).predict(images)[0].prob
     assert cropped[:7].max() == 0 and cropped[79:].max() == 0 and cropped[:, 77:].max() == 0 and cropped[10:70, 10:70].min() > 0
     with pytest.raises(PtxsegError, match="input settings"):
         Predictor([_bundle(tmp_path), _bundle(tmp_path, "c2", crop=crop)])
@@ -74,8 +84,61 @@ def test_predictor_frame_crop_and_ensemble(tmp_path):
 
 def test_probability_maps_round_trip(tmp_path):
     prob = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
-    back8 = load_probability_map(save_probability_map(tmp_path / "a.npz", prob, "uint8"))
-    back16 = load_probability_map(save_probability_map(tmp_path / "b.npz", prob, "float16"))
+    back8, cls8 = load_probability_map(save_probability_map(tmp_path / "a.npz", prob, "uint8"))
+    back16, cls16 = load_probability_map(save_probability_map(tmp_path / "b.npz", prob, "float16", cls_prob=0.25))
     assert np.abs(back8 - prob).max() <= 0.5 / 255 + 1e-7 and np.abs(back16 - prob).max() < 1e-3
+    assert cls8 is None and cls16 == 0.25
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(PtxsegError, match="bad.npz.*not a ptxseg probability map"):
+        load_probability_map(tmp_path / "bad.npz")
     with pytest.raises(PtxsegError, match="uint8 or float16"):
         save_probability_map(tmp_path / "c.npz", prob, "int4")
+
+
+class ConstantHead(torch.nn.Module):
+    """Logits = input; classifier logit = a fixed value per call (cycling), to check how heads are averaged."""
+
+    def __init__(self, cls_logits):
+        super().__init__()
+        self.cls_logits = list(cls_logits)
+        self.calls = 0
+
+    def forward(self, x):
+        return x
+
+    def forward_with_cls(self, x):
+        c = self.cls_logits[self.calls % len(self.cls_logits)]
+        self.calls += 1
+        return x, torch.full((len(x), 1), float(c))
+
+
+def test_members_variance_and_classifier_head(tmp_path):
+    x = torch.zeros(2, 1, 32, 32)
+    x[:, :, 4:10, 3:20] = 3.0
+    probs, cls = tta_members_with_cls(ConstantHead([0.0, 2.0]), x, ["identity", "hflip"])
+    assert probs.shape == (2, 2, 1, 32, 32) and cls.shape == (2, 2)
+    np.testing.assert_allclose(cls[:, 0].numpy(), torch.sigmoid(torch.tensor([0.0, 2.0])).numpy())
+
+    predictor = Predictor([_bundle(tmp_path)])
+    predictor.models = [ConstantHead([0.0, 2.0]), LogitOfInput()]  # one model with a head, one without
+    predictor.weights = np.array([0.5, 0.5])
+    batch = np.zeros((1, 32, 32), np.float32)
+    batch[0, 4:10, 3:20] = 3.0
+    out = predictor.predict_network(batch)
+    head = torch.sigmoid(torch.tensor([0.0, 2.0])).numpy()
+    # the head's mean comes from the model that has one only; every member's pixels agree, so variance is 0
+    assert out.cls_prob.shape == (1,) and out.cls_prob[0] == pytest.approx(head.mean())
+    assert out.variance.max() < 1e-6 and out.member_scores.shape == (1, 4)
+    np.testing.assert_allclose(out.member_scores[0], [*head, 1 / (1 + np.exp(-3)), 1 / (1 + np.exp(-3))], rtol=1e-6)
+    assert float(out.score[0]) == pytest.approx(head.mean())
+
+    predictor.models = [LogitOfInput(), _Negated()]  # members that disagree: p and 1 − p
+    out = predictor.predict_network(batch)
+    p = 1 / (1 + np.exp(-3.0))
+    assert out.prob[0, 5, 5] == pytest.approx(0.5) and out.variance[0, 5, 5] == pytest.approx((p - 0.5) ** 2, rel=1e-5)
+    assert out.cls_prob is None and float(out.score[0]) == pytest.approx(0.5)
+
+
+class _Negated(torch.nn.Module):
+    def forward(self, x):
+        return -x

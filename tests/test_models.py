@@ -19,7 +19,15 @@ ARCHS = list_models()
 
 def test_registry_names():
     assert {
-        "unet", "unetplusplus", "fpn", "deeplabv3plus", "attention_unet", "nnunet_ds", "ptxsegnet", "uefficientnet", "pdeseray"
+        "unet",
+        "unetplusplus",
+        "fpn",
+        "deeplabv3plus",
+        "attention_unet",
+        "nnunet_ds",
+        "ptxsegnet",
+        "uefficientnet",
+        "pdeseray",
     } <= set(ARCHS)
 
 

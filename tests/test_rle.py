@@ -20,9 +20,7 @@ from ptxseg.io.rle import (
     write_rle_csv,
 )
 
-masks = st.tuples(st.integers(1, 24), st.integers(1, 24)).flatmap(
-    lambda shape: arrays(np.uint8, shape, elements=st.integers(0, 1))
-)
+masks = st.tuples(st.integers(1, 24), st.integers(1, 24)).flatmap(lambda shape: arrays(np.uint8, shape, elements=st.integers(0, 1)))
 
 
 @settings(max_examples=300, deadline=None)

@@ -10,6 +10,7 @@ import pytest
 
 from ptxseg.cli import main
 from ptxseg.config import load_config
+from ptxseg.errors import PtxsegError
 from ptxseg.metrics import dice_per_image
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.synth.dataset import synth_dataset
@@ -69,11 +70,30 @@ def test_search_agrees_with_apply_operating_point(seed):
     assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(result.size_grid[i, k])
 
 
-def _tiny_run(tmp_path, seed: int):
+def test_classifier_gate_empties_what_no_size_rule_can():
+    probs, truths = _maps(noise_prob=0.95, noise_px=1600)  # negatives: a confident 40×40 false lesion, like the true ones
+    heads = np.where(truths.reshape(len(truths), -1).any(1), 0.8, 0.25)
+    plain = search(collect(zip(probs, truths, strict=True)))
+    assert plain.best_dice < 1.0 and plain.gates == []  # no head, no gate table
+    result = search(collect(zip(probs, truths, heads, strict=True)))
+    assert result.best_dice == 1.0 and result.family.startswith("classifier gate")
+    assert 0.25 < result.best.cls_threshold <= 0.8
+    gates = {r["cls_threshold"]: r for r in result.gates}
+    assert len(gates) == 9 and gates[0.2]["dice"] == pytest.approx(plain.best_dice) and gates[0.9]["case_sensitivity"] == 0.0
+    for r in result.gates:
+        op = OperatingPoint(r["threshold"], r["component_px"], r["min_mask_px"], 1024, cls_threshold=r["cls_threshold"])
+        assert dice_per_image(apply_operating_point(probs, op, heads), truths).mean() == pytest.approx(r["dice"])
+    with pytest.raises(PtxsegError, match="cls_threshold is set but there is no classifier"):
+        apply_operating_point(probs[0], result.best)
+    with pytest.raises(ValueError, match="some maps only"):
+        collect([(probs[0], truths[0], 0.5), (probs[1], truths[1])])
+
+
+def _tiny_run(tmp_path, seed: int, extra: tuple[str, ...] = ()):
     """16 phantoms at 64² and a one-epoch U-Net-R18 run on them: (dataset, run directory)."""
     data = tmp_path / "ds"
     synth_dataset(data, 16, size=64, seed=seed, positive_fraction=0.5)
-    sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+    sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0", *extra]
     train(load_config("default", sets), data, tmp_path / "run", quiet=True)
     return data, tmp_path / "run"
 
@@ -166,3 +186,79 @@ def test_report_from_run_and_from_evaluation_json(tmp_path):
     assert _evaluate_json(tmp_path / "run", data, 0, ev) == 0
     assert main(["report", str(ev), "--out", str(tmp_path / "rep2"), "-q"]) == 0
     assert (tmp_path / "rep2" / "report.html").is_file() and list((tmp_path / "rep2").glob("case_best_*.png"))
+
+
+def test_model_with_classifier_head_tunes_and_evaluates_with_its_gate(tmp_path):
+    data, run = _tiny_run(tmp_path, seed=6, extra=("model.aux_classifier=true",))
+    assert main(["tune", str(run), "-q", "--tta", "identity"]) == 0
+    meta = json.loads((run / "best.json").read_text())
+    gates = meta["tuning"]["classifier_gates"]
+    assert [g["cls_threshold"] for g in gates] == pytest.approx([0.1 * k for k in range(1, 10)])
+    assert max(g["dice"] for g in gates) <= meta["metrics"]["val_dice_tuned"] + 1e-12
+    # store the c = 0.5 row as the operating point: evaluate applies the gate with the head's probability
+    g = gates[4]
+    at = meta["operating_point"]["at_size"]
+    meta["operating_point"] = OperatingPoint(g["threshold"], g["component_px"], g["min_mask_px"], at, cls_threshold=0.5).to_dict()
+    (run / "best.json").write_text(json.dumps(meta))
+    out = tmp_path / "eval.json"
+    assert _evaluate_json(run, data, meta["tuning"]["fold"], out) == 0
+    doc = json.loads(out.read_text())
+    assert doc["operating_point"]["cls_threshold"] == pytest.approx(0.5)
+    assert doc["mean_dice"] == pytest.approx(gates[4]["dice"])
+
+
+def test_ensemble_tuned_from_stored_maps_and_used_everywhere(tmp_path):
+    data, run_a = _tiny_run(tmp_path, seed=7)
+    sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+    sets.append("training.seed=1")
+    run_b = train(load_config("default", sets), data, tmp_path / "run_b", quiet=True).run_dir
+    fold = json.loads((run_a / "best.json").read_text())["training_data"]["fold"]
+    models = ["--model", str(run_a), "--model", str(run_b)]
+    probs, ev_json = tmp_path / "maps", tmp_path / "ens_eval.json"
+    common = ["--data", str(data), "--fold", str(fold), "-q", "--bootstrap", "0"]
+    assert (
+        main(["evaluate", *models, "--weights", "1", "--weights", "3", *common, "--save-probs", str(probs), "--json", str(ev_json)])
+        == 0
+    )
+    doc = json.loads(ev_json.read_text())
+    assert doc["model_weights"] == [0.25, 0.75] and len(list(probs.glob("*.npz"))) == doc["images"]
+
+    # several models need somewhere to keep their operating point
+    assert main(["tune", str(run_a), str(run_b), "-q"]) == 2
+    ens = tmp_path / "ens" / "ensemble.json"
+    w = ["--weights", "1", "--weights", "3"]
+    assert main(["tune", str(run_a), str(run_b), *w, "--probs", str(probs), "--out", str(ens), "-q", "--workers", "2"]) == 0
+    from_maps = json.loads(ens.read_text())
+    assert from_maps["format"] == "ptxseg-ensemble/1" and from_maps["weights"] == [0.25, 0.75]
+    assert from_maps["tuning"]["source"] == str(probs) and from_maps["tuning"]["images"] == doc["images"]
+    assert (tmp_path / "ens" / "ensemble_threshold_curves.png").is_file()
+
+    # tuned by predicting: `evaluate --model ensemble.json` applies its weights, TTA and point and gets its Dice back
+    assert main(["tune", str(run_a), str(run_b), *w, "--out", str(ens), "-q"]) == 0
+    tuned = json.loads(ens.read_text())
+    assert tuned["members"] == [str(run_a), str(run_b)]  # outside the ensemble's folder: kept absolute
+    assert tuned["tuning"]["val_dice_tuned"] == pytest.approx(from_maps["tuning"]["val_dice_tuned"], abs=0.05)  # uint8 maps
+    ev2 = tmp_path / "ens_eval2.json"
+    assert main(["evaluate", "--model", str(ens), *common, "--json", str(ev2)]) == 0
+    doc2 = json.loads(ev2.read_text())
+    assert doc2["operating_point"] == tuned["operating_point"] and doc2["mean_dice"] == pytest.approx(
+        tuned["tuning"]["val_dice_tuned"]
+    )
+    assert main(["report", str(ens), "-q"]) == 2  # an ensemble needs an explicit fold or split
+    assert main(["report", str(ens), "--fold", str(fold), "--out", str(tmp_path / "rep"), "-q"]) == 0
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "ensemble.json" in page and (tmp_path / "rep" / "threshold_curves.png").is_file()
+    (tmp_path / "bad.json").write_text('{"format": "ptxseg-ensemble/1", "members": []}')
+    assert main(["evaluate", "--model", str(tmp_path / "bad.json"), *common]) == 2
+
+
+def test_parallel_statistics_equal_serial():
+    probs, truths = _maps(noise_prob=0.7, noise_px=400, n_pos=5, n_neg=6, seed=3)
+    heads = np.linspace(0.1, 0.9, len(probs))
+    serial = collect(zip(probs, truths, heads, strict=True))
+    parallel = collect(zip(probs, truths, heads, strict=True), workers=2)
+    for name in ("kept_area", "kept_inter", "top_count", "true_area", "cls_prob"):
+        np.testing.assert_array_equal(getattr(serial, name), getattr(parallel, name))
+    assert serial.scale == parallel.scale == 256 * 256 / 1024**2
+    with pytest.raises(ValueError, match="different sizes"):
+        collect([(probs[0], truths[0]), (probs[1][:128], truths[1][:128])])

@@ -86,6 +86,10 @@ class DataConfig(_Section):
     """How images reach the network."""
 
     size: int = Field(256, ge=32, description="Network input side in pixels (a multiple of 32); images are resized to it.")
+    target: Literal["pneumothorax", "lungs"] = Field(
+        "pneumothorax",
+        description="What the model segments: pneumothorax (masks/) or the lung fields (lungs/, both lungs as one mask).",
+    )
     fold: int = Field(0, ge=0, description="Fold of folds.csv held out for validation (`--fold` overrides).")
     folds: int = Field(5, ge=2, description="Folds to create when the dataset has no folds.csv yet.")
     split_seed: int = Field(42, description="Seed of that split.")
@@ -168,7 +172,16 @@ class OperatingPointConfig(_Section):
         description="Triplet rule: empty the mask unless top_min_px pixels exceed this (threshold is the bottom one).",
     )
     top_min_px: int = Field(0, ge=0, description="Triplet rule: pixels that must exceed top_threshold.")
-    tune: bool = Field(True, description="Grid-search threshold × min_mask_px on the validation fold after training.")
+    cls_threshold: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Empty the mask when the classifier head's probability is below this (needs model.aux_classifier).",
+    )
+    tune: bool = Field(
+        True,
+        description="Grid-search threshold × min_mask_px (× cls_threshold with a head) on the validation fold after training.",
+    )
 
 
 class StageConfig(_Section):
@@ -269,6 +282,12 @@ class Config(_Section):
             except PtxsegError as exc:
                 raise ValueError(f"{exc.where}: {exc.reason}") from None
         return v
+
+    @model_validator(mode="after")
+    def _gate_needs_head(self) -> Config:
+        if self.postprocess.cls_threshold is not None and not self.model.aux_classifier:
+            raise ValueError("postprocess.cls_threshold: needs a classifier head (model.aux_classifier: true)")
+        return self
 
     @model_validator(mode="after")
     def _stages_valid(self) -> Config:

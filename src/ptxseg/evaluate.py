@@ -119,16 +119,24 @@ def evaluate_model(
     n_boot: int = 1000,
     seed: int = 0,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    save_probs: str | PathLike[str] | None = None,
 ) -> Evaluation:
-    """Predict ``ids`` with the model's TTA and stored operating point and score them (image score: max probability)."""
+    """Predict ``ids`` with the model's TTA and stored operating point and score them
+    (with ``save_probs``, also keep each probability map there as ``<id>.npz``).
+
+    The image-level score for AUROC/AUPRC is the classifier head's probability
+    when the model has one, else the maximum pixel probability.
+    """
     from ptxseg.infer import predict_dataset
-    from ptxseg.postprocess import OperatingPoint, apply_operating_point
+    from ptxseg.postprocess import OperatingPoint
 
     op = OperatingPoint(**predictor.operating_point)
     parts = []
-    pairs = predict_dataset(predictor, dataset, ids)
-    for prob, truth in progress(pairs, len(ids)) if progress else pairs:
-        parts.append(ImageStats.of(apply_operating_point(prob, op), truth, score=[float(prob.max())]))
+    if save_probs is not None:
+        Path(save_probs).mkdir(parents=True, exist_ok=True)
+    pairs = predict_dataset(predictor, dataset, ids, save_probs)
+    for pred, truth in progress(pairs, len(ids)) if progress else pairs:
+        parts.append(ImageStats.of(pred.mask(op), truth, score=[float(pred.score)]))
     stats = ImageStats.concat(parts)
     metrics = evaluate(stats, min_case_px=min_case_px, n_boot=n_boot, seed=seed)
     metrics["operating_point"] = op.to_dict()

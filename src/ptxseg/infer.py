@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,25 @@ def check_tta(tta: Sequence[str]) -> list[str]:
 
 
 @torch.no_grad()
-def tta_members(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)) -> torch.Tensor:
-    """Probabilities of every TTA member, each mapped back to the input frame: ``T×B×1×H×W``."""
-    outs = []
+def tta_members_with_cls(
+    model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Probabilities of every TTA member mapped back to the input frame (``T×B×1×H×W``) and, when the
+    model has a classifier head, its probability for each member (``T×B``; else None)."""
+    with_cls = getattr(model, "forward_with_cls", None)
+    outs, heads = [], []
     for name in check_tta(tta):
         fwd, inv = TTA_TRANSFORMS[name]
-        outs.append(inv(torch.sigmoid(model(fwd(x)).float())))
-    return torch.stack(outs)
+        logits, cls = with_cls(fwd(x)) if with_cls is not None else (model(fwd(x)), None)
+        outs.append(inv(torch.sigmoid(logits.float())))
+        if cls is not None:
+            heads.append(torch.sigmoid(cls.float()).reshape(len(x)))
+    return torch.stack(outs), torch.stack(heads) if heads else None
+
+
+def tta_members(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)) -> torch.Tensor:
+    """Probabilities of every TTA member, each mapped back to the input frame: ``T×B×1×H×W``."""
+    return tta_members_with_cls(model, x, tta)[0]
 
 
 def tta_predict(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)) -> torch.Tensor:
@@ -61,14 +74,52 @@ def tta_predict(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("
     return tta_members(model, x, tta).mean(0)
 
 
+@dataclass
+class Prediction:
+    """An ensemble × TTA prediction of one image (or, from :meth:`Predictor.predict_network`, a batch).
+
+    Attributes:
+        prob: weighted mean probability over the members, float32 in ``[0, 1]``,
+            H×W in the image's frame (``B×S×S`` for a network batch).
+        variance: weighted pixel-wise variance of the members' probabilities,
+            same shape (0 for a single member).
+        cls_prob: mean probability of the classifier heads (over the members of
+            the models that have one): a float (``B`` array for a batch), or
+            None when no model has a head.
+        member_scores: each member's image-level probability, ``M`` (``B×M``):
+            its classifier head when it has one, else its maximum pixel
+            probability. Members are ordered model by model, TTA within.
+    """
+
+    prob: np.ndarray
+    variance: np.ndarray
+    cls_prob: float | np.ndarray | None
+    member_scores: np.ndarray
+
+    @property
+    def score(self) -> float | np.ndarray:
+        """Image-level probability: the classifier head's when present, else the maximum pixel probability."""
+        if self.cls_prob is not None:
+            return self.cls_prob
+        return self.prob.reshape(*self.prob.shape[:-2], -1).max(-1)
+
+    def mask(self, op) -> np.ndarray:
+        """The binary mask (bool, shape of ``prob``) at an :class:`~ptxseg.postprocess.OperatingPoint`."""
+        from ptxseg.postprocess import apply_operating_point
+
+        return apply_operating_point(self.prob, op, self.cls_prob)
+
+
 class Predictor:
     """One model or an ensemble, with the preprocessing stored in its metadata.
 
     Args:
         sources: run directories, bundle directories or ``.safetensors`` files;
-            all must share one input size, normalisation and crop.
-        weights: ensemble weights (default equal).
-        tta: TTA transforms (default: those stored with the first model).
+            all must share one input size, normalisation and crop. A single
+            ensemble file (``.json``, see :mod:`ptxseg.ensemble`) brings its
+            members, weights, TTA and operating point.
+        weights: ensemble weights (default equal, or the ensemble file's).
+        tta: TTA transforms (default: those stored with the first model or the ensemble).
         device: torch device.
     """
 
@@ -80,9 +131,19 @@ class Predictor:
         device: str = "cpu",
     ) -> None:
         from ptxseg.checkpoint import load_model
+        from ptxseg.ensemble import is_ensemble_file, read_ensemble
 
         if not sources:
             raise PtxsegError("model", "no model given")
+        self.ensemble = None
+        if any(is_ensemble_file(s) for s in sources):
+            if len(sources) != 1:
+                raise PtxsegError(sources[0], "an ensemble file is used on its own, not with other models")
+            self.ensemble = read_ensemble(sources[0])
+            sources = self.ensemble.members
+            weights = self.ensemble.weights if weights is None else weights
+            tta = self.ensemble.tta if tta is None else tta
+        self.sources = [Path(s) for s in sources]
         loaded = [load_model(s, device) for s in sources]
         self.models = [m for m, _ in loaded]
         self.metas = [meta for _, meta in loaded]
@@ -100,7 +161,13 @@ class Predictor:
 
     @property
     def operating_point(self) -> dict[str, Any]:
-        return self.meta["operating_point"]
+        """The ensemble file's operating point, else the first model's."""
+        return self.ensemble.operating_point if self.ensemble is not None else self.meta["operating_point"]
+
+    @property
+    def tuning(self) -> dict[str, Any] | None:
+        """How the operating point was tuned (``ptxseg tune``'s record), if it was."""
+        return self.ensemble.tuning if self.ensemble is not None else self.meta.get("tuning")
 
     def _crop_box(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
         crop = self.meta["input"].get("crop")
@@ -122,14 +189,34 @@ class Predictor:
         return normalize(x, inp.get("normalize", "minmax"), inp.get("mean", 0.5), inp.get("std", 0.5)), box
 
     @torch.no_grad()
-    def predict_network(self, batch: np.ndarray) -> np.ndarray:
-        """Ensemble × TTA mean probabilities at the network size: ``B×S×S`` float32 for a ``B×S×S`` input batch."""
+    def predict_network(self, batch: np.ndarray) -> Prediction:
+        """Ensemble × TTA prediction at the network size for a ``B×S×S`` input batch (arrays ``B×S×S``, ``B``, ``B×M``).
+
+        Streams over models: only one model's TTA maps are alive at a time,
+        the mean and variance are accumulated as weighted sums of p and p².
+        """
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)
-        total = None
+        n_tta = len(self.tta)
+        s1 = s2 = None
+        cls_sum, cls_w, scores = np.zeros(len(batch)), 0.0, []
         for w, m in zip(self.weights, self.models, strict=True):
-            p = tta_predict(m, x, self.tta)[:, 0].cpu().numpy() * w
-            total = p if total is None else total + p  # one model's maps at a time
-        return total.astype(np.float32)
+            members, cls = tta_members_with_cls(m, x, self.tta)
+            p = members[:, :, 0].cpu().numpy().astype(np.float64)  # T×B×S×S
+            s1 = (w / n_tta) * p.sum(0) + (0 if s1 is None else s1)
+            s2 = (w / n_tta) * (p * p).sum(0) + (0 if s2 is None else s2)
+            if cls is not None:
+                c = cls.cpu().numpy().astype(np.float64)  # T×B
+                cls_sum, cls_w = cls_sum + w * c.mean(0), cls_w + w
+                scores.append(c.T)
+            else:
+                scores.append(p.reshape(n_tta, len(batch), -1).max(-1).T)
+        variance = np.clip(s2 - s1 * s1, 0, None)
+        return Prediction(
+            s1.astype(np.float32),
+            variance.astype(np.float32),
+            (cls_sum / cls_w) if cls_w > 0 else None,
+            np.concatenate(scores, 1),
+        )
 
     def to_frame(self, prob: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
         """A network-size probability map placed back into an image of ``shape`` (zero outside the crop)."""
@@ -138,19 +225,28 @@ class Predictor:
         out[r0:r1, c0:c1] = cv2.resize(prob, (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
         return out
 
-    def predict(self, images: Sequence[np.ndarray], batch_size: int = 4) -> list[np.ndarray]:
-        """Probabilities (float32, in ``[0, 1]``) for each image, in its own frame."""
-        out: list[np.ndarray] = []
+    def predict(self, images: Sequence[np.ndarray], batch_size: int = 4) -> list[Prediction]:
+        """A :class:`Prediction` in each image's own frame (maps zero outside the model's crop)."""
+        out: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             prepped = [self.preprocess(im) for im in chunk]
-            probs = self.predict_network(np.stack([p for p, _ in prepped]))
-            out += [self.to_frame(p, box, im.shape) for p, (_, box), im in zip(probs, prepped, chunk, strict=True)]
+            net = self.predict_network(np.stack([p for p, _ in prepped]))
+            for b, ((_, box), im) in enumerate(zip(prepped, chunk, strict=True)):
+                out.append(
+                    Prediction(
+                        self.to_frame(net.prob[b], box, im.shape),
+                        self.to_frame(net.variance[b], box, im.shape),
+                        None if net.cls_prob is None else float(net.cls_prob[b]),
+                        net.member_scores[b],
+                    )
+                )
         return out
 
 
-def save_probability_map(path: str | PathLike[str], prob: np.ndarray, dtype: str = "uint8") -> Path:
-    """Store a probability map compressed (``.npz``): uint8 (1/255 steps) or float16."""
+def save_probability_map(path: str | PathLike[str], prob: np.ndarray, dtype: str = "uint8", cls_prob: float | None = None) -> Path:
+    """Store a probability map compressed (``.npz``): uint8 (1/255 steps) or float16, with the classifier head's
+    image probability when there is one."""
     from ptxseg.io.atomic import atomic_path
 
     if dtype == "uint8":
@@ -159,36 +255,45 @@ def save_probability_map(path: str | PathLike[str], prob: np.ndarray, dtype: str
         data = prob.astype(np.float16)
     else:
         raise PtxsegError("--dtype", f"must be uint8 or float16, got {dtype!r}")
+    extra = {} if cls_prob is None else {"cls_prob": np.float32(cls_prob)}
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, prob=data)
+            np.savez_compressed(f, prob=data, **extra)
     return path
 
 
-def load_probability_map(path: str | PathLike[str]) -> np.ndarray:
-    """A stored probability map as float32 in ``[0, 1]``."""
-    with np.load(path, allow_pickle=False) as z:
-        data = z["prob"]
-    return data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data.astype(np.float32)
+def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float | None]:
+    """A stored probability map as float32 in ``[0, 1]``, and the stored classifier probability (None if absent)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = z["prob"]
+            cls = float(z["cls_prob"]) if "cls_prob" in z.files else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise PtxsegError(path, f"not a ptxseg probability map ({type(exc).__name__}: {exc})") from None
+    prob = data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data.astype(np.float32)
+    return prob, cls
 
 
 def predict_dataset(
     predictor: Predictor, dataset: str | PathLike[str], ids: Sequence[str], save_probs: str | PathLike[str] | None = None
 ):
-    """Yield ``(probability, truth)`` at the dataset's stored size for each id of a canonical dataset.
+    """Yield ``(Prediction, truth)`` at the dataset's stored size for each id of a canonical dataset.
 
-    Truth is the stored mask (all zeros when the image has none). With
+    Truth is the stored mask of the model's target (``masks/``, or ``lungs/`` for a
+    lung-field model; all zeros when the image has none). With
     ``save_probs`` each map is also written there as ``<id>.npz`` (uint8).
     """
     from ptxseg.io.images import read_image, read_mask
+    from ptxseg.train.data import MASK_DIRS
 
     root = Path(dataset)
+    masks = root / MASK_DIRS[predictor.meta.get("target", "pneumothorax")]
     for image_id in ids:
         image = read_image(root / "images" / f"{image_id}.png")
-        mask_path = root / "masks" / f"{image_id}.png"
+        mask_path = masks / f"{image_id}.png"
         truth = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
-        prob = predictor.predict([image])[0]
+        pred = predictor.predict([image])[0]
         if save_probs is not None:
-            save_probability_map(Path(save_probs) / f"{image_id}.npz", prob)
-        yield prob, truth
+            save_probability_map(Path(save_probs) / f"{image_id}.npz", pred.prob, cls_prob=pred.cls_prob)
+        yield pred, truth

@@ -5,7 +5,9 @@ size and a minimum total mask size (below which the mask is emptied, the rule
 that decides "no pneumothorax" on most SIIM negatives), optionally with the
 "triplet" rule of the SIIM 1st-place solution: the mask is emptied unless at
 least ``top_min_px`` pixels exceed ``top_threshold``; otherwise the pixels
-above ``threshold`` (the bottom threshold) are kept. Pixel counts are given
+above ``threshold`` (the bottom threshold) are kept. With ``cls_threshold``
+the mask is also emptied when the model's classifier head gives the image a
+probability below it. Pixel counts are given
 for an ``at_size × at_size`` image and scale with the image area, so one
 operating point serves 256² and 1024² predictions.
 """
@@ -16,6 +18,8 @@ from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
+
+from ptxseg.errors import PtxsegError
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,7 @@ class OperatingPoint:
     at_size: int = 1024
     top_threshold: float | None = None
     top_min_px: int = 0
+    cls_threshold: float | None = None
 
     def scaled(self, px: int, shape: tuple[int, int]) -> float:
         """``px`` (at ``at_size``²) in pixels of an image of ``shape``."""
@@ -47,13 +52,23 @@ def remove_small_components(mask: np.ndarray, min_px: float) -> np.ndarray:
     return keep[labels]
 
 
-def apply_operating_point(prob: np.ndarray, op: OperatingPoint) -> np.ndarray:
-    """Binary masks (bool, same shape) from probabilities: ``H×W`` or ``N×H×W`` in ``[0, 1]``."""
+def apply_operating_point(prob: np.ndarray, op: OperatingPoint, cls_prob: float | np.ndarray | None = None) -> np.ndarray:
+    """Binary masks (bool, same shape) from probabilities: ``H×W`` or ``N×H×W`` in ``[0, 1]``.
+
+    ``cls_prob`` is the classifier head's image probability (a float, or ``N``
+    values); it is required when ``op.cls_threshold`` is set and ignored otherwise.
+    """
     prob = np.asarray(prob)
     single = prob.ndim == 2
     probs = prob[None] if single else prob
     out = probs > op.threshold
     hw = probs.shape[-2:]
+    if op.cls_threshold is not None:
+        if cls_prob is None:
+            raise PtxsegError(
+                "operating point", "cls_threshold is set but there is no classifier-head probability (model without a head?)"
+            )
+        out[np.atleast_1d(np.asarray(cls_prob, dtype=np.float64)) < op.cls_threshold] = False
     min_comp, min_mask = op.scaled(op.min_component_px, hw), op.scaled(op.min_mask_px, hw)
     if op.top_threshold is not None:
         confident = (probs > op.top_threshold).reshape(len(probs), -1).sum(1)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.io.images import write_png
 
 ALPHA = 0.4
 BLUE, YELLOW, RED = (66, 133, 244), (255, 214, 0), (230, 40, 40)  # RGB
@@ -43,11 +44,6 @@ def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, label: str =
         cv2.putText(out, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(out, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return out
-
-
-def _write_rgb(path: Path, rgb: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def pick_cases(ids: list[str], dice: np.ndarray, positive: np.ndarray, k: int = 3) -> dict[str, list[str]]:
@@ -131,6 +127,19 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
         ]
         if trip:
             parts += ["<h3>Best triplets (validation)</h3>", _table(trip, ("triplet", "Dice", "case sens. / spec."))]
+        gates = [
+            (
+                f"c {r['cls_threshold']:.1f} · thr {r['threshold']:.2f} · comp {r['component_px']} · mask {r['min_mask_px']}",
+                f"{r['dice']:.4f}",
+                f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}",
+            )
+            for r in tuning.get("classifier_gates", [])
+        ]
+        if gates:
+            parts += [
+                "<h3>Classifier-head gate (validation)</h3>",
+                _table(gates, ("gate and best point", "Dice", "case sens. / spec.")),
+            ]
     confusion_png(evaluation, out / "confusion.png")
     parts += ["<h2>Cases</h2><img src='confusion.png'>"]
     for name in ("threshold_curves.png", "curves.png"):
@@ -146,7 +155,7 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
         parts.append(f"<h3>{group}</h3><div class='tiles'>")
         for k, (image_id, rgb) in enumerate(items):
             name = f"case_{group}_{k}.png"
-            _write_rgb(out / name, rgb)
+            write_png(out / name, rgb)
             parts.append(f"<img src='{name}' title='{html.escape(image_id)}'>")
         parts.append("</div>")
     parts.append("</body></html>")
@@ -160,15 +169,15 @@ def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[
     """Overlay tiles of the picked cases (re-predicted: maps are not kept during evaluation)."""
     from ptxseg.infer import predict_dataset
     from ptxseg.io.images import read_image
-    from ptxseg.postprocess import OperatingPoint, apply_operating_point
+    from ptxseg.postprocess import OperatingPoint
 
     op = OperatingPoint(**predictor.operating_point)
     tiles: dict[str, list[tuple[str, np.ndarray]]] = {}
     for group, ids in cases.items():
         tiles[group] = []
-        for image_id, (prob, truth) in zip(ids, predict_dataset(predictor, dataset, ids), strict=True):
+        for image_id, (pred, truth) in zip(ids, predict_dataset(predictor, dataset, ids), strict=True):
             image = read_image(Path(dataset) / "images" / f"{image_id}.png")
-            tiles[group].append((image_id, overlay(image, apply_operating_point(prob, op), truth, f"Dice {dice[image_id]:.2f}")))
+            tiles[group].append((image_id, overlay(image, pred.mask(op), truth, f"Dice {dice[image_id]:.2f}")))
     return tiles
 
 
@@ -181,30 +190,36 @@ def report_model(
     note: str = "",
     n_boot: int = 1000,
     progress=None,
+    weights: list[float] | None = None,
+    tta: list[str] | None = None,
 ) -> Path:
-    """Evaluate (unless ``evaluation`` is given) and write the HTML report of ``model`` on ``ids``."""
-    from ptxseg.checkpoint import read_meta, resolve_weights
+    """Evaluate (unless ``evaluation`` is given) and write the HTML report of ``model`` (one model, several, or an
+    ensemble file) on ``ids``."""
+    from ptxseg.checkpoint import resolve_weights
+    from ptxseg.data.manifest import read_manifest
     from ptxseg.evaluate import evaluate_model
     from ptxseg.infer import Predictor
 
-    predictor = Predictor(model)
+    predictor = Predictor(model, weights=weights, tta=tta)
     if evaluation is None:
         ev = evaluate_model(predictor, dataset, ids, n_boot=n_boot, progress=progress)
         evaluation = {**ev.metrics, "per_image_dice": dict(zip(ev.ids, map(float, ev.dice), strict=True))}
     per_image = evaluation["per_image_dice"]
-    from ptxseg.data.manifest import read_manifest
-
     manifest = read_manifest(dataset).set_index("id")
     positive = np.array([int(manifest.loc[i, "positive"] or 0) == 1 for i in per_image])
     cases = pick_cases(list(per_image), np.array(list(per_image.values())), positive)
-    weights = resolve_weights(model[0])
-    meta = read_meta(weights)
+    first = resolve_weights(predictor.sources[0]).parent
+    tuning = predictor.tuning
+    threshold_png = Path(tuning["curves"]) if tuning and tuning.get("curves") else first / "threshold_curves.png"
+    figures = {"threshold_curves.png": threshold_png}
+    if len(predictor.sources) == 1:
+        figures["curves.png"] = first / "curves.png"  # training curves: one model only
     evaluation = {
         **evaluation,
         "model": ", ".join(map(str, model)),
         "truth": str(dataset),
         "note": note or evaluation.get("note", ""),
-        "tuning": meta.get("tuning"),
-        "_figures": {"threshold_curves.png": weights.parent / "threshold_curves.png", "curves.png": weights.parent / "curves.png"},
+        "tuning": tuning,
+        "_figures": figures,
     }
     return write_report(evaluation, out, render_cases(predictor, dataset, cases, per_image))

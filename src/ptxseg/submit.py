@@ -19,7 +19,7 @@ from ptxseg.data.geometry import Geometry, restore_mask
 from ptxseg.data.manifest import read_manifest
 from ptxseg.infer import Predictor, predict_dataset
 from ptxseg.io.rle import RleFormat, rle_encode, write_rle_rows
-from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.postprocess import OperatingPoint
 
 
 def _geometry(row: pd.Series, stored: tuple[int, int]) -> Geometry:
@@ -48,9 +48,9 @@ def write_submission(
     op = OperatingPoint(**predictor.operating_point)
     rows = []
     pairs = predict_dataset(predictor, dataset, ids)
-    for image_id, (prob, _) in zip(ids, progress(pairs, len(ids)) if progress else pairs, strict=True):
+    for image_id, (pred, _) in zip(ids, progress(pairs, len(ids)) if progress else pairs, strict=True):
         row = manifest.loc[image_id]
-        mask = restore_mask(apply_operating_point(prob, op), _geometry(row, prob.shape))
+        mask = restore_mask(pred.mask(op), _geometry(row, pred.prob.shape))
         uid = row.get("SOPInstanceUID")
         rows.append((str(uid) if isinstance(uid, str) and uid else image_id, rle_encode(mask, fmt) if mask.any() else "-1"))
     write_rle_rows(Path(out), rows)

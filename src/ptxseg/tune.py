@@ -2,9 +2,11 @@
 
 The grid of the issue: thresholds 0.20–0.80, minimum component sizes
 {0, 50, 100, 200, 500}, minimum mask sizes {0, 500, 1000, 2000, 3000, 5000}
-and triplets (top threshold T ∈ {0.60 … 0.80}, top pixel count
-A ∈ {600 … 3000}, bottom threshold B ∈ {0.3, 0.4}); pixel counts refer to a
-1024² image and scale with the maps' area.
+triplets (top threshold T ∈ {0.60 … 0.80}, top pixel count
+A ∈ {600 … 3000}, bottom threshold B ∈ {0.3, 0.4}) and, for models with a
+classifier head, a gate c ∈ {0.1 … 0.9} on the head's probability combined
+with every threshold × component × minimum-mask point; pixel counts refer to
+a 1024² image and scale with the maps' area.
 
 Speed: each image is visited once. For every threshold its probability map
 is thresholded and labelled once (OpenCV, 8-connectivity); component areas
@@ -16,8 +18,11 @@ those per-image numbers, so maps need not stay in memory.
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -30,6 +35,8 @@ MIN_MASK_PX = (0, 500, 1000, 2000, 3000, 5000)
 TOP_THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8)
 TOP_MIN_PX = (600, 1000, 1500, 2000, 2500, 3000)
 BOTTOM_THRESHOLDS = (0.3, 0.4)
+#: classifier-head gates c (searched when the maps come with the head's probability)
+CLS_THRESHOLDS = tuple(float(c) for c in np.round(np.arange(0.1, 0.91, 0.1), 2))
 
 
 @dataclass
@@ -45,10 +52,58 @@ class GridStats:
     top_count: np.ndarray  # TT × N pixels above each top threshold
     true_area: np.ndarray  # N
     scale: float  # map pixels per 1024²-pixel
+    cls_prob: np.ndarray | None = None  # N classifier-head probabilities, when the model has a head
 
     def dice(self, area: np.ndarray, inter: np.ndarray) -> np.ndarray:
         total = area + self.true_area
         return np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1))
+
+
+def map_statistics(
+    item: tuple,
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    component_px: tuple[int, ...] = COMPONENT_PX,
+    top_thresholds: tuple[float, ...] = TOP_THRESHOLDS,
+    at_size: int = 1024,
+) -> tuple[np.ndarray, np.ndarray, list[int], int, float | None, tuple[int, int]]:
+    """One map's grid numbers from ``item = (prob, truth[, cls_prob])``.
+
+    Returns kept area and its intersection with the truth (T × C pixels, component
+    sizes given for an ``at_size``² image), pixels above each top threshold, the
+    true area, the classifier probability (or None) and the map's shape.
+    """
+    prob, truth = item[0], item[1]
+    t = np.asarray(truth) != 0
+    scale = prob.shape[0] * prob.shape[1] / float(at_size * at_size)
+    area = np.zeros((len(thresholds), len(component_px)), np.int64)
+    inter = np.zeros_like(area)
+    for i, thr in enumerate(thresholds):
+        mask = (prob > thr).astype(np.uint8)
+        if not mask.any():
+            continue
+        if component_px == (0,):  # nothing to remove: no labelling needed
+            area[i, 0] = mask.sum()
+            inter[i, 0] = np.count_nonzero(mask.astype(bool) & t)
+            continue
+        n_lab, labels = cv2.connectedComponents(mask, connectivity=8)
+        comp_area = np.bincount(labels.ravel(), minlength=n_lab)[1:]
+        comp_inter = np.bincount(labels[t], minlength=n_lab)[1:]
+        for j, c in enumerate(component_px):
+            keep = comp_area >= c * scale
+            area[i, j] = comp_area[keep].sum()
+            inter[i, j] = comp_inter[keep].sum()
+    top = [int(np.count_nonzero(prob > tt)) for tt in top_thresholds]
+    return area, inter, top, int(t.sum()), (float(item[2]) if len(item) > 2 else None), tuple(prob.shape)
+
+
+def _one_thread() -> None:
+    cv2.setNumThreads(1)  # the processes already share the cores
+
+
+def _windows(items: Iterable, size: int):
+    it = iter(items)
+    while window := list(itertools.islice(it, size)):
+        yield window
 
 
 def collect(
@@ -59,38 +114,52 @@ def collect(
     top_thresholds: tuple[float, ...] = TOP_THRESHOLDS,
     at_size: int = 1024,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    workers: int = 1,
 ) -> GridStats:
-    """Per-image grid numbers from ``(probability H×W, truth H×W)`` pairs (all of one size)."""
-    rows_area, rows_inter, rows_top, t_areas = [], [], [], []
-    scale = None
+    """Per-image grid numbers from ``(probability H×W, truth H×W)`` pairs (all of one size), or
+    ``(probability, truth, cls_prob)`` triples when a classifier head's probability is known (all or none).
+
+    With ``workers > 1`` the maps are labelled in that many processes, a
+    bounded window of maps at a time (memory does not grow with the number of maps).
+    """
+    stat = functools.partial(
+        map_statistics,
+        thresholds=tuple(thresholds),
+        component_px=tuple(component_px),
+        top_thresholds=tuple(top_thresholds),
+        at_size=at_size,
+    )
     stream = progress(pairs, n) if (progress and n) else pairs
-    for prob, truth in stream:
-        t = np.asarray(truth) != 0
-        if scale is None:
-            scale = prob.shape[0] * prob.shape[1] / float(at_size * at_size)
-        area = np.zeros((len(thresholds), len(component_px)), np.int64)
-        inter = np.zeros_like(area)
-        for i, thr in enumerate(thresholds):
-            mask = (prob > thr).astype(np.uint8)
-            if not mask.any():
-                continue
-            if component_px == (0,):  # nothing to remove: no labelling needed
-                area[i, 0] = mask.sum()
-                inter[i, 0] = np.count_nonzero(mask.astype(bool) & t)
-                continue
-            n_lab, labels = cv2.connectedComponents(mask, connectivity=8)
-            comp_area = np.bincount(labels.ravel(), minlength=n_lab)[1:]
-            comp_inter = np.bincount(labels[t], minlength=n_lab)[1:]
-            for j, c in enumerate(component_px):
-                keep = comp_area >= c * scale
-                area[i, j] = comp_area[keep].sum()
-                inter[i, j] = comp_inter[keep].sum()
-        rows_area.append(area)
-        rows_inter.append(inter)
-        rows_top.append([int(np.count_nonzero(prob > tt)) for tt in top_thresholds])
-        t_areas.append(int(t.sum()))
+    if workers > 1:
+        import multiprocessing as mp
+
+        pool = mp.get_context("spawn").Pool(workers, initializer=_one_thread)
+        rows = (r for window in _windows(stream, 4 * workers) for r in pool.map(stat, window))
+    else:
+        pool, rows = None, map(stat, stream)
+    rows_area, rows_inter, rows_top, t_areas, heads, shapes = [], [], [], [], [], set()
+    try:
+        for area, inter, top, t_area, head, shape in rows:
+            rows_area.append(area)
+            rows_inter.append(inter)
+            rows_top.append(top)
+            t_areas.append(t_area)
+            heads.append(head)
+            shapes.add(shape)
+    finally:
+        if pool is not None:
+            pool.terminate()
+    scale = None
+    if shapes:
+        if len(shapes) > 1:
+            raise ValueError(f"probability maps of different sizes: {sorted(shapes)[:3]}")
+        h, w = shapes.pop()
+        scale = h * w / float(at_size * at_size)
     if scale is None:
         raise ValueError("no probability maps to tune on")
+    known = [h is not None for h in heads]
+    if any(known) and not all(known):
+        raise ValueError("classifier probabilities are given for some maps only")
     return GridStats(
         tuple(thresholds),
         tuple(component_px),
@@ -101,6 +170,7 @@ def collect(
         np.asarray(rows_top).T,
         np.asarray(t_areas),
         scale,
+        np.asarray(heads, dtype=np.float64) if all(known) else None,
     )
 
 
@@ -122,6 +192,7 @@ class TuneResult:
     min_mask_px: tuple[int, ...]
     triplets: list[dict]  # best first
     family: str
+    gates: list[dict] = field(default_factory=list)  # best point per classifier gate c (empty without a head)
 
 
 def search(
@@ -129,9 +200,17 @@ def search(
     min_mask_px: tuple[int, ...] = MIN_MASK_PX,
     top_min_px: tuple[int, ...] = TOP_MIN_PX,
     bottom_thresholds: tuple[float, ...] = BOTTOM_THRESHOLDS,
+    cls_thresholds: tuple[float, ...] = CLS_THRESHOLDS,
 ) -> TuneResult:
-    """Score every grid point; return the best operating point and the tables a paper reports."""
+    """Score every grid point; return the best operating point and the tables a paper reports.
+
+    Ties keep the first point met (lower threshold, smaller sizes, no gate), so
+    a rule is only added when it strictly helps.
+    """
     T, C = len(stats.thresholds), len(stats.component_px)
+    empty_dice = (stats.true_area == 0).astype(np.float64)  # Dice of an emptied mask
+    gates = cls_thresholds if stats.cls_prob is not None else ()
+    shut = [stats.cls_prob < c for c in gates]  # N-vectors: images the gate empties
     sweep = []
     for i, thr in enumerate(stats.thresholds):
         a, it = stats.kept_area[i, 0], stats.kept_inter[i, 0]
@@ -140,17 +219,38 @@ def search(
     grid = np.zeros((T, len(min_mask_px)))
     grid_c = np.zeros((T, len(min_mask_px)), int)
     best: tuple[float, OperatingPoint | None] = (-1.0, None)
+    best_gate: list[tuple[float, tuple, np.ndarray]] = [(-1.0, (), empty_dice) for _ in gates]
     for i in range(T):
         for k, mm in enumerate(min_mask_px):
             scores = []
             for j in range(C):
-                a, it = stats.kept_area[i, j], stats.kept_inter[i, j]
+                a = stats.kept_area[i, j]
                 empty = a < mm * stats.scale
-                scores.append(float(stats.dice(np.where(empty, 0, a), np.where(empty, 0, it)).mean()))
+                fa = np.where(empty, 0, a)
+                dice = stats.dice(fa, np.where(empty, 0, stats.kept_inter[i, j]))
+                scores.append(float(dice.mean()))
+                for g, gated in enumerate(shut):
+                    d = float(np.where(gated, empty_dice, dice).mean())
+                    if d > best_gate[g][0]:
+                        best_gate[g] = (d, (i, j, k), np.where(gated, 0, fa))
             j = int(np.argmax(scores))
             grid[i, k], grid_c[i, k] = scores[j], stats.component_px[j]
             if scores[j] > best[0]:
                 best = (scores[j], OperatingPoint(stats.thresholds[i], stats.component_px[j], mm, stats.at_size))
+    gate_rows = []
+    for c, (d, (i, j, k), fa) in zip(gates, best_gate, strict=True):
+        sens, spec = _case(stats, fa)
+        gate_rows.append(
+            {
+                "cls_threshold": c,
+                "threshold": stats.thresholds[i],
+                "component_px": stats.component_px[j],
+                "min_mask_px": min_mask_px[k],
+                "dice": d,
+                "case_sensitivity": sens,
+                "case_specificity": spec,
+            }
+        )
     triplets = []
     for b in bottom_thresholds:
         if b not in stats.thresholds:
@@ -182,49 +282,147 @@ def search(
         r = triplets[0]
         best_dice, family = r["dice"], "triplet"
         best_op = OperatingPoint(r["bottom_threshold"], r["component_px"], 0, stats.at_size, r["top_threshold"], r["top_min_px"])
-    return TuneResult(best_op, best_dice, sweep, grid, grid_c, tuple(min_mask_px), triplets, family)
+    top_gate = max(gate_rows, key=lambda r: r["dice"], default=None)
+    if top_gate is not None and top_gate["dice"] > best_dice:
+        r = top_gate
+        best_dice, family = r["dice"], "classifier gate + threshold + sizes"
+        best_op = OperatingPoint(r["threshold"], r["component_px"], r["min_mask_px"], stats.at_size, cls_threshold=r["cls_threshold"])
+    return TuneResult(best_op, best_dice, sweep, grid, grid_c, tuple(min_mask_px), triplets, family, gate_rows)
 
 
-def tune_model(model, dataset=None, fold: int | None = None, tta=None, save_probs=None, write: bool = True, progress=None):
-    """Tune a saved model on its validation fold and (with ``write``) store the result in its ``.json``.
+@dataclass
+class TuneOutcome:
+    """What :func:`tune_model` did: the search result, where it wrote, on what."""
 
-    Returns ``(result, weights_path, fold, image_count, tta)``; writes ``threshold_curves.png`` beside the weights.
+    result: TuneResult
+    written: Path | None  # the model .json or ensemble file holding the new operating point (None: dry run)
+    curves: Path  # threshold-curve PNG
+    fold: int | None
+    images: int
+    tta: list[str]
+    source: str  # "predicted" or the folder of stored maps
+
+
+def _stored_pairs(probs: Path, dataset: Path, ids: list[str]):
+    """``(prob, truth[, cls])`` from ``probs/<id>.npz`` maps (resized to the stored mask's size when they differ)."""
+    from ptxseg.infer import load_probability_map
+    from ptxseg.io.images import read_mask
+
+    for image_id in ids:
+        prob, cls = load_probability_map(probs / f"{image_id}.npz")
+        mask_path = dataset / "masks" / f"{image_id}.png"
+        truth = read_mask(mask_path) if mask_path.is_file() else np.zeros(prob.shape, np.uint8)
+        if truth.shape != prob.shape:
+            prob = cv2.resize(prob, truth.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        yield (prob, truth) if cls is None else (prob, truth, cls)
+
+
+def tune_model(
+    models,
+    dataset=None,
+    fold: int | None = None,
+    tta=None,
+    save_probs=None,
+    write: bool = True,
+    progress=None,
+    weights=None,
+    probs=None,
+    out=None,
+    workers: int = 1,
+) -> TuneOutcome:
+    """Tune the operating point of a model, an ensemble file or several models, and (with ``write``) store it.
+
+    Args:
+        models: a run directory / bundle / weights file / ensemble file, or a list of them (an ensemble).
+        dataset: canonical dataset (default: the one the first model was trained on).
+        fold: validation fold to predict (default: the first model's). With
+            ``probs`` and no fold, every stored map whose id is in the dataset
+            is used (e.g. out-of-fold maps of K fold models).
+        tta, weights: TTA list and ensemble weights (default: stored ones).
+        save_probs: keep the predicted maps there (``<id>.npz``).
+        probs: tune on maps stored there instead of predicting.
+        out: ensemble file to write (required to write the point of several models).
+        workers: processes labelling the maps (see :func:`collect`).
+
+    The point goes into the single model's ``.json``, into the ensemble file
+    given, or into ``out``. Writes ``threshold_curves.png`` beside it.
     """
     import json
     from pathlib import Path
 
     from ptxseg.checkpoint import read_meta, resolve_weights
+    from ptxseg.ensemble import Ensemble, write_ensemble
     from ptxseg.errors import PtxsegError
     from ptxseg.infer import Predictor, predict_dataset
     from ptxseg.io.atomic import write_text_atomic
     from ptxseg.train.data import fold_split
 
-    weights = resolve_weights(model)
-    meta = read_meta(weights)
-    trained = meta.get("training_data", {})
-    dataset = dataset or (Path(trained["dataset"]) if trained.get("dataset") else None)
+    models = [models] if isinstance(models, (str, Path)) else list(models)
+    predictor = Predictor(models, weights=weights, tta=tta)
+    several = predictor.ensemble is not None or len(models) > 1 or out is not None  # → an ensemble file
+    if write and len(models) > 1 and out is None:
+        raise PtxsegError("--out", "several models: give --out ENSEMBLE.json to store their operating point (or --dry-run)")
+    trained = predictor.meta.get("training_data", {})
+    dataset = Path(dataset) if dataset else (Path(trained["dataset"]) if trained.get("dataset") else None)
     if dataset is None:
         raise PtxsegError("--data", "the model does not record its dataset; pass --data")
-    fold = trained.get("fold", 0) if fold is None else fold
-    ids = fold_split(dataset, fold, create=False).val_ids
-    predictor = Predictor([weights], tta=tta)
-    if save_probs is not None:
-        Path(save_probs).mkdir(parents=True, exist_ok=True)
-    result = search(collect(predict_dataset(predictor, dataset, ids, save_probs), len(ids), progress=progress))
-    plot_threshold_curves(result.threshold_sweep, weights.parent / "threshold_curves.png")
+    if probs is not None:
+        probs = Path(probs)
+        if not probs.is_dir():
+            raise PtxsegError(probs, "no such folder of probability maps")
+        if fold is not None:
+            ids = fold_split(dataset, fold, create=False).val_ids
+        else:
+            from ptxseg.data.manifest import read_manifest
+
+            known = set(read_manifest(dataset)["id"])
+            ids = sorted(p.stem for p in probs.glob("*.npz") if p.stem in known)
+        missing = [i for i in ids if not (probs / f"{i}.npz").is_file()]
+        if not ids or missing:
+            raise PtxsegError(probs, f"no stored map for {missing[0]!r}" if missing else f"no maps of images of {dataset}")
+        items = _stored_pairs(probs, dataset, ids)
+    else:
+        fold = trained.get("fold", 0) if fold is None else fold
+        ids = fold_split(dataset, fold, create=False).val_ids
+        if save_probs is not None:
+            Path(save_probs).mkdir(parents=True, exist_ok=True)
+        items = (
+            (p.prob, truth) if p.cls_prob is None else (p.prob, truth, p.cls_prob)
+            for p, truth in predict_dataset(predictor, dataset, ids, save_probs)
+        )
+    result = search(collect(items, len(ids), progress=progress, workers=workers))
+    if out is not None:
+        target = Path(out)
+    elif predictor.ensemble is not None:
+        target = Path(models[0])
+    else:
+        target = resolve_weights(models[0]).with_suffix(".json")
+    curves = target.parent / (f"{target.stem}_threshold_curves.png" if several else "threshold_curves.png")
+    tuning = {
+        "fold": fold,
+        "images": len(ids),
+        "tta": predictor.tta,
+        "source": "predicted" if probs is None else str(probs),
+        "family": result.family,
+        "threshold_sweep": result.threshold_sweep,
+        "triplets_top5": result.triplets[:5],
+        "classifier_gates": result.gates,
+        "val_dice_tuned": result.best_dice,
+        "curves": str(curves),
+    }
     if write:
-        meta["operating_point"] = result.best.to_dict()
-        meta.setdefault("metrics", {})["val_dice_tuned"] = result.best_dice
-        meta["tuning"] = {
-            "fold": fold,
-            "images": len(ids),
-            "tta": predictor.tta,
-            "family": result.family,
-            "threshold_sweep": result.threshold_sweep,
-            "triplets_top5": result.triplets[:5],
-        }
-        write_text_atomic(weights.with_suffix(".json"), json.dumps(meta, indent=2))
-    return result, weights, fold, len(ids), predictor.tta
+        curves.parent.mkdir(parents=True, exist_ok=True)
+        if several:
+            write_ensemble(target, Ensemble(predictor.sources, list(predictor.weights), predictor.tta, result.best.to_dict(), tuning))
+        else:
+            weights_path = resolve_weights(models[0])
+            meta = read_meta(weights_path)
+            meta["operating_point"] = result.best.to_dict()
+            meta.setdefault("metrics", {})["val_dice_tuned"] = result.best_dice
+            meta["tuning"] = tuning
+            write_text_atomic(target, json.dumps(meta, indent=2))
+    plot_threshold_curves(result.threshold_sweep, curves)
+    return TuneOutcome(result, target if write else None, curves, fold, len(ids), predictor.tta, tuning["source"])
 
 
 def plot_threshold_curves(sweep: list[dict], path) -> None:

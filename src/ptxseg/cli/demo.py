@@ -4,7 +4,10 @@ Synthesise phantom chest radiographs as a SIIM-shaped source tree (DICOM +
 RLE CSV, with a patient-level test split), ingest them through the real
 conversion path, split the training images into folds, train the CPU default
 recipe for a few minutes, tune its operating point on the validation fold,
-evaluate it with TTA on the held-out test split, and write the HTML report.
+evaluate it with TTA on the held-out test split, write the HTML report, train
+the phase-I lung-field model (stored with the pneumothorax model at
+``DIR/model/lungs``) and run ``ptxseg predict`` on test DICOMs (JSON, overlay,
+DICOM SEG).
 """
 
 from __future__ import annotations
@@ -30,26 +33,31 @@ NOTE = "These are synthetic phantoms: the numbers show the pipeline works end to
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its data, model and report.")] = Path("demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes and a one-step training, for smoke tests.")] = False,
-    minutes: Annotated[float | None, typer.Option(help="Training budget in minutes (default 6; --quick: one step).")] = None,
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="Pneumothorax training budget in minutes (default 5, plus 1 for the lung model; --quick: one step)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Synthesise a SIIM-shaped phantom set, ingest and split it, train, tune, evaluate on the test split, report."""
     t0 = time.monotonic()
     n, size, folds = (32, 64, 3) if quick else (240, 128, 5)
-    budget = (0.0 if quick else 6.0) if minutes is None else minutes
+    budget = (0.0 if quick else 5.0) if minutes is None else minutes
+    lung_budget = 0.0 if quick else 1.0
     source = out / "source"
-    console.print(f"[bold]1/7[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
+    console.print(f"[bold]1/9[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
     rows = synth_dataset(
         source, n, size=size, seed=seed, layout="kaggle", workers=2, progress=progress_bar("synthesising"), test_fraction=0.2
     )
     print_synth_summary(rows, source, "kaggle")
     dataset = out / "dataset"
-    console.print(f"[bold]2/7[/bold] ptxseg convert {source} {dataset} --rle-size {size} --size {size}")
+    console.print(f"[bold]2/9[/bold] ptxseg convert {source} {dataset} --rle-size {size} --size {size}")
     result = convert_dataset(
         source, dataset, rle_shape=(size, size), options=ConvertOptions(size=size), workers=2, progress=progress_bar("converting")
     )
     print_convert_summary(result)
-    console.print(f"[bold]3/7[/bold] ptxseg split {dataset} --folds {folds}")
+    copy_lung_masks(source / "lung-masks", dataset)
+    console.print(f"[bold]3/9[/bold] ptxseg split {dataset} --folds {folds}")
     console.print(fold_summary(split_dataset(dataset, folds=folds, seed=seed)).to_string())
 
     from ptxseg.cli.evaluate import print_metrics
@@ -64,7 +72,7 @@ def demo(
     run = out / "model"
     sets = [f"data.size={size}", "data.workers=0"] + (["model.encoder=resnet18", "training.batch_size=4"] if quick else [])
     console.print(
-        f"[bold]4/7[/bold] ptxseg train --data {dataset} --out {run} --minutes {budget:g} " + " ".join(f"--set {s}" for s in sets)
+        f"[bold]4/9[/bold] ptxseg train --data {dataset} --out {run} --minutes {budget:g} " + " ".join(f"--set {s}" for s in sets)
     )
     cfg = load_config("default", sets)
 
@@ -76,25 +84,61 @@ def demo(
     trained = train(cfg, dataset, run, minutes=budget, quiet=quick, on_epoch=on_epoch)
     console.print(f"  {trained.epochs_run} epochs ({trained.stop_reason}), best validation Dice {trained.best_dice:.4f}")
 
-    console.print(f"[bold]5/7[/bold] ptxseg tune {run}")
-    tuned, *_ = tune_model(run, progress=progress_bar("predicting"))
+    console.print(f"[bold]5/9[/bold] ptxseg tune {run}")
+    tuned = tune_model(run, progress=progress_bar("predicting")).result
     print_tables(tuned)
     console.print(f"  operating point: {tuned.best.to_dict()} (validation Dice {tuned.best_dice:.4f})", highlight=False)
 
-    console.print(f"[bold]6/7[/bold] ptxseg evaluate --model {run} --data {dataset} --split test")
+    console.print(f"[bold]6/9[/bold] ptxseg evaluate --model {run} --data {dataset} --split test")
     predictor = Predictor([run])
     test_ids = dataset_ids(dataset, split="test")
     ev = evaluate_model(predictor, dataset, test_ids, progress=progress_bar("predicting"))
     print_metrics(ev.metrics, f"held-out test split ({len(test_ids)} phantoms, TTA {'+'.join(predictor.tta)})")
     evaluation = {**ev.metrics, "per_image_dice": dict(zip(ev.ids, map(float, ev.dice), strict=True)), "note": NOTE}
 
-    console.print(f"[bold]7/7[/bold] ptxseg report → {out / 'report'}")
+    console.print(f"[bold]7/9[/bold] ptxseg report → {out / 'report'}")
     page = report_model([run], dataset, test_ids, out / "report", evaluation, note=NOTE)
+    console.print(f"[bold]8/9[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
+    lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18"] + (["training.batch_size=4"] if quick else [])
+    lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, run / "lungs", minutes=lung_budget, quiet=True)
+    console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.best_dice:.4f}")
+
+    from ptxseg.clinical import ClinicalPipeline
+    from ptxseg.predict import predict_batch
+
+    dicoms = sorted((source / "dicom-images-test").rglob("*.dcm"))[: 4 if quick else 8]
+    console.print(f"[bold]9/9[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --seg --out {out / 'predictions'}")
+    table = predict_batch(ClinicalPipeline(run), dicoms, out / "predictions", seg=True, progress=progress_bar("predicting"))
+    shown = table[["id", "present", "probability", "max_severity", "ratio_right_pct", "ratio_left_pct"]].head(8)
+    console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
     m = ev.metrics
     console.print(
         f"\n[bold]SIIM mean Dice {m['mean_dice']:.4f}[/bold] (95% CI {m['ci95']['mean_dice'][0]:.3f}–{m['ci95']['mean_dice'][1]:.3f}),"
         f" case sensitivity {m['case_sensitivity']:.3f}, specificity {m['case_specificity']:.3f}"
         f" on {len(test_ids)} held-out test phantoms; {time.monotonic() - t0:.0f} s in all.\n"
-        f"Model: {run}   Report: {page}\n{NOTE}",
+        f"Model: {run} (lung-field model: {run / 'lungs'})   Report: {page}\n"
+        f"Clinical outputs (JSON, overlay, DICOM SEG, summary.csv): {out / 'predictions'}\n{NOTE}",
         highlight=False,
     )
+
+
+def copy_lung_masks(folder: Path, dataset: Path) -> int:
+    """Put the phantoms' lung fields (``lung-masks/<id>.png`` of the synthetic source tree) into ``dataset/lungs/``
+    at the stored image size (the lung-field model's training target); return how many were copied."""
+    import cv2
+
+    from ptxseg.data.manifest import read_manifest
+    from ptxseg.io.images import read_image, write_png
+
+    count = 0
+    for image_id in read_manifest(dataset)["id"]:
+        src = folder / f"{image_id}.png"
+        if not src.is_file():
+            continue
+        lungs = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+        shape = read_image(dataset / "images" / f"{image_id}.png").shape
+        if lungs.shape != shape:
+            lungs = cv2.resize(lungs, shape[::-1], interpolation=cv2.INTER_NEAREST)
+        write_png(dataset / "lungs" / f"{image_id}.png", lungs)
+        count += 1
+    return count

@@ -68,6 +68,10 @@ def evaluate_command(
     fold: Annotated[int | None, typer.Option("--fold", help="With --model: evaluate this fold of folds.csv.")] = None,
     split: Annotated[str | None, typer.Option("--split", help="With --model: evaluate every image of this split (e.g. test).")] = None,
     tta: Annotated[list[str] | None, typer.Option("--tta", help="With --model: TTA transforms (default: the model's).")] = None,
+    weights: Annotated[list[float] | None, typer.Option("--weights", help="With several --model: ensemble weights.")] = None,
+    save_probs: Annotated[
+        Path | None, typer.Option("--save-probs", help="With --model: keep each probability map here (<id>.npz) for 'tune --probs'.")
+    ] = None,
     size: Annotated[int, typer.Option(help="Image side the RLE strings refer to (PNG masks are resized to it).")] = 1024,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
     min_case_px: Annotated[int, typer.Option(help="A case is detected when its predicted mask has at least this many pixels.")] = 1,
@@ -85,10 +89,12 @@ def evaluate_command(
 
         if pred is not None or truth is not None or data is None:
             raise PtxsegError("--model", "evaluate a model with --model RUN_DIR --data DATASET (--fold K | --split test)")
-        predictor = Predictor(model, tta=tta)
+        predictor = Predictor(model, weights=weights, tta=tta)
         ids = dataset_ids(data, fold, split)
-        result = evaluate_model(predictor, data, ids, min_case_px, bootstrap, seed, progress_bar("predicting", quiet))
+        result = evaluate_model(predictor, data, ids, min_case_px, bootstrap, seed, progress_bar("predicting", quiet), save_probs)
         pred, truth = Path(",".join(map(str, model))), data / (f"fold {fold}" if fold is not None else f"split {split}")
+    elif save_probs is not None or weights:
+        raise PtxsegError("--save-probs/--weights", "only with --model")
     elif pred is None or truth is None:
         raise PtxsegError("--pred/--truth", "give --pred and --truth, or --model and --data")
     else:
@@ -102,7 +108,17 @@ def evaluate_command(
         err_console.print(f"{len(result.missing_in_pred)} truth images have no prediction: scored as empty", highlight=False)
     print_metrics(result.metrics, f"ptxseg evaluate: {pred} vs {truth}")
     if json_out is not None:
-        extra = {"model_paths": [str(m) for m in model], "data": str(data), "fold": fold, "split": split} if model else {}
+        extra = (
+            {
+                "model_paths": [str(m) for m in model],
+                "model_weights": list(map(float, predictor.weights)),
+                "data": str(data),
+                "fold": fold,
+                "split": split,
+            }
+            if model
+            else {}
+        )
         doc = {
             "pred": str(pred),
             "truth": str(truth),

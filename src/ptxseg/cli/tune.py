@@ -48,28 +48,74 @@ def print_tables(result) -> None:
             f"{r['case_specificity']:.3f}",
         )
     console.print(trip)
+    if result.gates:
+        gate = Table(title="classifier gate c (mask emptied when the head's probability < c; best point per c)")
+        for col in ("c", "threshold", "min comp.", "min mask", "Dice", "case sens.", "case spec."):
+            gate.add_column(col, justify="right")
+        top = max(result.gates, key=lambda r: r["dice"])
+        for r in result.gates:
+            gate.add_row(
+                f"{r['cls_threshold']:.1f}",
+                f"{r['threshold']:.2f}",
+                str(r["component_px"]),
+                str(r["min_mask_px"]),
+                f"{r['dice']:.4f}" + (" *" if r is top else ""),
+                f"{r['case_sensitivity']:.3f}",
+                f"{r['case_specificity']:.3f}",
+            )
+        console.print(gate)
 
 
 @app.command("tune")
 def tune_command(
-    model: Annotated[Path, typer.Argument(help="Run directory (or bundle) whose operating point is tuned.")],
+    model: Annotated[
+        list[Path], typer.Argument(help="Run directory, bundle or ensemble file; several models are tuned as one ensemble.")
+    ],
     data: Annotated[Path | None, typer.Option("--data", help="Dataset (default: the one the model was trained on).")] = None,
     fold: Annotated[int | None, typer.Option("--fold", help="Validation fold (default: the model's).")] = None,
     tta: Annotated[list[str] | None, typer.Option("--tta", help="TTA transforms (default: the model's).")] = None,
+    weights: Annotated[list[float] | None, typer.Option("--weights", help="Ensemble weights, one per model (default: equal).")] = None,
     save_probs: Annotated[Path | None, typer.Option("--save-probs", help="Also keep the probability maps (.npz, uint8) here.")] = None,
+    probs: Annotated[
+        Path | None,
+        typer.Option(
+            "--probs", help="Tune on maps stored here (e.g. out-of-fold maps from 'evaluate --save-probs') instead of predicting."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Ensemble file (.json) to write the tuned point to; required for several models.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes computing the per-map grid statistics.")] = 1,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the tables without writing the operating point.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Grid-search threshold, component and mask sizes and triplets on validation; store the best in the model."""
+    """Grid-search threshold, component and mask sizes, triplets and classifier gates on validation maps; store the best."""
+    from ptxseg.errors import PtxsegError
     from ptxseg.tune import tune_model
 
+    if out is not None and out.suffix != ".json":
+        raise PtxsegError(out, "the ensemble file must end in .json")
     t0 = time.monotonic()
-    result, weights, fold, n, used_tta = tune_model(model, data, fold, tta, save_probs, not dry_run, progress_bar("predicting", quiet))
+    done = tune_model(
+        model,
+        data,
+        fold,
+        tta,
+        save_probs,
+        not dry_run,
+        progress_bar("reading maps" if probs else "predicting", quiet),
+        weights,
+        probs,
+        out,
+        workers,
+    )
+    result = done.result
     print_tables(result)
+    where = f"fold {done.fold}" if done.fold is not None else f"maps in {done.source}"
     console.print(
-        f"best: {result.family}: {result.best.to_dict()} → validation Dice {result.best_dice:.4f} on {n} images of fold {fold}"
-        f" with TTA {'+'.join(used_tta)} ({time.monotonic() - t0:.1f} s)",
+        f"best: {result.family}: {result.best.to_dict()} → validation Dice {result.best_dice:.4f} on {done.images} images of {where}"
+        f" with TTA {'+'.join(done.tta)} ({time.monotonic() - t0:.1f} s)",
         highlight=False,
     )
-    if not dry_run:
-        console.print(f"operating point written to {weights.with_suffix('.json')}; curves: {weights.parent / 'threshold_curves.png'}")
+    if done.written is not None:
+        console.print(f"operating point written to {done.written}; curves: {done.curves}")

@@ -241,6 +241,13 @@ def read_dicom(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.nd
             hold no pixels, several frames or colour, or are another imaging
             modality (see :func:`read_metadata`).
     """
+    image, meta, _ = read_dicom_dataset(path, apply_voi)
+    return image, meta
+
+
+@_quiet
+def read_dicom_dataset(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.ndarray, DicomMetadata, pydicom.Dataset]:
+    """:func:`read_dicom`, plus the dataset itself (for outputs that reference it, such as DICOM SEG)."""
     path = Path(path)
     ds, meta = read_metadata(path)
     try:
@@ -260,7 +267,7 @@ def read_dicom(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.nd
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     if meta.PhotometricInterpretation == "MONOCHROME1":
         image = 1.0 - image
-    return image, meta
+    return image, meta, ds
 
 
 def write_dicom(

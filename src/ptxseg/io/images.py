@@ -95,9 +95,12 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: str | PathLike[str], array: np.ndarray) -> Path:
-    """Write a 2-D uint8 or uint16 array as a grayscale PNG, atomically."""
-    if array.ndim != 2 or array.dtype not in (np.uint8, np.uint16):
-        raise PtxsegError(path, f"write_png needs a 2-D uint8/uint16 array, got {array.dtype} {array.shape}")
+    """Write a 2-D uint8/uint16 array as a grayscale PNG, or an H×W×3 uint8 array as an RGB PNG, atomically."""
+    rgb = array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
+    if not rgb and (array.ndim != 2 or array.dtype not in (np.uint8, np.uint16)):
+        raise PtxsegError(path, f"write_png needs a 2-D uint8/uint16 or H×W×3 uint8 array, got {array.dtype} {array.shape}")
+    if rgb:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # OpenCV writes BGR
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), array, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
             raise PtxsegError(path, "could not write PNG")

@@ -97,15 +97,25 @@ class SegmentationModel(nn.Module):
         self.multiple = multiple
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | SegOutput:
+        out = self._run(x)
+        if isinstance(out, SegOutput) and not self.training:
+            return out.logits
+        return out
+
+    def forward_with_cls(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mask logits ``B×classes×H×W`` and the classifier head's logits ``B×1`` (None without a head), in any mode."""
+        out = self._run(x)
+        if isinstance(out, SegOutput):
+            return out.logits, out.cls
+        return out, None
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor | SegOutput:
         if x.ndim != 4:
             raise PtxsegError("input", f"expected a B×C×H×W tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         if h % self.multiple or w % self.multiple:
             raise PtxsegError("input", f"{self.name} needs height and width that are multiples of {self.multiple}, got {h}×{w}")
-        out = self.net(x)
-        if isinstance(out, SegOutput) and not self.training:
-            return out.logits
-        return out
+        return self.net(x)
 
 
 def _load_local_weights(model: nn.Module, path: Path) -> None:

@@ -14,7 +14,8 @@
     UIDs, patient IDs) under ``dicom-images-train/<study>/<series>/`` and a
     ``train-rle.csv`` in the stage-1 relative format, one row per lesion as in
     the challenge file (RLE on the ``size × size`` grid: convert with
-    ``--rle-size SIZE``).
+    ``--rle-size SIZE``), plus ``lung-masks/<SOPInstanceUID>.png`` (as ``lungs/``
+    above; not part of the SIIM layout).
 
 Every phantom is a pure function of ``(seed, index)``: the same arguments give
 byte-identical files whatever ``workers`` is.
@@ -174,6 +175,8 @@ def _write_kaggle(out: Path, ph: Phantom, row: dict) -> None:
         patient_sex=row["PatientSex"],
         patient_age=row["PatientAge"],
     )
+    # the phantom's lung fields (not part of the SIIM layout): ptxseg demo trains its lung-field model on them
+    write_png(out / "lung-masks" / f"{row['id']}.png", ph.lung_right + 2 * ph.lung_left)
     # one RLE row per lesion, as in the challenge file; encoded here so workers return strings, not masks
     row["_rle"] = [rle_encode(m, "relative") for m in _lesions(ph.ptx)] or ["-1"]
 

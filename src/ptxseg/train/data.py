@@ -104,6 +104,10 @@ def prepare_image(image: np.ndarray, cfg: Config) -> np.ndarray:
     return x
 
 
+#: training target → folder of a canonical dataset holding its masks
+MASK_DIRS = {"pneumothorax": "masks", "lungs": "lungs"}
+
+
 class SegmentationDataset(Dataset):
     """``(image 1×S×S, mask 1×S×S)`` pairs of a canonical dataset, augmented when ``train``."""
 
@@ -122,7 +126,9 @@ class SegmentationDataset(Dataset):
         """Image (float32 [0, 1]) and mask (uint8 {0, 1}) of item ``i`` at the stored size, cropped."""
         sid = self.ids[i]
         image = prepare_image(read_image(self.root / "images" / f"{sid}.png"), self.cfg)
-        mask_path = self.root / "masks" / f"{sid}.png"
+        mask_path = self.root / MASK_DIRS[self.cfg.data.target] / f"{sid}.png"
+        if self.cfg.data.target == "lungs" and not mask_path.is_file():
+            raise PtxsegError(mask_path, "missing: a lung-field model needs every image's lungs/ mask")
         mask = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
         if self.cfg.data.crop is not None and mask.shape != image.shape:
             r0, r1, c0, c1 = crop_box(mask.shape, self.cfg.data.crop)

@@ -160,6 +160,7 @@ class Trainer:
                 "std": c.data.std,
                 "crop": c.data.crop.model_dump() if c.data.crop else None,
             },
+            "target": c.data.target,
             "operating_point": op.to_dict(),
             "tta": list(c.tta),
             "recipe": c.name,
@@ -169,7 +170,9 @@ class Trainer:
 
     def _op(self) -> OperatingPoint:
         p = self.cfg.postprocess
-        return OperatingPoint(p.threshold, p.min_component_px, p.min_mask_px, p.at_size, p.top_threshold, p.top_min_px)
+        return OperatingPoint(
+            p.threshold, p.min_component_px, p.min_mask_px, p.at_size, p.top_threshold, p.top_min_px, p.cls_threshold
+        )
 
     # ------------------------------------------------------------------ validation
 
@@ -180,19 +183,21 @@ class Trainer:
         net = unwrap(model)
         was_training = net.training
         net.eval()
-        dices, losses, positives, probs, truths, order = [], [], [], [], [], []
+        dices, losses, positives, probs, truths, order, heads = [], [], [], [], [], [], []
         amp = self._autocast()
         for x, y, idx in loader:
             x = x.to(self.dist.device, non_blocking=True)
             if self.cfg.training.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with amp:
-                logits = net(x)
+                logits, cls = net.forward_with_cls(x)
             logits = logits.float().cpu()
+            c = None if cls is None else torch.sigmoid(cls.float()).reshape(len(x)).cpu().numpy()
             losses.append(F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2, 3)).numpy())
             p = torch.sigmoid(logits)[:, 0].numpy()
             t = y[:, 0].numpy()
-            dices.append(dice_per_image(apply_operating_point(p, op), t))
+            dices.append(dice_per_image(apply_operating_point(p, op, c), t))
+            heads.append(np.full(len(x), np.nan) if c is None else c)
             positives.append(t.reshape(len(t), -1).any(1))
             order.append(idx.numpy())
             if keep_probs:
@@ -213,6 +218,7 @@ class Trainer:
             np.concatenate(positives) if positives else np.zeros(0, bool),
             np.concatenate(probs) if probs else None,
             np.concatenate(truths) if truths else None,
+            np.concatenate(heads) if heads else np.zeros(0),
         )
         parts = D.gather(local, self.dist)
         idx = np.concatenate([p[0] for p in parts])
@@ -227,7 +233,9 @@ class Trainer:
             "val_images": int(len(dice)),
         }
         if keep_probs:
-            return out, np.concatenate([p[4] for p in parts])[first], np.concatenate([p[5] for p in parts])[first]
+            head = np.concatenate([p[6] for p in parts])[first]
+            kept = [np.concatenate([p[k] for p in parts])[first] for k in (4, 5)]
+            return out, *kept, None if np.isnan(head).any() else head
         return out
 
     def _autocast(self):
@@ -509,12 +517,13 @@ class Trainer:
             workers=self.cfg.data.workers,
         )
         op = self._op()
-        metrics, probs, truths = self.validate(model, loader, op, keep_probs=True)
+        metrics, probs, truths, heads = self.validate(model, loader, op, keep_probs=True)
         tuned_dice = metrics["val_dice"]
         if self.cfg.postprocess.tune:
-            pairs = zip(probs.astype(np.float32), truths, strict=True)
-            stats = collect(pairs, thresholds=END_THRESHOLDS, component_px=(0,), top_thresholds=(), at_size=op.at_size)
-            result = search(stats, bottom_thresholds=())  # threshold x minimum mask; ptxseg tune searches the full grid
+            items = zip(probs.astype(np.float32), truths, *([] if heads is None else [heads]), strict=True)
+            stats = collect(items, thresholds=END_THRESHOLDS, component_px=(0,), top_thresholds=(), at_size=op.at_size)
+            # threshold × minimum mask (× classifier gate when there is a head); ptxseg tune searches the full grid
+            result = search(stats, bottom_thresholds=())
             op, tuned_dice = result.best, result.best_dice
         meta = read_meta(best_weights)
         meta["operating_point"] = op.to_dict()

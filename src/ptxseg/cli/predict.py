@@ -1,0 +1,63 @@
+"""``ptxseg predict``: clinical outputs for radiographs — mask, side, ratio and severity, overlay, DICOM SEG."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ptxseg.cli import app
+from ptxseg.cli.progress import console, err_console, progress_bar
+from ptxseg.errors import PtxsegError
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="Pneumothorax model: run directory, bundle or ensemble file.")],
+    inputs: Annotated[list[Path], typer.Argument(help="DICOM/PNG/JPEG files, folders (recursive) or list files (.txt).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
+    lungs: Annotated[Path | None, typer.Option("--lungs", help="Lung-field model (default: MODEL/lungs when present).")] = None,
+    no_lungs: Annotated[bool, typer.Option("--no-lungs", help="Skip phase I (sides and ratios stay null).")] = False,
+    tta: Annotated[list[str] | None, typer.Option("--tta", help="TTA transforms (default: the model's).")] = None,
+    seg: Annotated[bool, typer.Option("--seg", help="Also write a DICOM SEG (DICOM inputs) at the source resolution.")] = False,
+    overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write <id>_overlay.png.")] = True,
+    cam: Annotated[bool, typer.Option("--cam", help="Also write <id>_cam.png, a Grad-CAM heat map of the decision.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Also print each result's JSON on stdout (one line each).")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Threads reading and decoding inputs ahead.")] = 1,
+    mild_below: Annotated[float, typer.Option(help="Severity: ratio (%) below which a pneumothorax is mild.")] = 20.0,
+    severe_above: Annotated[float, typer.Option(help="Severity: ratio (%) above which it is severe.")] = 40.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Is there a pneumothorax, where, on which side, how big relative to that lung, how sure — per image, plus summary.csv."""
+    from ptxseg.clinical import ClinicalPipeline, gather_inputs
+    from ptxseg.predict import predict_batch
+
+    if not 0 < mild_below < severe_above:
+        raise PtxsegError("--mild-below/--severe-above", f"need 0 < {mild_below} < {severe_above}")
+    if no_lungs and lungs is not None:
+        raise PtxsegError("--lungs", "give --lungs or --no-lungs, not both")
+    paths = gather_inputs(inputs)
+    if not paths:
+        raise PtxsegError(", ".join(map(str, inputs)), "no DICOM, PNG or JPEG inputs found")
+    pipeline = ClinicalPipeline(model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above))
+    if pipeline.lungs is None:
+        err_console.print(f"note: {pipeline.lung_reason}; per-side values will be null", highlight=False)
+    t0 = time.monotonic()
+    on_result = (lambda doc: print(json.dumps(doc), flush=True)) if json_out else None
+    table = predict_batch(pipeline, paths, out, seg, overlay, workers, progress_bar("predicting", quiet or json_out), on_result, cam)
+    elapsed = time.monotonic() - t0
+    counts = table["status"].value_counts().to_dict()
+    done = counts.get("ok", 0)
+    summary = (
+        f"{len(table)} inputs: {done} predicted, {counts.get('skipped', 0)} already complete, {counts.get('error', 0)} failed"
+        f" in {elapsed:.1f} s ({done / elapsed if elapsed > 0 else 0:.2f} images/s); flagged: {int((table['present'] == True).sum())}"  # noqa: E712
+        f"; summary: {out / 'summary.csv'}"
+    )
+    (err_console if json_out else console).print(summary, highlight=False)
+    for _, row in table[table["status"] == "error"].iterrows():
+        err_console.print(f"{row['input']}: {row['reason']}", highlight=False)
+    if counts.get("error", 0):
+        raise typer.Exit(1)

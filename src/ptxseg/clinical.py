@@ -1,0 +1,242 @@
+"""The clinical answer for one radiograph: is there a pneumothorax, where, which side, how big, how sure.
+
+Two phases, as in the published method: (I) a lung-field model gives the full
+lung fields, split into the patient's right and left lung
+(:func:`ptxseg.lungs.split_lungs`); (II) the pneumothorax model's mask (its
+tuned operating point applied) is sized per side against them
+(:func:`ptxseg.quantify.quantify`). Everything is computed in the input
+image's own pixel grid, so a DICOM's PixelSpacing applies unchanged and the
+DICOM SEG has the source's full resolution.
+
+Not a medical device: phantom-trained models say nothing about patients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptxseg.errors import PtxsegError
+from ptxseg.infer import Prediction, Predictor
+from ptxseg.lungs import LungFields, split_lungs
+from ptxseg.postprocess import OperatingPoint
+from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, quantify
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+LIST_SUFFIXES = {".txt", ".lst", ".list"}
+SEVERITY_RANK = {None: -1, "none": 0, "mild": 1, "moderate": 2, "severe": 3}
+FORMAT = "ptxseg-prediction/1"
+
+
+@dataclass
+class Radiograph:
+    """One input: the image (float32 H×W in ``[0, 1]``, brighter = denser), its id and, for DICOM, its dataset."""
+
+    path: Path
+    id: str
+    image: np.ndarray
+    spacing_mm: tuple[float, float] | None = None
+    dataset: Any = None  # pydicom.Dataset for DICOM inputs
+    identifiers: dict[str, Any] = field(default_factory=dict)
+
+
+def gather_inputs(paths: list[str | PathLike[str]]) -> list[Path]:
+    """Expand folders (recursively: DICOM, PNG, JPEG files) and list files (one path per line, ``#`` comments,
+    relative to the list's folder); other named files are kept so that their error is reported."""
+    from ptxseg.io.dicom import is_dicom_file
+
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES or (not f.suffix and is_dicom_file(f))):
+                    out.append(f)
+        elif p.suffix.lower() in LIST_SUFFIXES and p.is_file():
+            lines = [ln.strip() for ln in p.read_text().splitlines()]
+            out += gather_inputs([p.parent / ln for ln in lines if ln and not ln.startswith("#")])
+        else:
+            out.append(p)
+    return list(dict.fromkeys(out))
+
+
+def load_radiograph(path: str | PathLike[str]) -> Radiograph:
+    """Read a DICOM, PNG or JPEG radiograph. Raises :class:`PtxsegError` naming the file and the reason."""
+    from ptxseg.io.dicom import is_dicom_file, read_dicom_dataset
+    from ptxseg.io.images import read_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise PtxsegError(path, "no such file")
+    if path.suffix.lower() in DICOM_SUFFIXES or (path.suffix.lower() not in IMAGE_SUFFIXES and is_dicom_file(path)):
+        image, meta, ds = read_dicom_dataset(path)
+        ids = {k: getattr(meta, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "ViewPosition")}
+        return Radiograph(path, meta.SOPInstanceUID or path.stem, image, meta.PixelSpacing, ds, ids)
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        image = read_image(path)
+        if image.ndim != 2:
+            raise PtxsegError(path, f"expected a grayscale image, got shape {image.shape}")
+        return Radiograph(path, path.stem, image)
+    raise PtxsegError(path, "not a DICOM, PNG or JPEG file")
+
+
+def _weights_version(sources: list[Path]) -> str:
+    """ptxseg version + the first 12 hex digits of the SHA-256 of the weights (identifies the exact model)."""
+    from ptxseg import __version__
+    from ptxseg.checkpoint import resolve_weights
+
+    h = hashlib.sha256()
+    for s in sources:
+        with open(resolve_weights(s), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return f"ptxseg {__version__} / weights {h.hexdigest()[:12]}"
+
+
+def find_lung_model(model: str | PathLike[str]) -> Path | None:
+    """The lung-field model stored with a pneumothorax model (``MODEL/lungs``), if any."""
+    p = Path(model)
+    candidate = (p if p.is_dir() else p.parent) / "lungs"
+    return candidate if (candidate / "best.safetensors").is_file() or (candidate / "model.safetensors").is_file() else None
+
+
+@dataclass
+class Analysis:
+    """What :meth:`ClinicalPipeline.analyse` found; ``report`` is the JSON document."""
+
+    mask: np.ndarray  # bool H×W, the input's grid
+    lungs: LungFields | None
+    prediction: Prediction
+    report: dict[str, Any]
+
+
+class ClinicalPipeline:
+    """Pneumothorax model + optional lung-field model → mask, lung fields, per-side quantification, uncertainty.
+
+    Args:
+        model: run directory, bundle or ensemble file of the pneumothorax model.
+        lungs: lung-field model; ``None`` looks for ``MODEL/lungs``; ``False`` disables phase I.
+        tta: TTA transforms (default: the model's).
+        device: torch device.
+        bounds: severity boundaries in % of the lung field.
+    """
+
+    def __init__(
+        self,
+        model: str | PathLike[str],
+        lungs: str | PathLike[str] | None | bool = None,
+        tta: list[str] | None = None,
+        device: str = "cpu",
+        bounds: tuple[float, float] = SEVERITY_BOUNDS,
+    ) -> None:
+        self.model_path = Path(model)
+        self.ptx = Predictor([model], tta=tta, device=device)
+        if self.ptx.meta.get("target", "pneumothorax") != "pneumothorax":
+            raise PtxsegError(model, f"is a {self.ptx.meta['target']} model, not a pneumothorax model")
+        self.op = OperatingPoint(**self.ptx.operating_point)
+        self.bounds = bounds
+        self.lung_reason = None
+        lung_path = None if lungs is False else (find_lung_model(model) if lungs is None else Path(lungs))
+        self.lungs = None
+        if lung_path is None:
+            self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs)"
+        else:
+            self.lungs = Predictor([lung_path], device=device)
+            if self.lungs.meta.get("target") != "lungs":
+                raise PtxsegError(lung_path, "is not a lung-field model (train one with the lungs_unet_r34_256 recipe)")
+            self.lung_op = OperatingPoint(**self.lungs.operating_point)
+        self.model_info = {
+            "path": str(self.model_path),
+            "name": self.ptx.meta["model"]["name"],
+            "encoder": self.ptx.meta["model"].get("encoder"),
+            "recipe": self.ptx.meta.get("recipe"),
+            "version": _weights_version(self.ptx.sources),
+            "tta": self.ptx.tta,
+            "ensemble_members": len(self.ptx.sources),
+        }
+        self.lung_info = (
+            None
+            if self.lungs is None
+            else {"path": str(lung_path), "name": self.lungs.meta["model"]["name"], "version": _weights_version(self.lungs.sources)}
+        )
+
+    def analyse(self, rad: Radiograph) -> Analysis:
+        """The full answer for one radiograph (see ``docs/clinical-outputs.md`` for every field)."""
+        t = {}
+        t0 = time.perf_counter()
+        pred = self.ptx.predict([rad.image])[0]
+        mask = pred.mask(self.op)
+        t["pneumothorax_s"] = time.perf_counter() - t0
+        fields = None
+        if self.lungs is not None:
+            t1 = time.perf_counter()
+            fields = split_lungs(self.lungs.predict([rad.image])[0].mask(self.lung_op))
+            t["lungs_s"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        px_mm2 = None if rad.spacing_mm is None else rad.spacing_mm[0] * rad.spacing_mm[1]
+        total = int(mask.sum())
+        if fields is not None and fields.found:
+            q = quantify(mask, fields.right, fields.left, rad.spacing_mm, self.bounds)
+            sides = {s: q[s] for s in SIDES}
+            unassigned, lesions = q["unassigned_px"], q["lesions"]
+        else:
+            empty = dict.fromkeys(("area_px", "area_mm2", "lung_area_px", "lung_area_mm2", "ratio_pct", "severity", "lesions"))
+            sides = {s: dict(empty) for s in SIDES}
+            unassigned, lesions = None, None
+        t["quantify_s"] = time.perf_counter() - t2
+        lung_notes = (fields.notes if fields is not None else [self.lung_reason]) or []
+        if fields is not None and not fields.found:
+            lung_notes = [*lung_notes, "per-side values are null: no lung field to size against"]
+        report = {
+            "format": FORMAT,
+            "input": {
+                "path": str(rad.path),
+                "id": rad.id,
+                "kind": "dicom" if rad.dataset is not None else "image",
+                "rows": int(rad.image.shape[0]),
+                "columns": int(rad.image.shape[1]),
+                "pixel_spacing_mm": None if rad.spacing_mm is None else list(rad.spacing_mm),
+                **rad.identifiers,
+            },
+            "model": self.model_info,
+            "lung_model": self.lung_info,
+            "operating_point": self.op.to_dict(),
+            "pneumothorax": {
+                "present": bool(total > 0),
+                "probability": float(pred.score),
+                "probability_source": "classifier head" if pred.cls_prob is not None else "maximum pixel probability",
+                "area_px": total,
+                "area_mm2": None if px_mm2 is None else total * px_mm2,
+            },
+            "right": sides["right"],
+            "left": sides["left"],
+            "max_severity": max((sides[s]["severity"] for s in SIDES), key=lambda v: SEVERITY_RANK[v]),
+            "unassigned_px": unassigned,
+            "lesions": lesions,
+            "lungs": {"found": bool(fields is not None and fields.found), "notes": lung_notes},
+            "uncertainty": uncertainty(pred, mask),
+            "timings_s": t,
+        }
+        return Analysis(mask, fields, pred, report)
+
+
+def uncertainty(pred: Prediction, mask: np.ndarray) -> dict[str, Any]:
+    """Disagreement of the TTA × ensemble members: pixel variance inside the predicted mask (None when it is
+    empty) and along its uncertain band (pixels whose mean probability is within 0.25 of 0.5), and the spread
+    (standard deviation, range) of the members' image-level probabilities."""
+    scores = np.asarray(pred.member_scores, dtype=np.float64)
+    band = np.abs(pred.prob - 0.5) < 0.25
+    return {
+        "members": int(scores.size),
+        "pixel_variance_in_mask": float(pred.variance[mask].mean()) if mask.any() else None,
+        "pixel_variance_uncertain_band": float(pred.variance[band].mean()) if band.any() else None,
+        "probability_std": float(scores.std()),
+        "probability_range": [float(scores.min()), float(scores.max())],
+    }

@@ -1,0 +1,149 @@
+"""``ptxseg predict`` end to end: DICOM (real MONOCHROME1 and phantoms), PNG and a corrupt file → JSON, mask,
+overlay, DICOM SEG read back, summary.csv, resume; lung-field models trained with the same engine."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import highdicom as hd
+import numpy as np
+import pandas as pd
+import pydicom
+import pytest
+
+from ptxseg.cli import main
+from ptxseg.config import load_config
+from ptxseg.io.dicom import write_dicom
+from ptxseg.io.images import read_image, read_mask
+from ptxseg.synth.dataset import synth_dataset
+from ptxseg.train.engine import train
+
+from .conftest import shared_path
+
+TINY = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A one-epoch pneumothorax model with a one-epoch lung-field model stored at MODEL/lungs, on 16 phantoms."""
+    root = tmp_path_factory.mktemp("predict")
+    data = root / "ds"
+    synth_dataset(data, 16, size=64, seed=11, positive_fraction=0.5)
+    run = root / "run"
+    train(load_config("default", TINY), data, run, quiet=True)
+    train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
+    return data, run
+
+
+def _inputs(tmp_path, data):
+    """Two phantoms written as DICOM (with PixelSpacing), one as PNG, the real MONOCHROME1 CR, a corrupt DICOM."""
+    manifest = pd.read_csv(data / "manifest.csv", dtype={"id": str})
+    folder = tmp_path / "in" / "nested"
+    folder.mkdir(parents=True)
+    for k, image_id in enumerate(manifest["id"][:2]):
+        pixels = np.round(read_image(data / "images" / f"{image_id}.png") * 255).astype(np.uint8)
+        write_dicom(folder / f"ph{k}.dcm", pixels, sop_instance_uid=f"1.2.826.0.1.3680043.8.498.{k + 1}", pixel_spacing=(0.5, 0.5))
+    png = tmp_path / "in" / "phantom.png"
+    png.write_bytes((data / "images" / f"{manifest['id'][2]}.png").read_bytes())
+    (tmp_path / "in" / "broken.dcm").write_bytes(b"DICM" * 10)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# a list file\n{shared_path('dicom/chest_pa_cr_mono1.dcm')}\n")
+    return [tmp_path / "in", listing]
+
+
+def test_predict_dicom_png_and_bad_input_to_json_overlay_seg(models, tmp_path):
+    data, run = models
+    out = tmp_path / "out"
+    args = ["predict", str(run), *map(str, _inputs(tmp_path, data)), "--out", str(out), "--seg", "-q"]
+    assert main(args) == 1  # the corrupt file fails the batch's exit status, not the batch
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 5 and summary["status"].tolist().count("ok") == 4
+    bad = summary[summary["status"] == "error"].iloc[0]
+    assert bad["input"].endswith("broken.dcm") and "DICOM" in bad["reason"] and summary.index[-1] == bad.name  # failures last
+    ranks = summary["max_severity"].map({"severe": 3, "moderate": 2, "mild": 1, "none": 0}).fillna(-1)[:4]
+    assert list(ranks) == sorted(ranks, reverse=True)  # triage order
+
+    real = pydicom.dcmread(shared_path("dicom/chest_pa_cr_mono1.dcm"), stop_before_pixels=True)
+    for _, row in summary[summary["status"] == "ok"].iterrows():
+        doc = json.loads((out / f"{row['id']}.json").read_text())
+        assert doc["format"] == "ptxseg-prediction/1" and doc["model"]["version"].startswith("ptxseg ")
+        assert doc["lung_model"] is not None and doc["uncertainty"]["members"] == 2  # identity + hflip
+        for side in ("right", "left"):
+            assert set(doc[side]) == {"area_px", "area_mm2", "lung_area_px", "lung_area_mm2", "ratio_pct", "severity", "lesions"}
+        mask = read_mask(out / doc["outputs"]["mask"])
+        assert mask.shape == (doc["input"]["rows"], doc["input"]["columns"]) and int(mask.sum()) == doc["pneumothorax"]["area_px"]
+        assert (out / doc["outputs"]["overlay"]).is_file()
+        if doc["lungs"]["found"]:
+            assert doc["right"]["area_px"] + doc["left"]["area_px"] + doc["unassigned_px"] == doc["pneumothorax"]["area_px"]
+            if doc["input"]["pixel_spacing_mm"] == [0.5, 0.5]:
+                assert doc["right"]["lung_area_mm2"] == pytest.approx(doc["right"]["lung_area_px"] * 0.25)
+        if doc["input"]["kind"] != "dicom":
+            assert doc["outputs"]["seg"] is None and "not a DICOM" in doc["seg_note"]
+            continue
+        # the SEG: readable by highdicom and pydicom, full source resolution, references the source instance
+        seg = hd.seg.segread(out / doc["outputs"]["seg"])
+        assert (seg.Rows, seg.Columns) == mask.shape and seg.SegmentationType == "BINARY"
+        assert seg.StudyInstanceUID == doc["input"]["StudyInstanceUID"]
+        assert seg.get_segment_description(1).segmented_property_type.value == "36118008"  # SCT Pneumothorax
+        refs = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
+        assert refs == {doc["input"]["SOPInstanceUID"]}
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == doc["input"]["SeriesInstanceUID"]
+        stored = seg.get_pixels_by_source_instance([doc["input"]["SOPInstanceUID"]], segment_numbers=[1], combine_segments=False)[
+            0, ..., 0
+        ]
+        assert np.array_equal(stored.astype(bool), mask.astype(bool))
+        assert pydicom.dcmread(out / doc["outputs"]["seg"]).Modality == "SEG"
+        if doc["input"]["SOPInstanceUID"] == real.SOPInstanceUID:
+            assert mask.shape == (1955, 1841) and doc["input"]["pixel_spacing_mm"] is None and doc["right"]["area_mm2"] is None
+
+    # resume: complete inputs are skipped, an incomplete one is redone
+    first_ok = summary[summary["status"] == "ok"].iloc[0]
+    (out / f"{first_ok['id']}_overlay.png").unlink()
+    assert main(args) == 1
+    again = pd.read_csv(out / "summary.csv").set_index("id")
+    assert again.loc[first_ok["id"], "status"] == "ok" and (again["status"] == "skipped").sum() == 3
+
+
+def test_without_a_lung_model_every_side_key_is_null_and_says_why(models, tmp_path):
+    data, run = models
+    image = sorted((data / "images").glob("*.png"))[0]
+    out = tmp_path / "out"
+    assert main(["predict", str(run), str(image), "--out", str(out), "--no-lungs", "-q", "--no-overlay", "--cam"]) == 0
+    doc = json.loads((out / f"{image.stem}.json").read_text())
+    heat = cv2.imread(str(out / doc["outputs"]["cam"]))
+    assert heat.shape == (*read_image(image).shape, 3) and heat.std(axis=2).max() > 0  # coloured, not the gray image
+    assert doc["lung_model"] is None and doc["right"]["ratio_pct"] is None and doc["left"]["severity"] is None
+    assert "no lung-field model" in doc["lungs"]["notes"][0] and doc["outputs"]["overlay"] is None
+    assert main(["predict", str(run / "lungs"), str(image), "--out", str(out)]) == 2  # a lung model is not a pneumothorax model
+    assert main(["predict", str(run), str(tmp_path / "nothing-here"), "--out", str(out)]) == 1
+
+
+def test_lung_model_is_evaluated_against_the_lung_fields(models, tmp_path):
+    data, run = models
+    meta = json.loads((run / "lungs" / "best.json").read_text())
+    assert meta["target"] == "lungs"
+    out = tmp_path / "lungs_eval.json"
+    fold = str(meta["training_data"]["fold"])
+    assert main(["evaluate", "--model", str(run / "lungs"), "--data", str(data), "--fold", fold, "--json", str(out), "-q"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["positives"] == doc["images"]  # every phantom has lung fields: the truth came from lungs/, not masks/
+
+
+@pytest.mark.parametrize("name", ["unet", "nnunet_ds", "pdeseray"])
+def test_grad_cam_maps_every_architecture_family(name):
+    import torch
+
+    from ptxseg.explain import grad_cam
+    from ptxseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model(name)
+    model.train()
+    x = torch.rand(1, 1, 128, 128)
+    cam = grad_cam(model, x)
+    assert cam.shape == (128, 128) and cam.min() >= 0 and cam.max() == pytest.approx(1.0) and cam.std() > 0
+    assert model.training  # the mode is restored
+    region = np.zeros((128, 128), bool)
+    region[:32, :32] = True
+    assert not np.allclose(grad_cam(model, x, region), cam)  # the explained region matters
