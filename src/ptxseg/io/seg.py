@@ -13,6 +13,7 @@ source's pixel grid.
 from __future__ import annotations
 
 import copy
+import warnings
 from os import PathLike
 from pathlib import Path
 
@@ -94,21 +95,24 @@ def write_seg(
         for keyword in missing:  # Type 2 patient/study attributes the SEG copies: present, empty when unknown
             setattr(source, keyword, "")
     pixels = np.stack(masks, -1).astype(np.uint8)[None]  # 1 frame × rows × columns × segments
-    seg = hd.seg.Segmentation(
-        source_images=[source],
-        pixel_array=pixels,
-        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
-        series_instance_uid=hd.UID(),
-        series_number=series_number,
-        sop_instance_uid=hd.UID(),
-        instance_number=1,
-        manufacturer="ptxseg",
-        manufacturer_model_name="ptxseg (research use only, not a medical device)",
-        software_versions=software_version or __version__,
-        device_serial_number="0",
-        omit_empty_frames=False,
-    )
+    with warnings.catch_warnings():
+        # highdicom warns about single-component PatientName values; the SEG must copy the source's name as is
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        seg = hd.seg.Segmentation(
+            source_images=[source],
+            pixel_array=pixels,
+            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+            segment_descriptions=descriptions,
+            series_instance_uid=hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=hd.UID(),
+            instance_number=1,
+            manufacturer="ptxseg",
+            manufacturer_model_name="ptxseg (research use only, not a medical device)",
+            software_versions=software_version or __version__,
+            device_serial_number="0",
+            omit_empty_frames=False,
+        )
     path = Path(path)
     with atomic_path(path) as tmp:
         seg.save_as(tmp)
