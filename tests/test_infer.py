@@ -142,3 +142,28 @@ def test_members_variance_and_classifier_head(tmp_path):
 class _Negated(torch.nn.Module):
     def forward(self, x):
         return -x
+
+
+def test_monte_carlo_dropout_samples_dropout_only_and_is_seeded(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("uefficientnet")  # spatial dropout in the decoder: the masks themselves vary
+    meta = {
+        "model": {"name": "uefficientnet", "encoder": "efficientnet-b4"},
+        "input": {"size": 64, "normalize": "minmax", "mean": 0.5, "std": 0.5, "crop": None},
+        "operating_point": {"threshold": 0.5},
+        "tta": ["identity", "hflip"],
+    }
+    bundle = save_weights(tmp_path / "ueff.safetensors", model, meta)
+    image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    plain = Predictor([bundle]).predict([image])[0]
+    mc = Predictor([bundle], mc_dropout=3)
+    first, again = mc.predict([image])[0], mc.predict([image])[0]
+    assert mc.uses_mc_dropout and first.member_scores.shape == (6,)  # 2 TTA × 3 passes
+    assert first.variance.mean() > plain.variance.mean() + 1e-6  # the passes disagree
+    np.testing.assert_array_equal(first.prob, again.prob)  # seeded: the same input, the same samples
+    net = mc.models[0]
+    assert not net.training and net.net.mc_dropout is False  # BatchNorm never left eval; the flag is reset
+    no_dropout = Predictor([_bundle(tmp_path)], mc_dropout=3)
+    assert not no_dropout.uses_mc_dropout and no_dropout.predict([image])[0].member_scores.shape == (2,)
+    with pytest.raises(PtxsegError, match="mc-dropout"):
+        Predictor([bundle], mc_dropout=-1)

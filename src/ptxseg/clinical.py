@@ -126,6 +126,7 @@ class ClinicalPipeline:
         tta: TTA transforms (default: the model's).
         device: torch device.
         bounds: severity boundaries in % of the lung field.
+        mc_dropout: Monte-Carlo dropout passes per TTA member (models with dropout only; 0: off).
     """
 
     def __init__(
@@ -135,9 +136,10 @@ class ClinicalPipeline:
         tta: list[str] | None = None,
         device: str = "cpu",
         bounds: tuple[float, float] = SEVERITY_BOUNDS,
+        mc_dropout: int = 0,
     ) -> None:
         self.model_path = Path(model)
-        self.ptx = Predictor([model], tta=tta, device=device)
+        self.ptx = Predictor([model], tta=tta, device=device, mc_dropout=mc_dropout)
         if self.ptx.meta.get("target", "pneumothorax") != "pneumothorax":
             raise PtxsegError(model, f"is a {self.ptx.meta['target']} model, not a pneumothorax model")
         self.op = OperatingPoint(**self.ptx.operating_point)
@@ -221,7 +223,10 @@ class ClinicalPipeline:
             "unassigned_px": unassigned,
             "lesions": lesions,
             "lungs": {"found": bool(fields is not None and fields.found), "notes": lung_notes},
-            "uncertainty": uncertainty(pred, mask),
+            "uncertainty": {
+                **uncertainty(pred, mask),
+                "mc_dropout_passes": self.ptx.mc_dropout if self.ptx.uses_mc_dropout else 0,
+            },
             "timings_s": t,
         }
         return Analysis(mask, fields, pred, report)

@@ -121,6 +121,9 @@ class Predictor:
         weights: ensemble weights (default equal, or the ensemble file's).
         tta: TTA transforms (default: those stored with the first model or the ensemble).
         device: torch device.
+        mc_dropout: Monte-Carlo dropout passes per TTA member for models with dropout (0: off); the
+            members then number models × TTA × passes, and their disagreement is the uncertainty.
+        mc_seed: seed of the dropout samples (the same input gives the same prediction).
     """
 
     def __init__(
@@ -129,10 +132,15 @@ class Predictor:
         weights: Sequence[float] | None = None,
         tta: Sequence[str] | None = None,
         device: str = "cpu",
+        mc_dropout: int = 0,
+        mc_seed: int = 0,
     ) -> None:
         from ptxseg.checkpoint import load_model
         from ptxseg.ensemble import is_ensemble_file, read_ensemble
 
+        if mc_dropout < 0:
+            raise PtxsegError("--mc-dropout", f"must be 0 (off) or a number of passes, got {mc_dropout}")
+        self.mc_dropout, self.mc_seed = int(mc_dropout), int(mc_seed)
         if not sources:
             raise PtxsegError("model", "no model given")
         self.ensemble = None
@@ -196,11 +204,11 @@ class Predictor:
         the mean and variance are accumulated as weighted sums of p and p².
         """
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))[:, None].to(self.device)
-        n_tta = len(self.tta)
         s1 = s2 = None
         cls_sum, cls_w, scores = np.zeros(len(batch)), 0.0, []
         for w, m in zip(self.weights, self.models, strict=True):
-            members, cls = tta_members_with_cls(m, x, self.tta)
+            members, cls = self._members(m, x)
+            n_tta = len(members)
             p = members[:, :, 0].cpu().numpy().astype(np.float64)  # T×B×S×S
             s1 = (w / n_tta) * p.sum(0) + (0 if s1 is None else s1)
             s2 = (w / n_tta) * (p * p).sum(0) + (0 if s2 is None else s2)
@@ -217,6 +225,24 @@ class Predictor:
             (cls_sum / cls_w) if cls_w > 0 else None,
             np.concatenate(scores, 1),
         )
+
+    def _members(self, model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """TTA members of one model; with Monte-Carlo dropout, ``mc_dropout`` stochastic passes of each (seeded)."""
+        if not self.mc_dropout or not getattr(model, "has_dropout", False):
+            return tta_members_with_cls(model, x, self.tta)
+        probs, heads = [], []
+        with torch.random.fork_rng(devices=[]), model.stochastic():
+            torch.manual_seed(self.mc_seed)  # the same input gives the same samples
+            for _ in range(self.mc_dropout):
+                p, c = tta_members_with_cls(model, x, self.tta)
+                probs.append(p)
+                heads.append(c)
+        return torch.cat(probs), (torch.cat(heads) if heads[0] is not None else None)
+
+    @property
+    def uses_mc_dropout(self) -> bool:
+        """Whether Monte-Carlo dropout is on and at least one model has dropout to sample."""
+        return bool(self.mc_dropout) and any(getattr(m, "has_dropout", False) for m in self.models)
 
     def to_frame(self, prob: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
         """A network-size probability map placed back into an image of ``shape`` (zero outside the crop)."""

@@ -48,19 +48,31 @@ SUMMARY_COLUMNS = [
 _YELLOW, _CYAN, _WHITE = (255, 215, 0), (0, 200, 255), (255, 255, 255)
 
 
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=_WHITE) -> None:
-    thick = max(1, int(round(scale * 2)))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 3, cv2.LINE_AA)
+def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=_WHITE, outline: bool = False) -> None:
+    thick = max(1, int(round(scale * 1.6)))
+    if outline:  # single letters only: Hershey glyph advances grow with thickness, so outlined words drift apart
+        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
 
 
-def clinical_overlay(image: np.ndarray, analysis: Analysis, max_side: int = 1024) -> np.ndarray:
+def _display_size(shape: tuple[int, int], min_side: int = 640, max_side: int = 1024) -> tuple[int, int]:
+    """(width, height) of an overlay: the longer side scaled into [min_side, max_side] so text stays readable."""
+    h, w = shape
+    f = min(max(1.0, min_side / max(h, w)), max_side / max(h, w))
+    return max(1, int(round(w * f))), max(1, int(round(h * f)))
+
+
+def _display_gray(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    shrink = size[0] < image.shape[1]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize((np.clip(image, 0, 1) * 255).astype(np.uint8), size, interpolation=interp)
+
+
+def clinical_overlay(image: np.ndarray, analysis: Analysis) -> np.ndarray:
     """RGB uint8 overlay: pneumothorax filled yellow (α 0.4) and outlined, lung fields outlined cyan, the patient's
-    R/L marked on their sides of the image, and the findings printed at the top. At most ``max_side`` px."""
-    h, w = image.shape
-    f = min(1.0, max_side / max(h, w))
-    size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
-    gray = cv2.resize((np.clip(image, 0, 1) * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
+    R/L marked on their sides of the image, and the findings printed at the top; 640–1024 px on its longer side."""
+    size = _display_size(image.shape)
+    gray = _display_gray(image, size)
     rgb = np.repeat(gray[..., None], 3, -1).astype(np.float32)
 
     def small(m: np.ndarray) -> np.ndarray:
@@ -77,10 +89,10 @@ def clinical_overlay(image: np.ndarray, analysis: Analysis, max_side: int = 1024
     contours, _ = cv2.findContours(ptx.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, _YELLOW, line + 1)
     r = analysis.report
-    scale = max(0.4, max(size) / 1100)
-    step = int(32 * scale) + 4
-    _text(out, "R", (int(0.03 * size[0]), size[1] - int(0.04 * size[1])), scale * 1.6)  # the patient's right: image left
-    _text(out, "L", (size[0] - int(0.03 * size[0]) - int(24 * scale), size[1] - int(0.04 * size[1])), scale * 1.6)
+    scale = max(0.6, max(size) / 1000)
+    step = int(40 * scale)
+    _text(out, "R", (int(0.03 * size[0]), size[1] - int(0.04 * size[1])), scale * 1.6, outline=True)  # patient's right: image left
+    _text(out, "L", (size[0] - int(0.03 * size[0]) - int(24 * scale), size[1] - int(0.04 * size[1])), scale * 1.6, outline=True)
     p = r["pneumothorax"]
     lines = [(f"Pneumothorax: {'YES' if p['present'] else 'no'}  (p = {p['probability']:.2f})", _YELLOW if p["present"] else _WHITE)]
     for side in ("right", "left"):
@@ -91,13 +103,18 @@ def clinical_overlay(image: np.ndarray, analysis: Analysis, max_side: int = 1024
             lines.append((f"{side.capitalize()} lung: {s['ratio_pct']:.1f}% of field, {s['severity']}", _WHITE))
     if not r["lungs"]["found"]:
         lines.append(("(no lung fields: sides not sized)", _WHITE))
+    x0, y0 = int(0.02 * size[0]), int(0.015 * size[1])
+    thick = max(1, int(round(scale * 1.6)))
+    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] for t, _ in lines)
+    box = out[y0 : y0 + step * len(lines) + step // 3, x0 : x0 + width + int(20 * scale)]
+    box[:] = (box * 0.35).astype(np.uint8)  # a dark panel behind the findings
     for k, (text, color) in enumerate(lines):
-        _text(out, text, (int(0.02 * size[0]), int(0.02 * size[1]) + step * (k + 1)), scale, color)
+        _text(out, text, (x0 + int(8 * scale), y0 + step * (k + 1) - step // 5), scale, color)
     return out
 
 
-def _complete(out: Path, image_id: str, seg: bool) -> dict[str, Any] | None:
-    """The stored JSON of ``image_id`` if it and every output it lists exist (and a SEG when asked for)."""
+def _complete(out: Path, image_id: str, seg: bool, overlay: bool = True, cam: bool = False) -> dict[str, Any] | None:
+    """The stored JSON of ``image_id`` if it and every output it lists exist, and it has the outputs asked for now."""
     path = out / f"{image_id}.json"
     if not path.is_file():
         return None
@@ -106,7 +123,8 @@ def _complete(out: Path, image_id: str, seg: bool) -> dict[str, Any] | None:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     outputs = doc.get("outputs", {})
-    if seg and doc.get("input", {}).get("kind") == "dicom" and not outputs.get("seg"):
+    wanted = {"overlay": overlay, "cam": cam, "seg": seg and doc.get("input", {}).get("kind") == "dicom"}
+    if any(asked and not outputs.get(name) for name, asked in wanted.items()):
         return None
     if not all((out / name).is_file() for name in outputs.values() if name):
         return None
@@ -187,7 +205,7 @@ def predict_batch(
         while image_id in used:  # two inputs with one id (e.g. the same file name in two folders)
             image_id, k = f"{rad.id}_{k}", k + 1
         used.add(image_id)
-        done = _complete(out, image_id, seg)
+        done = _complete(out, image_id, seg, overlay, cam)
         if done is not None:
             rows.append(_row(path, image_id, "skipped", "complete outputs from an earlier run", done))
             continue
@@ -196,8 +214,7 @@ def predict_batch(
         except PtxsegError as exc:
             rows.append(_row(path, image_id, "error", exc.reason))
             continue
-        doc["timings_s"]["total_s"] = time.perf_counter() - t0
-        rows.append(_row(path, image_id, "ok", "", doc, doc["timings_s"]["total_s"]))
+        rows.append(_row(path, image_id, "ok", "", doc, time.perf_counter() - t0))
         if on_result is not None:
             on_result(doc)
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
@@ -211,12 +228,10 @@ def predict_batch(
     return table
 
 
-def cam_overlay(image: np.ndarray, cam: np.ndarray, max_side: int = 1024) -> np.ndarray:
-    """RGB uint8: a Grad-CAM heat map (JET colours, α 0.45) over the radiograph, at most ``max_side`` px."""
-    h, w = image.shape
-    f = min(1.0, max_side / max(h, w))
-    size = (max(1, int(round(w * f))), max(1, int(round(h * f))))
-    gray = cv2.resize((np.clip(image, 0, 1) * 255).astype(np.uint8), size, interpolation=cv2.INTER_AREA)
+def cam_overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """RGB uint8: a Grad-CAM heat map (JET colours, α 0.45) over the radiograph, 640–1024 px on its longer side."""
+    size = _display_size(image.shape)
+    gray = _display_gray(image, size)
     heat = cv2.applyColorMap(cv2.resize((np.clip(cam, 0, 1) * 255).astype(np.uint8), size), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
     return (0.55 * np.repeat(gray[..., None], 3, -1) + 0.45 * heat).astype(np.uint8)
@@ -225,6 +240,7 @@ def cam_overlay(image: np.ndarray, cam: np.ndarray, max_side: int = 1024) -> np.
 def _write_outputs(
     pipeline: ClinicalPipeline, rad: Radiograph, image_id: str, out: Path, seg: bool, overlay: bool, cam: bool = False
 ) -> dict:
+    start = time.perf_counter()
     analysis = pipeline.analyse(rad)
     t0 = time.perf_counter()
     doc = analysis.report
@@ -252,5 +268,6 @@ def _write_outputs(
             write_seg(out / outputs["seg"], rad.dataset, analysis.mask, lungs, pipeline.model_info["version"])
     doc["outputs"] = outputs
     doc["timings_s"]["write_s"] = time.perf_counter() - t0
+    doc["timings_s"]["total_s"] = time.perf_counter() - start  # reading the input excluded (done ahead)
     write_text_atomic(out / f"{image_id}.json", json.dumps(doc, indent=2))  # last: marks the input complete
     return doc

@@ -24,6 +24,9 @@ def predict_command(
     tta: Annotated[list[str] | None, typer.Option("--tta", help="TTA transforms (default: the model's).")] = None,
     seg: Annotated[bool, typer.Option("--seg", help="Also write a DICOM SEG (DICOM inputs) at the source resolution.")] = False,
     overlay: Annotated[bool, typer.Option("--overlay/--no-overlay", help="Write <id>_overlay.png.")] = True,
+    mc_dropout: Annotated[
+        int, typer.Option("--mc-dropout", min=0, help="Monte-Carlo dropout passes per TTA member (models with dropout).")
+    ] = 0,
     cam: Annotated[bool, typer.Option("--cam", help="Also write <id>_cam.png, a Grad-CAM heat map of the decision.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Also print each result's JSON on stdout (one line each).")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads reading and decoding inputs ahead.")] = 1,
@@ -42,7 +45,9 @@ def predict_command(
     paths = gather_inputs(inputs)
     if not paths:
         raise PtxsegError(", ".join(map(str, inputs)), "no DICOM, PNG or JPEG inputs found")
-    pipeline = ClinicalPipeline(model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above))
+    pipeline = ClinicalPipeline(model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above), mc_dropout=mc_dropout)
+    if mc_dropout and not pipeline.ptx.uses_mc_dropout:
+        err_console.print("note: --mc-dropout ignored: the model has no dropout to sample", highlight=False)
     if pipeline.lungs is None:
         err_console.print(f"note: {pipeline.lung_reason}; per-side values will be null", highlight=False)
     t0 = time.monotonic()

@@ -96,8 +96,9 @@ def write_seg(
             setattr(source, keyword, "")
     pixels = np.stack(masks, -1).astype(np.uint8)[None]  # 1 frame × rows × columns × segments
     with warnings.catch_warnings():
-        # highdicom warns about single-component PatientName values; the SEG must copy the source's name as is
+        # the SEG copies the source's identifiers as they are, even where they break a VR rule or look odd
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        warnings.filterwarnings("ignore", message="Invalid value for VR")  # e.g. re-anonymised UIDs like ID_0011fe81e
         seg = hd.seg.Segmentation(
             source_images=[source],
             pixel_array=pixels,

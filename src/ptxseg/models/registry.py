@@ -9,7 +9,8 @@ or an auxiliary classifier, else the logits.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -108,6 +109,30 @@ class SegmentationModel(nn.Module):
         if isinstance(out, SegOutput):
             return out.logits, out.cls
         return out, None
+
+    @property
+    def has_dropout(self) -> bool:
+        """Whether the model has dropout that Monte-Carlo sampling (:meth:`stochastic`) can use."""
+        drops = any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in self.modules())
+        return drops or any(hasattr(m, "mc_dropout") for m in self.modules())
+
+    @contextmanager
+    def stochastic(self) -> Iterator[None]:
+        """Monte-Carlo dropout: dropout layers sample while everything else (BatchNorm …) keeps its mode."""
+        drops = [m for m in self.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+        flagged = [m for m in self.modules() if hasattr(m, "mc_dropout")]
+        modes = [m.training for m in drops]
+        for m in drops:
+            m.train()
+        for m in flagged:
+            m.mc_dropout = True
+        try:
+            yield
+        finally:
+            for m, mode in zip(drops, modes, strict=True):
+                m.train(mode)
+            for m in flagged:
+                m.mc_dropout = False
 
     def _run(self, x: torch.Tensor) -> torch.Tensor | SegOutput:
         if x.ndim != 4:

@@ -69,12 +69,13 @@ def uefficientnet(**kw) -> SmpNet:
     """smp U-Net with spatial dropout 0.4 on the bottleneck features, 0.3/0.25/0.2 after the deep
     and middle decoder stages and 0.1 after the two shallow ones (active in train mode only)."""
     net = _smp("unet", **kw)
+    net.mc_dropout = False  # SegmentationModel.stochastic() sets it: dropout at inference, BatchNorm still in eval
     p_bottleneck = UEFFICIENTNET_DROPOUT["bottleneck"]
 
     def bottleneck_dropout(module, _inputs, features):
-        return [*features[:-1], F.dropout2d(features[-1], p_bottleneck, module.training)]
+        return [*features[:-1], F.dropout2d(features[-1], p_bottleneck, module.training or net.mc_dropout)]
 
     net.model.encoder.register_forward_hook(bottleneck_dropout)
     for block, p in zip(net.model.decoder.blocks, UEFFICIENTNET_DROPOUT["decoder"], strict=True):
-        block.register_forward_hook(lambda module, _inputs, out, p=p: F.dropout2d(out, p, module.training))
+        block.register_forward_hook(lambda module, _inputs, out, p=p: F.dropout2d(out, p, module.training or net.mc_dropout))
     return net
