@@ -151,3 +151,18 @@ def test_grad_cam_maps_every_architecture_family(name):
     region = np.zeros((128, 128), bool)
     region[:32, :32] = True
     assert not np.allclose(grad_cam(model, x, region), cam)  # the explained region matters
+
+
+def test_inputs_ids_and_list_files(tmp_path):
+    from ptxseg.clinical import gather_inputs, unique_ids
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "chest.png"), np.zeros((8, 8), np.uint8))
+    write_dicom(tmp_path / "a" / "noext", np.zeros((8, 8), np.uint8), sop_instance_uid="1.2.3.4")  # no suffix
+    (tmp_path / "a" / "notes.txt").write_text("not an input\n")  # a folder's other files are ignored
+    (tmp_path / "b" / "bad.dcm").write_bytes(b"junk")
+    (tmp_path / "list.txt").write_text("# inputs\nb/bad.dcm\n\na/chest.png\n")
+    paths = gather_inputs([tmp_path / "a", tmp_path / "b", tmp_path / "list.txt"])
+    assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a/chest.png", "a/noext", "b/bad.dcm", "b/chest.png"]
+    assert unique_ids(paths) == ["chest", "1.2.3.4", "bad", "chest_2"]

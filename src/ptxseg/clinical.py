@@ -67,6 +67,36 @@ def gather_inputs(paths: list[str | PathLike[str]]) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def input_id(path: str | PathLike[str]) -> str:
+    """The id an input's outputs are named by, cheaply (a DICOM's header only): SOPInstanceUID, else the file stem."""
+    import pydicom
+
+    path = Path(path)
+    if path.suffix.lower() not in IMAGE_SUFFIXES and path.is_file():
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            uid = str(ds.get("SOPInstanceUID", "") or "").strip()
+            if uid:
+                return uid
+        except Exception:  # noqa: BLE001 - any unreadable file is named by its stem; loading it reports why
+            pass
+    return path.stem
+
+
+def unique_ids(paths: list[Path]) -> list[str]:
+    """:func:`input_id` of each path, a repeated id suffixed ``_2``, ``_3`` … in input order."""
+    used: set[str] = set()
+    out = []
+    for p in paths:
+        base = image_id = input_id(p)
+        k = 2
+        while image_id in used:  # e.g. the same file name in two folders
+            image_id, k = f"{base}_{k}", k + 1
+        used.add(image_id)
+        out.append(image_id)
+    return out
+
+
 def load_radiograph(path: str | PathLike[str]) -> Radiograph:
     """Read a DICOM, PNG or JPEG radiograph. Raises :class:`PtxsegError` naming the file and the reason."""
     from ptxseg.io.dicom import is_dicom_file, read_dicom_dataset

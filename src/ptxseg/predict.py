@@ -4,7 +4,8 @@ Per input, under ``out``: ``<id>_mask.png`` (0/255, the input's grid),
 ``<id>_overlay.png``, ``<id>_seg.dcm`` (``seg=True``, DICOM inputs), and last
 ``<id>.json`` — each written to a temporary name and renamed, so an input whose
 JSON exists and lists outputs that all exist is complete and is skipped on a
-re-run (resume). A bad input is reported in ``summary.csv`` with its reason and
+re-run (resume; ids come from file names and DICOM headers, so complete inputs are
+not decoded again). A bad input is reported in ``summary.csv`` with its reason and
 the batch goes on. ``summary.csv`` (triage order: worst severity, then highest
 probability first; failures last) is rewritten at the end.
 """
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ptxseg.clinical import SEVERITY_RANK, Analysis, ClinicalPipeline, Radiograph, load_radiograph
+from ptxseg.clinical import SEVERITY_RANK, Analysis, ClinicalPipeline, Radiograph, load_radiograph, unique_ids
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path, write_text_atomic
 from ptxseg.io.images import write_png
@@ -192,25 +193,22 @@ def predict_batch(
     """Analyse ``inputs`` into ``out``; return the summary table (also written to ``out/summary.csv``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, used = [], set()
-    stream = _prefetch(inputs, workers)
-    for path, loaded in progress(stream, len(inputs)) if progress else stream:
+    rows, todo = [], []
+    # resume first, from ids and stored JSONs alone: complete inputs are not decoded again
+    for path, image_id in zip(inputs, unique_ids(inputs), strict=True):
+        done = _complete(out, image_id, seg, overlay, cam)
+        if done is None:
+            todo.append((path, image_id))
+        else:
+            rows.append(_row(path, image_id, "skipped", "complete outputs from an earlier run", done))
+    stream = _prefetch([p for p, _ in todo], workers)
+    for (path, loaded), (_, image_id) in zip(progress(stream, len(todo)) if progress else stream, todo, strict=True):
         t0 = time.perf_counter()
         if isinstance(loaded, PtxsegError):
-            rows.append(_row(path, path.stem, "error", loaded.reason))
-            continue
-        rad = loaded
-        image_id = rad.id
-        k = 2
-        while image_id in used:  # two inputs with one id (e.g. the same file name in two folders)
-            image_id, k = f"{rad.id}_{k}", k + 1
-        used.add(image_id)
-        done = _complete(out, image_id, seg, overlay, cam)
-        if done is not None:
-            rows.append(_row(path, image_id, "skipped", "complete outputs from an earlier run", done))
+            rows.append(_row(path, image_id, "error", loaded.reason))
             continue
         try:
-            doc = _write_outputs(pipeline, rad, image_id, out, seg, overlay, cam)
+            doc = _write_outputs(pipeline, loaded, image_id, out, seg, overlay, cam)
         except PtxsegError as exc:
             rows.append(_row(path, image_id, "error", exc.reason))
             continue
