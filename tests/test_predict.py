@@ -105,6 +105,13 @@ def test_predict_dicom_png_and_bad_input_to_json_overlay_seg(models, tmp_path):
     assert again.loc[first_ok["id"], "status"] == "ok" and (again["status"] == "skipped").sum() == 3
     assert main([*args, "--cam"]) == 1  # an output asked for now but not made before: redone
     assert (pd.read_csv(out / "summary.csv")["status"] == "ok").sum() == 4
+    stale = out / f"{first_ok['id']}.json"
+    doc = json.loads(stale.read_text())
+    doc["model"]["version"] = "ptxseg 0.0.0 / weights 000000000000"  # made by another model
+    stale.write_text(json.dumps(doc))
+    assert main([*args, "--cam"]) == 1
+    last = pd.read_csv(out / "summary.csv").set_index("id")
+    assert last.loc[first_ok["id"], "status"] == "ok" and (last["status"] == "skipped").sum() == 3
 
 
 def test_without_a_lung_model_every_side_key_is_null_and_says_why(models, tmp_path):

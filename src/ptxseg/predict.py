@@ -114,14 +114,19 @@ def clinical_overlay(image: np.ndarray, analysis: Analysis) -> np.ndarray:
     return out
 
 
-def _complete(out: Path, image_id: str, seg: bool, overlay: bool = True, cam: bool = False) -> dict[str, Any] | None:
-    """The stored JSON of ``image_id`` if it and every output it lists exist, and it has the outputs asked for now."""
+def _complete(
+    out: Path, image_id: str, seg: bool, overlay: bool = True, cam: bool = False, models: tuple = ()
+) -> dict[str, Any] | None:
+    """The stored JSON of ``image_id`` if it and every output it lists exist, it has the outputs asked for now,
+    and it was made by the same models (``models``: the pneumothorax and lung model versions, when given)."""
     path = out / f"{image_id}.json"
     if not path.is_file():
         return None
     try:
         doc = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if models and (doc.get("model", {}).get("version"), (doc.get("lung_model") or {}).get("version")) != models:
         return None
     outputs = doc.get("outputs", {})
     wanted = {"overlay": overlay, "cam": cam, "seg": seg and doc.get("input", {}).get("kind") == "dicom"}
@@ -194,9 +199,10 @@ def predict_batch(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows, todo = [], []
+    models = (pipeline.model_info["version"], (pipeline.lung_info or {}).get("version"))
     # resume first, from ids and stored JSONs alone: complete inputs are not decoded again
     for path, image_id in zip(inputs, unique_ids(inputs), strict=True):
-        done = _complete(out, image_id, seg, overlay, cam)
+        done = _complete(out, image_id, seg, overlay, cam, models)
         if done is None:
             todo.append((path, image_id))
         else:
