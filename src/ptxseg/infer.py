@@ -208,16 +208,16 @@ class Predictor:
         cls_sum, cls_w, scores = np.zeros(len(batch)), 0.0, []
         for w, m in zip(self.weights, self.models, strict=True):
             members, cls = self._members(m, x)
-            n_tta = len(members)
-            p = members[:, :, 0].cpu().numpy().astype(np.float64)  # T×B×S×S
-            s1 = (w / n_tta) * p.sum(0) + (0 if s1 is None else s1)
-            s2 = (w / n_tta) * (p * p).sum(0) + (0 if s2 is None else s2)
+            n = len(members)  # TTA transforms (× Monte-Carlo passes)
+            p = members[:, :, 0].cpu().numpy().astype(np.float64)  # n×B×S×S
+            s1 = (w / n) * p.sum(0) + (0 if s1 is None else s1)
+            s2 = (w / n) * (p * p).sum(0) + (0 if s2 is None else s2)
             if cls is not None:
                 c = cls.cpu().numpy().astype(np.float64)  # T×B
                 cls_sum, cls_w = cls_sum + w * c.mean(0), cls_w + w
                 scores.append(c.T)
             else:
-                scores.append(p.reshape(n_tta, len(batch), -1).max(-1).T)
+                scores.append(p.reshape(n, len(batch), -1).max(-1).T)
         variance = np.clip(s2 - s1 * s1, 0, None)
         return Prediction(
             s1.astype(np.float32),
@@ -301,6 +301,16 @@ def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float |
     return prob, cls
 
 
+def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: tuple[int, int]) -> np.ndarray:
+    """The stored 0/1 mask of ``target`` (``pneumothorax``: ``masks/``, ``lungs``: ``lungs/``) for an image of a
+    canonical dataset; all zeros of ``shape`` when the image has none."""
+    from ptxseg.io.images import read_mask
+    from ptxseg.train.data import MASK_DIRS
+
+    path = Path(dataset) / MASK_DIRS[target] / f"{image_id}.png"
+    return read_mask(path) if path.is_file() else np.zeros(shape, np.uint8)
+
+
 def predict_dataset(
     predictor: Predictor, dataset: str | PathLike[str], ids: Sequence[str], save_probs: str | PathLike[str] | None = None
 ):
@@ -310,15 +320,12 @@ def predict_dataset(
     lung-field model; all zeros when the image has none). With
     ``save_probs`` each map is also written there as ``<id>.npz`` (uint8).
     """
-    from ptxseg.io.images import read_image, read_mask
-    from ptxseg.train.data import MASK_DIRS
+    from ptxseg.io.images import read_image
 
-    root = Path(dataset)
-    masks = root / MASK_DIRS[predictor.meta.get("target", "pneumothorax")]
+    target = predictor.meta.get("target", "pneumothorax")
     for image_id in ids:
-        image = read_image(root / "images" / f"{image_id}.png")
-        mask_path = masks / f"{image_id}.png"
-        truth = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
+        image = read_image(Path(dataset) / "images" / f"{image_id}.png")
+        truth = read_truth(dataset, image_id, target, image.shape)
         pred = predictor.predict([image])[0]
         if save_probs is not None:
             save_probability_map(Path(save_probs) / f"{image_id}.npz", pred.prob, cls_prob=pred.cls_prob)

@@ -112,34 +112,24 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
         parts += ["<h2>Operating point</h2>", _table([(k, str(v), "") for k, v in op.items()], ("setting", "value", ""))]
     tuning = evaluation.get("tuning")
     if tuning:
-        sweep = [
-            (f"{r['threshold']:.2f}", f"{r['dice']:.4f}", f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}")
-            for r in tuning["threshold_sweep"]
-        ]
-        parts += ["<h3>Threshold sweep (validation)</h3>", _table(sweep, ("threshold", "Dice", "case sens. / spec."))]
-        trip = [
-            (
-                f"T {r['top_threshold']} A {r['top_min_px']} B {r['bottom_threshold']}",
-                f"{r['dice']:.4f}",
-                f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}",
-            )
-            for r in tuning.get("triplets_top5", [])
-        ]
+
+        def scored(rows, label) -> list[tuple[str, str, str]]:
+            return [(label(r), f"{r['dice']:.4f}", f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}") for r in rows]
+
+        columns = ("Dice", "case sens. / spec.")
+        sweep = scored(tuning["threshold_sweep"], lambda r: f"{r['threshold']:.2f}")
+        parts += ["<h3>Threshold sweep (validation)</h3>", _table(sweep, ("threshold", *columns))]
+        trip = scored(
+            tuning.get("triplets_top5", []), lambda r: f"T {r['top_threshold']} A {r['top_min_px']} B {r['bottom_threshold']}"
+        )
         if trip:
-            parts += ["<h3>Best triplets (validation)</h3>", _table(trip, ("triplet", "Dice", "case sens. / spec."))]
-        gates = [
-            (
-                f"c {r['cls_threshold']:.1f} · thr {r['threshold']:.2f} · comp {r['component_px']} · mask {r['min_mask_px']}",
-                f"{r['dice']:.4f}",
-                f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}",
-            )
-            for r in tuning.get("classifier_gates", [])
-        ]
+            parts += ["<h3>Best triplets (validation)</h3>", _table(trip, ("triplet", *columns))]
+        gates = scored(
+            tuning.get("classifier_gates", []),
+            lambda r: f"c {r['cls_threshold']:.1f} · thr {r['threshold']:.2f} · comp {r['component_px']} · mask {r['min_mask_px']}",
+        )
         if gates:
-            parts += [
-                "<h3>Classifier-head gate (validation)</h3>",
-                _table(gates, ("gate and best point", "Dice", "case sens. / spec.")),
-            ]
+            parts += ["<h3>Classifier-head gate (validation)</h3>", _table(gates, ("gate and best point", *columns))]
     confusion_png(evaluation, out / "confusion.png")
     parts += ["<h2>Cases</h2><img src='confusion.png'>"]
     for name in ("threshold_curves.png", "curves.png"):

@@ -303,15 +303,13 @@ class TuneOutcome:
     source: str  # "predicted" or the folder of stored maps
 
 
-def _stored_pairs(probs: Path, dataset: Path, ids: list[str]):
+def _stored_pairs(probs: Path, dataset: Path, ids: list[str], target: str):
     """``(prob, truth[, cls])`` from ``probs/<id>.npz`` maps (resized to the stored mask's size when they differ)."""
-    from ptxseg.infer import load_probability_map
-    from ptxseg.io.images import read_mask
+    from ptxseg.infer import load_probability_map, read_truth
 
     for image_id in ids:
         prob, cls = load_probability_map(probs / f"{image_id}.npz")
-        mask_path = dataset / "masks" / f"{image_id}.png"
-        truth = read_mask(mask_path) if mask_path.is_file() else np.zeros(prob.shape, np.uint8)
+        truth = read_truth(dataset, image_id, target, prob.shape)
         if truth.shape != prob.shape:
             prob = cv2.resize(prob, truth.shape[::-1], interpolation=cv2.INTER_LINEAR)
         yield (prob, truth) if cls is None else (prob, truth, cls)
@@ -380,7 +378,7 @@ def tune_model(
         missing = [i for i in ids if not (probs / f"{i}.npz").is_file()]
         if not ids or missing:
             raise PtxsegError(probs, f"no stored map for {missing[0]!r}" if missing else f"no maps of images of {dataset}")
-        items = _stored_pairs(probs, dataset, ids)
+        items = _stored_pairs(probs, dataset, ids, predictor.meta.get("target", "pneumothorax"))
     else:
         fold = trained.get("fold", 0) if fold is None else fold
         ids = fold_split(dataset, fold, create=False).val_ids

@@ -169,10 +169,7 @@ class Trainer:
         }
 
     def _op(self) -> OperatingPoint:
-        p = self.cfg.postprocess
-        return OperatingPoint(
-            p.threshold, p.min_component_px, p.min_mask_px, p.at_size, p.top_threshold, p.top_min_px, p.cls_threshold
-        )
+        return OperatingPoint(**self.cfg.postprocess.model_dump(exclude={"tune"}))
 
     # ------------------------------------------------------------------ validation
 
