@@ -89,7 +89,7 @@ def test_probability_maps_round_trip(tmp_path):
     assert np.abs(back8 - prob).max() <= 0.5 / 255 + 1e-7 and np.abs(back16 - prob).max() < 1e-3
     assert cls8 is None and cls16 == 0.25
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    with pytest.raises(PtxsegError, match="bad.npz.*not a ptxseg probability map"):
+    with pytest.raises(PtxsegError, match="bad.npz.*unreadable probability map"):
         load_probability_map(tmp_path / "bad.npz")
     with pytest.raises(PtxsegError, match="uint8 or float16"):
         save_probability_map(tmp_path / "c.npz", prob, "int4")

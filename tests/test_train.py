@@ -198,7 +198,8 @@ def test_checkpoint_files(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"pickle")
     with pytest.raises(PtxsegError, match="pickled checkpoints are not loaded"):
         load_model(tmp_path / "m.pt")
-    (tmp_path / "m.json").write_text(json.dumps({"format": "ptxseg-checkpoint/1", "model": {"name": "unet", "encoder": "resnet34"}}))
+    card = {"format": "ptxseg-checkpoint/1", "model": {"name": "unet", "encoder": "resnet34"}, "input": {"size": 64}}
+    (tmp_path / "m.json").write_text(json.dumps(card))
     with pytest.raises(PtxsegError, match="weights do not fit unet/resnet34"):
         load_model(path)
     opt = torch.optim.Adam(model.parameters())

@@ -14,18 +14,23 @@
 
 from __future__ import annotations
 
-import json
+import math
 import uuid
 from os import PathLike
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from safetensors.torch import load_file, save_file
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_save
 from torch import nn
 
-from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.errors import PtxsegError, reading
+from ptxseg.io.atomic import write_bytes_atomic, write_text_atomic
+from ptxseg.io.jsonfile import MAX_JSON_BYTES, dumps, read_json, read_json_object
+from ptxseg.io.names import is_safe_name
+from ptxseg.limits import MAX_NETWORK_SIZE
 
 FORMAT = "ptxseg-checkpoint/1"
 
@@ -42,27 +47,106 @@ def _tensors_for_file(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
 
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as a safetensors file atomically (contiguous CPU copies; shared storage is fine)."""
+    # serialised in memory and written by us: a full disk is an OSError, never a truncated file under the final name
+    write_bytes_atomic(path, safetensors_save(_tensors_for_file(tensors), metadata=metadata))
+
+
+def read_tensors(path: str | PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of an untrusted ``.safetensors`` file; truncated or garbage files are a :class:`PtxsegError`."""
+    path = Path(path)
+    with reading(path, "safetensors file"):
+        size = path.stat().st_size
+        if size < 8:
+            raise PtxsegError(path, f"not a safetensors file ({size} bytes)", code="corrupt")
+        with open(path, "rb") as fh:
+            header = int.from_bytes(fh.read(8), "little")
+        if header > min(size - 8, MAX_JSON_BYTES):
+            raise PtxsegError(path, f"not a safetensors file (header of {header} bytes in a {size}-byte file)", code="corrupt")
+        return load_file(str(path), device=str(device))
+
+
 def save_weights(path: str | PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``path`` (``.safetensors``) and its ``.json`` metadata atomically; return the weights path."""
+    """Write ``path`` (``.safetensors``) and its ``.json`` metadata atomically; return the weights path.
+
+    Raises:
+        PtxsegError: when a weight is NaN or infinite — a broken model is never saved (the previous file stays).
+    """
     path = Path(path).with_suffix(".safetensors")
-    with atomic_path(path) as tmp:
-        save_file(_tensors_for_file(unwrap(model).state_dict()), str(tmp), metadata={"format": FORMAT})
-    write_text_atomic(path.with_suffix(".json"), json.dumps({"format": FORMAT, **meta}, indent=2, default=str))
+    state = unwrap(model).state_dict()
+    bad = non_finite_tensors(state)
+    if bad:
+        raise PtxsegError(path, f"not saved: {len(bad)} weight tensors are not finite (first: {bad[0]})", code="non_finite")
+    write_tensors(path, state, metadata={"format": FORMAT})
+    write_text_atomic(path.with_suffix(".json"), dumps({"format": FORMAT, **meta}, indent=2))
     return path
 
 
+class _Card(BaseModel):
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+class _CardModel(_Card):
+    name: str
+    encoder: str | None = None
+    aux_classifier: bool = False
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class _CardInput(_Card):
+    size: int = Field(ge=32, le=MAX_NETWORK_SIZE, multiple_of=32)
+    normalize: Literal["minmax", "none"] = "minmax"
+    mean: float = 0.5
+    std: float = Field(0.5, gt=0)
+    crop: dict[str, Any] | None = None
+
+
+class _CardMeta(_Card):
+    format: Literal["ptxseg-checkpoint/1"]
+    model: _CardModel
+    input: _CardInput
+    target: Literal["pneumothorax", "lungs"] = "pneumothorax"
+    operating_point: dict[str, Any] = Field(default_factory=dict)
+    tta: list[Literal["identity", "hflip", "vflip", "rot90", "rot270"]] = Field(default_factory=lambda: ["identity"])
+
+
+def validate_meta(meta: object, where: str | PathLike[str]) -> dict[str, Any]:
+    """Check the metadata a model is rebuilt and applied from (architecture, input size and normalisation,
+    target, operating point, TTA): present, of the right types, finite and in range. Returns it unchanged.
+
+    Raises:
+        PtxsegError: one line naming the file and every problem (``input.std: 0`` included).
+    """
+    from ptxseg.config import CropConfig
+    from ptxseg.postprocess import OperatingPoint
+
+    if not isinstance(meta, dict):
+        raise PtxsegError(where, "model metadata must be a JSON object", code="bad_model")
+    if meta.get("format") != FORMAT:
+        raise PtxsegError(where, f"not a ptxseg checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})", code="bad_model")
+    try:
+        card = _CardMeta.model_validate(meta)
+        if card.input.crop is not None:
+            CropConfig.model_validate(card.input.crop)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'metadata'}: {e['msg']}" for e in exc.errors())
+        raise PtxsegError(where, f"invalid model metadata: {problems}", code="bad_model") from None
+    OperatingPoint.from_dict(meta.get("operating_point", {}), str(where))
+    return meta
+
+
 def read_meta(path: str | PathLike[str]) -> dict[str, Any]:
-    """The JSON metadata beside a weights file."""
+    """The JSON metadata beside a weights file, validated (see :func:`validate_meta`)."""
     meta_path = Path(path).with_suffix(".json")
     if not meta_path.is_file():
         raise PtxsegError(path, "no metadata file beside the weights (expected " + meta_path.name + ")")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PtxsegError(meta_path, f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if meta.get("format") != FORMAT:
-        raise PtxsegError(meta_path, f"not a ptxseg checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})")
-    return meta
+    return validate_meta(read_json(meta_path), meta_path)
 
 
 def resolve_weights(path: str | PathLike[str]) -> Path:
@@ -81,15 +165,27 @@ def resolve_weights(path: str | PathLike[str]) -> Path:
 
 
 def load_model(path: str | PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a saved model in eval mode from its metadata and weights."""
+    """Rebuild a saved model in eval mode from its metadata and weights.
+
+    Raises:
+        PtxsegError: for metadata that is missing, malformed or out of range, weights that are truncated,
+            do not fit the architecture, or hold a NaN or infinity — never a model that would answer
+            "no pneumothorax" because it is broken.
+    """
     from ptxseg.models import create_model
 
     weights = resolve_weights(path)
     meta = read_meta(weights)
     m = meta["model"]
     model = create_model(m["name"], encoder=m.get("encoder"), aux_classifier=m.get("aux_classifier", False), **m.get("kwargs", {}))
+    state = read_tensors(weights, device)
+    bad = non_finite_tensors(state)
+    if bad:
+        raise PtxsegError(
+            weights, f"{len(bad)} weight tensors hold NaN or infinity (first: {bad[0]}): a broken model", code="non_finite"
+        )
     try:
-        model.load_state_dict(load_file(str(weights), device=str(device)))
+        model.load_state_dict(state)
     except (RuntimeError, OSError) as exc:
         raise PtxsegError(weights, f"weights do not fit {m['name']}/{m.get('encoder')}: {str(exc).splitlines()[0]}") from None
     return model.to(device).eval(), meta
@@ -109,6 +205,8 @@ def _split(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
         return {"__dict__": [[k, _split(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
     if isinstance(obj, list | tuple):
         return {"__list__": [_split(v, tensors, f"{prefix}[{i}]") for i, v in enumerate(obj)], "tuple": isinstance(obj, tuple)}
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"__float__": repr(obj)}  # "inf", "-inf", "nan": a scheduler's best-so-far may be ±inf; JSON has no token
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
     raise TypeError(f"{prefix}: cannot store a {type(obj).__name__} in a training state")
@@ -118,6 +216,10 @@ def _join(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, dict):
         if "__tensor__" in obj:
             return tensors[obj["__tensor__"]]
+        if "__float__" in obj:
+            if obj["__float__"] not in ("inf", "-inf", "nan"):
+                raise ValueError(f"bad float {str(obj['__float__'])[:20]!r}")
+            return float(obj["__float__"])
         if "__dict__" in obj:
             return {k: _join(v, tensors) for k, v in obj["__dict__"]}
         if "__list__" in obj:
@@ -133,9 +235,8 @@ def save_state(directory: str | PathLike[str], state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _split(state, tensors, "state")
     name = f"state-{uuid.uuid4().hex[:12]}.safetensors"
-    with atomic_path(directory / name) as tmp:
-        save_file(_tensors_for_file(tensors), str(tmp))
-    write_text_atomic(directory / "state.json", json.dumps({"format": FORMAT, "tensors": name, "state": skeleton}))
+    write_tensors(directory / name, tensors)
+    write_text_atomic(directory / "state.json", dumps({"format": FORMAT, "tensors": name, "state": skeleton}))
     for old in directory.glob("state-*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -147,7 +248,17 @@ def load_state(directory: str | PathLike[str]) -> dict[str, Any]:
     index = directory / "state.json"
     if not index.is_file():
         raise PtxsegError(directory, "no saved training state (state.json) to resume from")
-    doc = json.loads(index.read_text())
+    doc = read_json_object(index)
     if doc.get("format") != FORMAT:
         raise PtxsegError(index, f"not a ptxseg training state (format {doc.get('format')!r})")
-    return _join(doc["state"], load_file(str(directory / doc["tensors"])))
+    tensors_name = doc.get("tensors")
+    if not (is_safe_name(tensors_name) and tensors_name.startswith("state-") and tensors_name.endswith(".safetensors")):
+        raise PtxsegError(index, f"names no valid tensors file ({str(tensors_name)[:60]!r})", code="corrupt")
+    tensors_path = directory / tensors_name
+    if not tensors_path.is_file():
+        raise PtxsegError(tensors_path, "missing: the saved training state is incomplete", code="corrupt")
+    tensors = read_tensors(tensors_path)
+    try:
+        return _join(doc["state"], tensors)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PtxsegError(index, f"malformed training state ({type(exc).__name__}: {exc})", code="corrupt") from None

@@ -14,6 +14,7 @@ Not a medical device: phantom-trained models say nothing about patients.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from os import PathLike
@@ -24,6 +25,7 @@ import numpy as np
 
 from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
+from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
 from ptxseg.postprocess import OperatingPoint
 from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, quantify
@@ -45,30 +47,57 @@ class Radiograph:
     spacing_mm: tuple[float, float] | None = None
     dataset: Any = None  # pydicom.Dataset for DICOM inputs
     identifiers: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # QC warnings of the reader (lateral view, non-chest body part …)
 
 
-def gather_inputs(paths: list[str | PathLike[str]]) -> list[Path]:
+def gather_inputs(paths: list[str | PathLike[str]], exclude: str | PathLike[str] | None = None) -> list[Path]:
     """Expand folders (recursively: DICOM, PNG, JPEG files) and list files (one path per line, ``#`` comments,
-    relative to the list's folder); other named files are kept so that their error is reported."""
+    relative to the list's folder); other named files are kept so that their error is reported.
+
+    Files under ``exclude`` (the output folder, which may lie inside an input folder) are left out, so a run
+    never ingests its own outputs; a list file that lists itself (or a cycle of list files) is read once.
+    """
     from ptxseg.io.dicom import is_dicom_file
 
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES or (not f.suffix and is_dicom_file(f))):
-                    out.append(f)
-        elif p.suffix.lower() in LIST_SUFFIXES and p.is_file():
-            lines = [ln.strip() for ln in p.read_text().splitlines()]
-            out += gather_inputs([p.parent / ln for ln in lines if ln and not ln.startswith("#")])
-        else:
-            out.append(p)
-    return list(dict.fromkeys(out))
+    skip = Path(os.path.realpath(exclude)) if exclude is not None else None
+    seen_lists: set[Path] = set()
+
+    def excluded(p: Path) -> bool:
+        return skip is not None and Path(os.path.realpath(p)).is_relative_to(skip)
+
+    def expand(raws: list[str | PathLike[str]]) -> list[Path]:
+        out: list[Path] = []
+        for raw in raws:
+            p = Path(raw)
+            if p.is_dir():
+                if excluded(p):
+                    continue
+                for f in sorted(p.rglob("*")):
+                    if excluded(f):
+                        continue
+                    if f.is_file() and (f.suffix.lower() in IMAGE_SUFFIXES | DICOM_SUFFIXES or (not f.suffix and is_dicom_file(f))):
+                        out.append(f)
+            elif p.suffix.lower() in LIST_SUFFIXES and p.is_file():
+                key = Path(os.path.realpath(p))
+                if key in seen_lists:
+                    continue
+                seen_lists.add(key)
+                try:
+                    lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise PtxsegError(p, f"list file cannot be read ({type(exc).__name__})") from None
+                out += expand([p.parent / ln for ln in lines if ln and not ln.startswith("#") and "\0" not in ln])
+            else:
+                out.append(p)
+        return out
+
+    return list(dict.fromkeys(expand(list(paths))))
 
 
 def input_id(path: str | PathLike[str]) -> str:
-    """The id an input's outputs are named by, cheaply (a DICOM's header only): SOPInstanceUID, else the file stem."""
+    """The safe file name an input's outputs are named by, cheaply (a DICOM's header only): its SOPInstanceUID,
+    else the file stem — through :func:`ptxseg.io.names.safe_name`, so an identifier read from a file never
+    becomes a path (an unsafe UID is mapped to a readable prefix plus its hash)."""
     import pydicom
 
     path = Path(path)
@@ -77,10 +106,10 @@ def input_id(path: str | PathLike[str]) -> str:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
             uid = str(ds.get("SOPInstanceUID", "") or "").strip()
             if uid:
-                return uid
+                return safe_name(uid)
         except Exception:  # noqa: BLE001 - any unreadable file is named by its stem; loading it reports why
             pass
-    return path.stem
+    return safe_name(path.stem)
 
 
 def unique_ids(paths: list[Path]) -> list[str]:
@@ -98,23 +127,19 @@ def unique_ids(paths: list[Path]) -> list[str]:
 
 
 def load_radiograph(path: str | PathLike[str]) -> Radiograph:
-    """Read a DICOM, PNG or JPEG radiograph. Raises :class:`PtxsegError` naming the file and the reason."""
-    from ptxseg.io.dicom import is_dicom_file, read_dicom_dataset
-    from ptxseg.io.images import read_image
+    """Read a DICOM, PNG or JPEG radiograph (header and pixels, in one guarded step).
+
+    Raises:
+        PtxsegError: naming the file and the reason — for any failure of reading it, never another exception.
+    """
+    from ptxseg.io.images import read_radiograph_dataset
 
     path = Path(path)
-    if not path.is_file():
-        raise PtxsegError(path, "no such file")
-    if path.suffix.lower() in DICOM_SUFFIXES or (path.suffix.lower() not in IMAGE_SUFFIXES and is_dicom_file(path)):
-        image, meta, ds = read_dicom_dataset(path)
-        ids = {k: getattr(meta, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "ViewPosition")}
-        return Radiograph(path, meta.SOPInstanceUID or path.stem, image, meta.PixelSpacing, ds, ids)
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        image = read_image(path)
-        if image.ndim != 2:
-            raise PtxsegError(path, f"expected a grayscale image, got shape {image.shape}")
-        return Radiograph(path, path.stem, image)
-    raise PtxsegError(path, "not a DICOM, PNG or JPEG file")
+    image, meta, ds = read_radiograph_dataset(path)
+    if ds is None:
+        return Radiograph(path, safe_name(path.stem), image, warnings=list(meta.warnings))
+    ids = {k: getattr(meta, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "ViewPosition")}
+    return Radiograph(path, safe_name(meta.SOPInstanceUID or path.stem), image, meta.PixelSpacing, ds, ids, list(meta.warnings))
 
 
 def _weights_version(sources: list[Path]) -> str:
@@ -235,6 +260,7 @@ class ClinicalPipeline:
                 "rows": int(rad.image.shape[0]),
                 "columns": int(rad.image.shape[1]),
                 "pixel_spacing_mm": None if rad.spacing_mm is None else list(rad.spacing_mm),
+                "qc_warnings": list(rad.warnings),
                 **rad.identifiers,
             },
             "model": self.model_info,

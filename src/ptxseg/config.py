@@ -15,6 +15,7 @@ values, raised before any work starts.
 from __future__ import annotations
 
 import copy
+import math
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ptxseg.errors import PtxsegError
+from ptxseg.limits import MAX_CONFIG_BYTES, MAX_GRID_SIDE, MAX_NETWORK_SIZE
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -30,7 +32,8 @@ TTA = Literal["identity", "hflip", "vflip", "rot90", "rot270"]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # allow_inf_nan=False: `lr: .inf` or `std: .nan` is a config error, never a run that "succeeds" with NaN weights
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 class ModelConfig(_Section):
@@ -65,6 +68,21 @@ class ModelConfig(_Section):
             self.encoder = None
         return self
 
+    @model_validator(mode="after")
+    def _kwargs_build(self) -> ModelConfig:
+        if not self.kwargs:
+            return self
+        import torch
+
+        from ptxseg.models import create_model
+
+        try:
+            with torch.device("meta"):  # builds the architecture without allocating its weights: milliseconds
+                create_model(self.name, encoder=self.encoder, aux_classifier=self.aux_classifier, **self.kwargs)
+        except PtxsegError as exc:
+            raise ValueError(exc.reason) from None
+        return self
+
 
 class CropConfig(_Section):
     """A fixed crop around the lung fields, as fractions of the image, plus padding (the UEfficientNet recipe)."""
@@ -73,7 +91,7 @@ class CropConfig(_Section):
     bottom: float = Field(0.78, gt=0, le=1, description="Last row, as a fraction of the height.")
     left: float = Field(0.10, ge=0, lt=1, description="First column, as a fraction of the width.")
     right: float = Field(0.85, gt=0, le=1, description="Last column, as a fraction of the width.")
-    pad_px: int = Field(20, ge=0, description="Pixels added on every side (at a 1024-pixel image; scaled with the image).")
+    pad_px: int = Field(20, ge=0, le=1024, description="Pixels added on every side (at a 1024-pixel image; scaled with the image).")
 
     @model_validator(mode="after")
     def _ordered(self) -> CropConfig:
@@ -85,7 +103,9 @@ class CropConfig(_Section):
 class DataConfig(_Section):
     """How images reach the network."""
 
-    size: int = Field(256, ge=32, description="Network input side in pixels (a multiple of 32); images are resized to it.")
+    size: int = Field(
+        256, ge=32, le=MAX_NETWORK_SIZE, description="Network input side in pixels (a multiple of 32); images are resized to it."
+    )
     target: Literal["pneumothorax", "lungs"] = Field(
         "pneumothorax",
         description="What the model segments: pneumothorax (masks/) or the lung fields (lungs/, both lungs as one mask).",
@@ -164,7 +184,9 @@ class OperatingPointConfig(_Section):
     threshold: float = Field(0.5, gt=0, lt=1, description="Probability threshold.")
     min_component_px: int = Field(0, ge=0, description="Connected components smaller than this are removed (8-connectivity).")
     min_mask_px: int = Field(0, ge=0, description="A mask with fewer pixels than this is emptied.")
-    at_size: int = Field(1024, ge=32, description="Pixel counts above refer to an at_size × at_size image; they scale with area.")
+    at_size: int = Field(
+        1024, ge=32, le=MAX_GRID_SIDE, description="Pixel counts above refer to an at_size × at_size image; they scale with area."
+    )
     top_threshold: float | None = Field(
         None,
         gt=0,
@@ -187,10 +209,10 @@ class OperatingPointConfig(_Section):
 class StageConfig(_Section):
     """One stage of progressive training; unset values come from the top level. Stage k+1 starts from stage k's best."""
 
-    size: int | None = Field(None, ge=32, description="Input side of this stage.")
+    size: int | None = Field(None, ge=32, le=MAX_NETWORK_SIZE, description="Input side of this stage.")
     epochs: int = Field(..., ge=1, description="Epochs of this stage.")
     lr: float | None = Field(None, gt=0, description="Learning rate of this stage.")
-    batch_size: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=4096)
     loss: str | dict[str, Any] | None = Field(None, description="Loss of this stage.")
     positive_share: float | list[float] | None = Field(
         None, description="Sampler share(s) of this stage (sampler kind positive_share)."
@@ -209,8 +231,8 @@ class StageConfig(_Section):
 
 class TrainingConfig(_Section):
     epochs: int = Field(40, ge=1, description="Epochs (of a single-stage run).")
-    batch_size: int = Field(8, ge=1, description="Images per optimiser step per process (before accumulation).")
-    val_batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, le=4096, description="Images per optimiser step per process (before accumulation).")
+    val_batch_size: int = Field(8, ge=1, le=4096)
     accum_steps: int = Field(1, ge=1, description="Gradient accumulation: batches per optimiser step.")
     clip_grad: float | None = Field(None, gt=0, description="Clip the gradient norm to this value; null: no clipping.")
     amp: Literal["none", "bf16", "fp16"] = Field(
@@ -284,6 +306,18 @@ class Config(_Section):
         return v
 
     @model_validator(mode="after")
+    def _augment_runs(self) -> Config:
+        from ptxseg.data.augment import check_pipeline
+
+        if self.augment:
+            for size in sorted({s.size or self.data.size for s in self.stages} | {self.data.size}):
+                try:
+                    check_pipeline(self.augment, (size, size), size)
+                except PtxsegError as exc:
+                    raise ValueError(f"augment: {exc.reason}") from None
+        return self
+
+    @model_validator(mode="after")
     def _gate_needs_head(self) -> Config:
         if self.postprocess.cls_threshold is not None and not self.model.aux_classifier:
             raise ValueError("postprocess.cls_threshold: needs a classifier head (model.aux_classifier: true)")
@@ -327,6 +361,67 @@ class Config(_Section):
 # ----------------------------------------------------------------------------- loading
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tags execute) that also refuses anchors and aliases: an alias "bomb" of a few
+    hundred bytes expands to gigabytes when a config is merged; configs reuse values through ``base:``."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            event = self.peek_event()
+            raise PtxsegError(
+                self.name, f"YAML anchors and aliases are not allowed in configs (line {event.start_mark.line + 1})", code="yaml_alias"
+            )
+        return super().compose_node(parent, index)
+
+
+def load_yaml(text: str, where: str | PathLike[str] = "config") -> Any:
+    """Parse untrusted YAML: safe types only, no anchors/aliases, at most :data:`~ptxseg.limits.MAX_CONFIG_BYTES`."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
+        raise PtxsegError(where, f"larger than the {MAX_CONFIG_BYTES}-byte limit of a config", code="yaml_size")
+    loader = None
+    try:
+        loader = _NoAliasLoader(text)  # the reader checks the characters here already
+        loader.name = str(where)
+        return loader.get_single_data()
+    except PtxsegError:
+        raise
+    except yaml.YAMLError as exc:
+        raise PtxsegError(where, f"not valid YAML ({str(exc).splitlines()[0]})", code="bad_yaml") from None
+    except RecursionError:
+        raise PtxsegError(where, "not valid YAML (nested too deeply)", code="bad_yaml") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _read_config_text(path: Path) -> str:
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise PtxsegError(path, f"larger than the {MAX_CONFIG_BYTES}-byte limit of a config", code="yaml_size")
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise PtxsegError(path, "not a UTF-8 text file", code="bad_yaml") from None
+    except OSError as exc:
+        raise PtxsegError(path, f"cannot be read ({exc.strerror or exc})", code="bad_yaml") from None
+
+
+def _non_finite(node: Any, path: str = "") -> str | None:
+    """The dotted key of the first NaN/infinite number in a raw config mapping (any depth), else None."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return path or "config"
+    if isinstance(node, dict):
+        for k, v in node.items():
+            found = _non_finite(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    if isinstance(node, list | tuple):
+        for i, v in enumerate(node):
+            found = _non_finite(v, f"{path}.{i}")
+            if found:
+                return found
+    return None
+
+
 def list_configs() -> list[str]:
     """Names of the shipped recipes (files starting with ``_`` are shared bases, not listed)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("_"))
@@ -362,10 +457,7 @@ def read_raw(name_or_path: str | PathLike[str], _seen: tuple[Path, ...] = ()) ->
     path = config_path(name_or_path).resolve()
     if path in _seen:
         raise PtxsegError(path, "config 'base' chain loops back on itself")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PtxsegError(path, f"not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml(_read_config_text(path), path) or {}
     if not isinstance(data, dict):
         raise PtxsegError(path, "a config must be a YAML mapping")
     base = data.pop("base", None)
@@ -383,8 +475,10 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     if not sep or not key:
         raise PtxsegError("--set", f"expected key=value, got {assignment!r}")
     try:
-        parsed = yaml.safe_load(value) if value != "" else None
-    except yaml.YAMLError:
+        parsed = load_yaml(value, f"--set {key}") if value != "" else None
+    except PtxsegError as exc:
+        if exc.code == "yaml_alias":
+            raise
         parsed = value
     node: Any = raw
     parts = key.split(".")
@@ -411,8 +505,21 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
 _TYPE_TAGS = {"float", "int", "str", "bool", "none", "dict", "list", "tuple"}
 
 
-def validate(raw: dict[str, Any], where: str | PathLike[str] = "config") -> Config:
-    """Validate a config mapping; every problem in one line naming the keys."""
+def validate(raw: dict[str, Any], where: str | PathLike[str] = "config", overrides: dict[str, str] | None = None) -> Config:
+    """Validate a config mapping; every problem in one line naming the keys.
+
+    Non-finite numbers are refused at any depth (losses, model kwargs and augmentation arguments included).
+    ``overrides`` (dotted key → the ``--set`` assignment) lets a problem in an overridden value name its option.
+    """
+    overrides = overrides or {}
+
+    def named(loc: str) -> str:
+        hits = [a for k, a in overrides.items() if loc == k or loc.startswith(k + ".") or k.startswith(loc + ".")]
+        return f"--set {hits[-1]}: {loc}" if hits else loc
+
+    bad = _non_finite(raw)
+    if bad:
+        raise PtxsegError(where, f"{named(bad)}: must be a finite number, not NaN or infinity")
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
@@ -423,8 +530,11 @@ def validate(raw: dict[str, Any], where: str | PathLike[str] = "config") -> Conf
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
+            if not loc and ": " in msg:  # a whole-config check names its key in the message ("augment: ...")
+                loc, msg = msg.split(": ", 1)
+            shown = repr(err["input"]) if len(repr(err["input"])) <= 80 else repr(err["input"])[:77] + "..."
             problems.append(
-                f"{loc}: {msg}" + (f" (got {err['input']!r})" if err["type"] not in ("extra_forbidden", "value_error") else "")
+                f"{named(loc)}: {msg}" + (f" (got {shown})" if err["type"] not in ("extra_forbidden", "value_error") else "")
             )
         raise PtxsegError(where, "; ".join(dict.fromkeys(problems))) from None
 
@@ -435,7 +545,8 @@ def load_config(name_or_path: str | PathLike[str] | None = None, overrides: list
     raw = read_raw(name_or_path)
     for assignment in overrides:
         apply_override(raw, assignment)
-    return validate(raw, config_path(name_or_path))
+    named = {a.partition("=")[0]: a for a in overrides}
+    return validate(raw, config_path(name_or_path), named)
 
 
 def dump_config(cfg: Config) -> str:

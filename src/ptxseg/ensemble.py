@@ -9,7 +9,7 @@ ensemble file when they lie below its folder so the pair can be moved together.
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from os import PathLike
@@ -18,6 +18,8 @@ from typing import Any
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.jsonfile import dumps, read_json
+from ptxseg.postprocess import OperatingPoint
 
 FORMAT = "ptxseg-ensemble/1"
 
@@ -41,21 +43,22 @@ def is_ensemble_file(path: str | PathLike[str]) -> bool:
 def read_ensemble(path: str | PathLike[str]) -> Ensemble:
     """Load an ensemble file; member paths come back resolved against the file's folder."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PtxsegError(path, "no such ensemble file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PtxsegError(path, f"not valid JSON ({exc})") from None
+    if not path.is_file():
+        raise PtxsegError(path, "no such ensemble file")
+    doc = read_json(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise PtxsegError(path, f"not a ptxseg ensemble file (expected format {FORMAT!r})")
     try:
-        members = [path.parent / m for m in doc["members"]]
-        ens = Ensemble(members, [float(w) for w in doc["weights"]], list(doc["tta"]), dict(doc["operating_point"]), doc.get("tuning"))
+        members = [path.parent / m for m in doc["members"] if isinstance(m, str)]
+        weights = [float(w) for w in doc["weights"] if not isinstance(w, bool)]
+        ens = Ensemble(members, weights, list(doc["tta"]), dict(doc["operating_point"]), doc.get("tuning"))
     except (KeyError, TypeError, ValueError) as exc:
         raise PtxsegError(path, f"malformed ensemble file ({type(exc).__name__}: {exc})") from None
-    if not ens.members or len(ens.weights) != len(ens.members):
-        raise PtxsegError(path, "needs one weight per member and at least one member")
+    if not ens.members or len(ens.members) != len(doc["members"]) or len(ens.weights) != len(ens.members):
+        raise PtxsegError(path, "needs one weight per member, at least one member, and member paths as strings")
+    if not all(math.isfinite(w) and w >= 0 for w in ens.weights) or sum(ens.weights) <= 0:
+        raise PtxsegError(path, f"ensemble weights must be finite, non-negative and not all zero, got {ens.weights}")
+    OperatingPoint.from_dict(ens.operating_point, str(path))
     return ens
 
 
@@ -70,5 +73,5 @@ def write_ensemble(path: str | PathLike[str], ens: Ensemble) -> Path:
 
     doc = {"format": FORMAT, **asdict(ens), "members": [rel(m) for m in ens.members]}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(doc, indent=2, default=str))
+    write_text_atomic(path, dumps(doc, indent=2))
     return path

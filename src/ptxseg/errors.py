@@ -8,7 +8,16 @@ with code 2, without a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from os import PathLike
+
+
+def one_line(text: str, limit: int) -> str:
+    """``text`` with control characters (newlines, NUL …) escaped and cut to ``limit`` characters: an error
+    message names untrusted identifiers and file names, and must stay one line."""
+    clean = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return clean if len(clean) <= limit else clean[: limit - 3] + "..."
 
 
 class PtxsegError(Exception):
@@ -22,7 +31,31 @@ class PtxsegError(Exception):
     """
 
     def __init__(self, where: str | PathLike[str], reason: str, code: str = "error") -> None:
-        self.where = str(where)
-        self.reason = reason
+        self.where = one_line(str(where), 300)
+        self.reason = one_line(str(reason), 1000)
         self.code = code
-        super().__init__(f"{self.where}: {reason}")
+        super().__init__(f"{self.where}: {self.reason}")
+
+
+@contextmanager
+def reading(path: str | PathLike[str], what: str = "file", code: str = "corrupt") -> Iterator[None]:
+    """The one guard around reading an untrusted file: any failure inside becomes a :class:`PtxsegError`.
+
+    Parsers of real-world formats (pydicom, zlib, OpenCV, the JPEG plugins,
+    safetensors) raise dozens of exception types on malformed input; none of them
+    may escape as a traceback or stop a batch. A :class:`PtxsegError` raised inside
+    passes through unchanged; anything else becomes ``unreadable <what> (<type>: <message>)``
+    with ``code``. A :class:`MemoryError` is reported as the file being too large.
+    """
+    try:
+        yield
+    except PtxsegError:
+        raise
+    except MemoryError:
+        raise PtxsegError(path, f"{what} too large to decode in the memory available", code="too_large") from None
+    except RecursionError:
+        raise PtxsegError(path, f"unreadable {what} (nested too deeply)", code=code) from None
+    except Exception as exc:  # noqa: BLE001 - the point of this guard
+        message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        raise PtxsegError(path, f"unreadable {what} ({detail})", code=code) from None

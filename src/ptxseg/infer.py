@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ptxseg.errors import PtxsegError
+from ptxseg.io.names import check_name, under
 
 #: name → (forward, inverse) on ``B×C×H×W`` tensors
 TTA_TRANSFORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
@@ -159,9 +160,12 @@ class Predictor:
         for src, meta in zip(sources, self.metas, strict=True):
             if meta["input"] != self.meta["input"]:
                 raise PtxsegError(src, f"input settings {meta['input']} differ from the ensemble's {self.meta['input']}")
-        w = np.ones(len(self.models)) if weights is None else np.asarray(weights, dtype=np.float64)
-        if w.shape != (len(self.models),) or (w < 0).any() or w.sum() <= 0:
-            raise PtxsegError("--weights", f"need {len(self.models)} non-negative weights with a positive sum, got {list(w)}")
+        try:
+            w = np.ones(len(self.models)) if weights is None else np.asarray(weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise PtxsegError("--weights", f"ensemble weights must be numbers, got {weights!r}") from None
+        if w.shape != (len(self.models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise PtxsegError("--weights", f"need {len(self.models)} finite non-negative weights with a positive sum, got {list(w)}")
         self.weights = w / w.sum()
         self.tta = check_tta(tta if tta is not None else self.meta.get("tta", ["identity"]))
         self.device = torch.device(device)
@@ -218,11 +222,19 @@ class Predictor:
                 scores.append(c.T)
             else:
                 scores.append(p.reshape(n, len(batch), -1).max(-1).T)
+        cls_mean = (cls_sum / cls_w) if cls_w > 0 else None
+        if not np.isfinite(s1).all() or (cls_mean is not None and not np.isfinite(cls_mean).all()):
+            # a broken model (non-finite weights, a degenerate normalisation) must never read as "no pneumothorax"
+            raise PtxsegError(
+                ", ".join(map(str, self.sources)),
+                "the model produced non-finite probabilities (NaN or infinity): the model or the input is broken",
+                code="non_finite",
+            )
         variance = np.clip(s2 - s1 * s1, 0, None)
         return Prediction(
             s1.astype(np.float32),
             variance.astype(np.float32),
-            (cls_sum / cls_w) if cls_w > 0 else None,
+            cls_mean,
             np.concatenate(scores, 1),
         )
 
@@ -290,14 +302,30 @@ def save_probability_map(path: str | PathLike[str], prob: np.ndarray, dtype: str
 
 
 def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float | None]:
-    """A stored probability map as float32 in ``[0, 1]``, and the stored classifier probability (None if absent)."""
-    try:
+    """A stored probability map as float32 in ``[0, 1]``, and the stored classifier probability (None if absent).
+
+    The file is untrusted: its uncompressed size is checked before decompressing (no zip bomb), no pickle
+    is loaded, and a map or probability that is not finite and within ``[0, 1]`` is refused.
+    """
+    from ptxseg.errors import reading
+    from ptxseg.limits import max_pixels
+
+    with reading(path, "probability map"):
         with np.load(path, allow_pickle=False) as z:
+            if "prob" not in z.files:
+                raise PtxsegError(path, "not a ptxseg probability map (no 'prob' array)", code="corrupt")
+            size = z.zip.getinfo("prob.npy").file_size
+            if size > 4 * max_pixels() + 4096:
+                raise PtxsegError(path, f"probability map of {size:,} bytes is larger than the pixel limit allows", code="too_large")
             data = z["prob"]
             cls = float(z["cls_prob"]) if "cls_prob" in z.files else None
-    except (OSError, ValueError, KeyError) as exc:
-        raise PtxsegError(path, f"not a ptxseg probability map ({type(exc).__name__}: {exc})") from None
+    if data.ndim != 2 or data.dtype not in (np.uint8, np.float16, np.float32):
+        raise PtxsegError(
+            path, f"probability map must be a 2-D uint8/float16/float32 array, got {data.dtype} {data.shape}", code="corrupt"
+        )
     prob = data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data.astype(np.float32)
+    if not np.isfinite(prob).all() or prob.min(initial=0) < 0 or prob.max(initial=0) > 1 or (cls is not None and not 0 <= cls <= 1):
+        raise PtxsegError(path, "probability map holds values that are not finite probabilities in [0, 1]", code="non_finite")
     return prob, cls
 
 
@@ -307,7 +335,7 @@ def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: 
     from ptxseg.io.images import read_mask
     from ptxseg.train.data import MASK_DIRS
 
-    path = Path(dataset) / MASK_DIRS[target] / f"{image_id}.png"
+    path = under(Path(dataset) / MASK_DIRS[target], f"{check_name(image_id, dataset)}.png")
     return read_mask(path) if path.is_file() else np.zeros(shape, np.uint8)
 
 
@@ -324,9 +352,10 @@ def predict_dataset(
 
     target = predictor.meta.get("target", "pneumothorax")
     for image_id in ids:
-        image = read_image(Path(dataset) / "images" / f"{image_id}.png")
-        truth = read_truth(dataset, image_id, target, image.shape)
+        name = check_name(image_id, dataset)
+        image = read_image(under(Path(dataset) / "images", f"{name}.png"))
+        truth = read_truth(dataset, name, target, image.shape)
         pred = predictor.predict([image])[0]
         if save_probs is not None:
-            save_probability_map(Path(save_probs) / f"{image_id}.npz", pred.prob, cls_prob=pred.cls_prob)
+            save_probability_map(under(save_probs, f"{name}.npz"), pred.prob, cls_prob=pred.cls_prob)
         yield pred, truth

@@ -60,7 +60,7 @@ def build_loss(spec: str | dict[str, Any] | nn.Module) -> nn.Module:
         raise PtxsegError("loss.name", f"unknown loss {name!r}; choose one of {', '.join(list_losses())}")
     try:
         return _LOSSES[name](**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError, AssertionError) as exc:
         raise PtxsegError(f"loss.{name}", f"bad arguments {kwargs}: {exc}") from None
 
 

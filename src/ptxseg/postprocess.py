@@ -14,6 +14,7 @@ operating point serves 256² and 1024² predictions.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -40,6 +41,33 @@ class OperatingPoint:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: object, where: str = "operating point") -> OperatingPoint:
+        """An operating point from a mapping read from a file, checked: known keys, finite probabilities in
+        ``[0, 1]``, non-negative pixel counts, ``at_size`` ≥ 1. Raises :class:`PtxsegError` naming ``where``."""
+        if not isinstance(values, dict):
+            raise PtxsegError(where, f"operating point must be a mapping, got {type(values).__name__}", code="bad_model")
+        unknown = set(values) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise PtxsegError(where, f"operating point has unknown keys {sorted(unknown)}", code="bad_model")
+        out = {}
+        for key, value in values.items():
+            optional_prob = key in ("top_threshold", "cls_threshold")
+            if optional_prob and value is None:
+                out[key] = None
+                continue
+            if key in ("threshold", "top_threshold", "cls_threshold"):
+                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
+                if not ok:
+                    raise PtxsegError(where, f"operating point {key} must be a probability in [0, 1], got {value!r}", code="bad_model")
+                out[key] = float(value)
+            else:
+                lowest = 1 if key == "at_size" else 0
+                if not (isinstance(value, int) and not isinstance(value, bool) and value >= lowest):
+                    raise PtxsegError(where, f"operating point {key} must be an integer >= {lowest}, got {value!r}", code="bad_model")
+                out[key] = value
+        return cls(**out)
 
 
 def remove_small_components(mask: np.ndarray, min_px: float) -> np.ndarray:

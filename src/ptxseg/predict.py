@@ -12,7 +12,6 @@ probability first; failures last) is rewritten at the end.
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,8 +26,10 @@ import pandas as pd
 
 from ptxseg.clinical import SEVERITY_RANK, Analysis, ClinicalPipeline, Radiograph, load_radiograph, unique_ids
 from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.images import write_png
+from ptxseg.io.jsonfile import dumps, read_json_object
+from ptxseg.io.names import is_safe_name, under
 
 SUMMARY_COLUMNS = [
     "input",
@@ -119,16 +120,18 @@ def _complete(
 ) -> dict[str, Any] | None:
     """The stored JSON of ``image_id`` if it and every output it lists exist, it has the outputs asked for now,
     and it was made by the same models (``models``: the pneumothorax and lung model versions, when given)."""
-    path = out / f"{image_id}.json"
+    path = under(out, f"{image_id}.json")
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = read_json_object(path)
+    except PtxsegError:  # unreadable, tampered or half-made by another tool: redo the input
         return None
     if models and (doc.get("model", {}).get("version"), (doc.get("lung_model") or {}).get("version")) != models:
         return None
     outputs = doc.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(name is None or is_safe_name(name) for name in outputs.values()):
+        return None
     wanted = {"overlay": overlay, "cam": cam, "seg": seg and doc.get("input", {}).get("kind") == "dicom"}
     if any(asked and not outputs.get(name) for name, asked in wanted.items()):
         return None
@@ -195,9 +198,13 @@ def predict_batch(
     on_result: Callable[[dict], None] | None = None,
     cam: bool = False,
 ) -> pd.DataFrame:
-    """Analyse ``inputs`` into ``out``; return the summary table (also written to ``out/summary.csv``)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Analyse ``inputs`` into ``out``; return the summary table (also written to ``out/summary.csv``).
+
+    A bad input — unreadable, refused, or one whose analysis fails (a non-finite probability map included) — is
+    an error row and the batch goes on. A failure to *write* (a full disk, a read-only folder) is not the
+    input's fault: it stops the batch with an :class:`OSError` (completed inputs are kept and a re-run resumes).
+    """
+    out = prepare_output_dir(out)
     rows, todo = [], []
     models = (pipeline.model_info["version"], (pipeline.lung_info or {}).get("version"))
     # resume first, from ids and stored JSONs alone: complete inputs are not decoded again
@@ -218,6 +225,11 @@ def predict_batch(
         except PtxsegError as exc:
             rows.append(_row(path, image_id, "error", exc.reason))
             continue
+        except OSError:
+            raise  # the output folder's problem (ENOSPC, EROFS …), not the input's
+        except Exception as exc:  # noqa: BLE001 - one input's unexpected failure never stops the batch
+            rows.append(_row(path, image_id, "error", f"analysis failed ({type(exc).__name__}: {str(exc)[:200]})"))
+            continue
         rows.append(_row(path, image_id, "ok", "", doc, time.perf_counter() - t0))
         if on_result is not None:
             on_result(doc)
@@ -227,8 +239,7 @@ def predict_batch(
         failed = (table["status"] == "error").astype(int)
         order = pd.DataFrame({"failed": failed, "rank": -rank, "prob": -table["probability"].astype(float).fillna(-1)})
         table = table.loc[order.sort_values(["failed", "rank", "prob"], kind="stable").index].reset_index(drop=True)
-    with atomic_path(out / "summary.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_text_atomic(out / "summary.csv", table.to_csv(index=False))
     return table
 
 
@@ -255,12 +266,12 @@ def _write_outputs(
         t_cam = time.perf_counter()
         heat = cam_for_image(pipeline.ptx, rad.image, analysis.mask)
         outputs["cam"] = f"{image_id}_cam.png"
-        write_png(out / outputs["cam"], cam_overlay(rad.image, heat))
+        write_png(under(out, outputs["cam"]), cam_overlay(rad.image, heat))
         doc["timings_s"]["cam_s"] = time.perf_counter() - t_cam
-    write_png(out / outputs["mask"], analysis.mask.astype(np.uint8) * np.uint8(255))
+    write_png(under(out, outputs["mask"]), analysis.mask.astype(np.uint8) * np.uint8(255))
     if overlay:
         outputs["overlay"] = f"{image_id}_overlay.png"
-        write_png(out / outputs["overlay"], clinical_overlay(rad.image, analysis))
+        write_png(under(out, outputs["overlay"]), clinical_overlay(rad.image, analysis))
     if seg:
         if rad.dataset is None:
             doc["seg_note"] = "no DICOM SEG: the input is not a DICOM file"
@@ -269,9 +280,9 @@ def _write_outputs(
 
             outputs["seg"] = f"{image_id}_seg.dcm"
             lungs = None if analysis.lungs is None or not analysis.lungs.found else (analysis.lungs.right, analysis.lungs.left)
-            write_seg(out / outputs["seg"], rad.dataset, analysis.mask, lungs, pipeline.model_info["version"])
+            write_seg(under(out, outputs["seg"]), rad.dataset, analysis.mask, lungs, pipeline.model_info["version"])
     doc["outputs"] = outputs
     doc["timings_s"]["write_s"] = time.perf_counter() - t0
     doc["timings_s"]["total_s"] = time.perf_counter() - start  # reading the input excluded (done ahead)
-    write_text_atomic(out / f"{image_id}.json", json.dumps(doc, indent=2))  # last: marks the input complete
+    write_text_atomic(under(out, f"{image_id}.json"), dumps(doc, indent=2))  # last: marks the input complete
     return doc

@@ -16,7 +16,7 @@ segmentation model's encoder starts from these weights.
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -28,11 +28,12 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 from torch import nn
 
+from ptxseg.checkpoint import non_finite_tensors, write_tensors
 from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
+from ptxseg.io.jsonfile import dumps
 from ptxseg.parallel import process_map
 
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
@@ -126,6 +127,7 @@ def pretrain(
         raise PtxsegError("--size", f"must be a multiple of 32, got {size}")
     if noise < 0:
         raise PtxsegError("--noise", f"must be >= 0, got {noise}")
+    prepare_output_dir(out)  # a bad output folder fails now, not after the training time is spent
     paths = find_images(inputs)
     if not paths:
         raise PtxsegError("inputs", "no image files found")
@@ -164,12 +166,13 @@ def pretrain(
         if minutes is not None and time.monotonic() - t0 > minutes * 60:
             break
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().clone() for k, v in model.encoder.state_dict().items()}
-    with atomic_path(out / "encoder.safetensors") as tmp:
-        save_file(state, str(tmp), metadata={"encoder": encoder})
-    with atomic_path(out / "autoencoder.safetensors") as tmp:
-        save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}, str(tmp))
+    bad = non_finite_tensors(model.state_dict())
+    if bad or not all(math.isfinite(v) for v in losses):
+        raise PtxsegError(
+            "pretrain", f"diverged: the loss or {len(bad)} weight tensors are NaN or infinite; nothing saved (lower --lr)"
+        )
+    write_tensors(out / "encoder.safetensors", model.encoder.state_dict(), metadata={"encoder": encoder})
+    write_tensors(out / "autoencoder.safetensors", model.state_dict())
     info = {
         "encoder": encoder,
         "size": size,
@@ -180,5 +183,5 @@ def pretrain(
         "mse_per_epoch": losses,
         "usage": f"model.pretrained: {out / 'encoder.safetensors'} (with model.encoder: {encoder})",
     }
-    write_text_atomic(out / "encoder.json", json.dumps(info, indent=2))
+    write_text_atomic(out / "encoder.json", dumps(info, indent=2))
     return PretrainResult(out, int(len(images)), skipped, len(losses), losses, time.monotonic() - t0)

@@ -12,7 +12,6 @@ folder can be zipped and mailed.
 from __future__ import annotations
 
 import html
-import json
 import shutil
 from os import PathLike
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from ptxseg.io.atomic import atomic_path, write_text_atomic
 from ptxseg.io.images import write_png
+from ptxseg.io.jsonfile import dumps
 
 ALPHA = 0.4
 BLUE, YELLOW, RED = (66, 133, 244), (255, 214, 0), (230, 40, 40)  # RGB
@@ -105,7 +105,7 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
         v = evaluation.get(key)
         if isinstance(v, int | float) and v == v:
             lo_hi = ci.get(key)
-            rows.append((label, f"{v:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi else ""))
+            rows.append((label, f"{v:.4f}", f"{lo_hi[0]:.4f}–{lo_hi[1]:.4f}" if lo_hi and None not in lo_hi else ""))
     parts += ["<h2>Metrics</h2>", _table(rows, ("metric", "value", "95% CI (bootstrap)"))]
     op = evaluation.get("operating_point")
     if op:
@@ -113,8 +113,14 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
     tuning = evaluation.get("tuning")
     if tuning:
 
+        def num(v, spec: str) -> str:  # stored JSON holds null where a rate is undefined (no positives or negatives)
+            return "n/a" if v is None or v != v else format(v, spec)
+
         def scored(rows, label) -> list[tuple[str, str, str]]:
-            return [(label(r), f"{r['dice']:.4f}", f"{r['case_sensitivity']:.3f} / {r['case_specificity']:.3f}") for r in rows]
+            return [
+                (label(r), num(r["dice"], ".4f"), f"{num(r['case_sensitivity'], '.3f')} / {num(r['case_specificity'], '.3f')}")
+                for r in rows
+            ]
 
         columns = ("Dice", "case sens. / spec.")
         sweep = scored(tuning["threshold_sweep"], lambda r: f"{r['threshold']:.2f}")
@@ -151,7 +157,7 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
     parts.append("</body></html>")
     page = out / "report.html"
     write_text_atomic(page, "\n".join(parts))
-    write_text_atomic(out / "evaluation.json", json.dumps({k: v for k, v in evaluation.items() if not k.startswith("_")}, indent=2))
+    write_text_atomic(out / "evaluation.json", dumps({k: v for k, v in evaluation.items() if not k.startswith("_")}, indent=2))
     return page
 
 
@@ -159,6 +165,7 @@ def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[
     """Overlay tiles of the picked cases (re-predicted: maps are not kept during evaluation)."""
     from ptxseg.infer import predict_dataset
     from ptxseg.io.images import read_image
+    from ptxseg.io.names import check_name, under
     from ptxseg.postprocess import OperatingPoint
 
     op = OperatingPoint(**predictor.operating_point)
@@ -166,7 +173,7 @@ def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[
     for group, ids in cases.items():
         tiles[group] = []
         for image_id, (pred, truth) in zip(ids, predict_dataset(predictor, dataset, ids), strict=True):
-            image = read_image(Path(dataset) / "images" / f"{image_id}.png")
+            image = read_image(under(Path(dataset) / "images", f"{check_name(image_id, dataset)}.png"))
             tiles[group].append((image_id, overlay(image, pred.mask(op), truth, f"Dice {dice[image_id]:.2f}")))
     return tiles
 

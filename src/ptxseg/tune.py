@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ptxseg.io.names import check_name, under
 from ptxseg.postprocess import OperatingPoint
 
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.20, 0.801, 0.05), 2))
@@ -308,7 +309,7 @@ def _stored_pairs(probs: Path, dataset: Path, ids: list[str], target: str):
     from ptxseg.infer import load_probability_map, read_truth
 
     for image_id in ids:
-        prob, cls = load_probability_map(probs / f"{image_id}.npz")
+        prob, cls = load_probability_map(under(probs, f"{check_name(image_id, dataset)}.npz"))
         truth = read_truth(dataset, image_id, target, prob.shape)
         if truth.shape != prob.shape:
             prob = cv2.resize(prob, truth.shape[::-1], interpolation=cv2.INTER_LINEAR)
@@ -345,7 +346,6 @@ def tune_model(
     The point goes into the single model's ``.json``, into the ensemble file
     given, or into ``out``. Writes ``threshold_curves.png`` beside it.
     """
-    import json
     from pathlib import Path
 
     from ptxseg.checkpoint import read_meta, resolve_weights
@@ -353,6 +353,7 @@ def tune_model(
     from ptxseg.errors import PtxsegError
     from ptxseg.infer import Predictor, predict_dataset
     from ptxseg.io.atomic import write_text_atomic
+    from ptxseg.io.jsonfile import dumps
     from ptxseg.train.data import fold_split
 
     models = [models] if isinstance(models, (str, Path)) else list(models)
@@ -418,7 +419,7 @@ def tune_model(
             meta["operating_point"] = result.best.to_dict()
             meta.setdefault("metrics", {})["val_dice_tuned"] = result.best_dice
             meta["tuning"] = tuning
-            write_text_atomic(target, json.dumps(meta, indent=2))
+            write_text_atomic(target, dumps(meta, indent=2))
     plot_threshold_curves(result.threshold_sweep, curves)
     return TuneOutcome(result, target if write else None, curves, fold, len(ids), predictor.tta, tuning["source"])
 

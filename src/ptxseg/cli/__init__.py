@@ -7,11 +7,13 @@ themselves on :data:`app`. :func:`main` is the console entry point: a
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 import typer
 
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, one_line
 
 app = typer.Typer(
     name="ptxseg",
@@ -36,24 +38,64 @@ from ptxseg.cli import train as _train  # noqa: E402,F401
 from ptxseg.cli import tune as _tune  # noqa: E402,F401
 
 
+def _say(message: str) -> None:
+    print(f"ptxseg: error: {one_line(message, 2000)}", file=sys.stderr)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a failure of the machine rather than of an input: a full disk, a read-only folder …"""
+    where = exc.filename or "output"
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return (
+            f"{where}: no space left on the device — the inputs are not at fault; free space and run the same command"
+            " again (finished outputs are kept, the run resumes)"
+        )
+    if exc.errno == errno.EROFS:
+        return f"{where}: the file system is read-only; choose a writable output folder"
+    return f"{where}: {exc.strerror or exc}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
-    Typer reports usage errors itself (exit 2); a :class:`PtxsegError` from a
-    command is printed as one line on stderr, also with exit code 2.
+    Every failure a user can cause is one line on stderr and exit code 2, never a traceback: a usage error
+    (unknown option, a value out of range), a :class:`PtxsegError`, or an :class:`OSError` of the machine
+    (a full disk, a read-only folder). An unexpected exception is one line with exit code 3
+    (``PTXSEG_DEBUG=1`` shows the traceback).
     """
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="ptxseg", standalone_mode=True)
+        code = command.main(args=argv, prog_name="ptxseg", standalone_mode=False)
+    except typer.TyperException as exc:  # typer's (vendored click) usage errors: bad option values, unknown commands
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help(), file=sys.stderr)
+            return 2
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        _say(f"{exc.format_message()}{hint}")
+        return int(getattr(exc, "exit_code", 2) or 2)
+    except typer.Abort:
+        print("ptxseg: interrupted", file=sys.stderr)
+        return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except PtxsegError as exc:
-        print(f"ptxseg: error: {exc}", file=sys.stderr)
+        _say(str(exc))
         return 2
     except KeyboardInterrupt:
         print("ptxseg: interrupted", file=sys.stderr)
         return 130
-    return 0
+    except OSError as exc:
+        if os.environ.get("PTXSEG_DEBUG"):
+            raise
+        _say(os_error_message(exc))
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug must still not print a traceback at a user
+        if os.environ.get("PTXSEG_DEBUG"):
+            raise
+        _say(f"internal error ({type(exc).__name__}: {exc}); please report it — PTXSEG_DEBUG=1 shows the traceback")
+        return 3
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

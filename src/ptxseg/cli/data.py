@@ -12,8 +12,10 @@ from rich.table import Table
 from ptxseg.cli import app
 from ptxseg.cli.progress import console, progress_bar
 from ptxseg.data.convert import ConvertOptions, ConvertResult, convert_dataset
-from ptxseg.data.qc import QC_TAGS
+from ptxseg.data.qc import QC_TAGS, REFUSAL_TAGS
 from ptxseg.data.split import fold_summary, split_dataset
+from ptxseg.errors import PtxsegError
+from ptxseg.limits import check_grid_side
 
 
 def print_convert_summary(result: ConvertResult) -> None:
@@ -53,7 +55,7 @@ def convert(
     aspect: Annotated[str, typer.Option(help="Non-square images: pad (keep proportions) or stretch.")] = "pad",
     drop_qc: Annotated[bool, typer.Option("--drop-qc", help="Leave items with any QC tag out of the manifest.")] = False,
     no_voi: Annotated[bool, typer.Option("--no-voi", help="Ignore VOI LUT / window of DICOM files.")] = False,
-    workers: Annotated[int, typer.Option(help="Parallel worker processes (default: CPU count).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Parallel worker processes (default: CPU count).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
     """Build a canonical dataset folder: images/, masks/, manifest.csv.
@@ -61,6 +63,7 @@ def convert(
     Resumable: re-running with the same OUT skips finished items. A corrupt
     input is tagged in the manifest and the summary; it does not stop the run.
     """
+    check_grid_side(rle_size, "--rle-size")
     opts = ConvertOptions(size=size, aspect=aspect, drop_qc=drop_qc, apply_voi=not no_voi)  # type: ignore[arg-type]
     result = convert_dataset(
         src,
@@ -74,6 +77,9 @@ def convert(
         progress=progress_bar("converting", quiet),
     )
     print_convert_summary(result)
+    with_image = [r for r in result.records if r["source"]]
+    if with_image and all(set(r["_tags"]) & REFUSAL_TAGS for r in with_image):
+        raise PtxsegError(src, f"no image could be converted: all {len(with_image)} source images were refused (reasons above)")
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +13,7 @@ from ptxseg.cli import app
 from ptxseg.cli.progress import console, err_console, progress_bar
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.jsonfile import dumps
 
 ROWS = (
     ("mean_dice", "SIIM score (mean per-image Dice)"),
@@ -74,16 +74,21 @@ def evaluate_command(
     ] = None,
     size: Annotated[int, typer.Option(help="Image side the RLE strings refer to (PNG masks are resized to it).")] = 1024,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every number to this JSON file.")] = None,
-    min_case_px: Annotated[int, typer.Option(help="A case is detected when its predicted mask has at least this many pixels.")] = 1,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals (0: none).")] = 1000,
+    min_case_px: Annotated[
+        int, typer.Option(min=1, help="A case is detected when its predicted mask has at least this many pixels.")
+    ] = 1,
+    bootstrap: Annotated[int, typer.Option(min=0, max=1_000_000, help="Bootstrap resamples for the 95% intervals (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score predicted masks against ground truth (--pred/--truth), or a model on a dataset (--model/--data), SIIM-style."""
     from ptxseg.evaluate import dataset_ids, evaluate_masks, evaluate_model, open_masks
+    from ptxseg.io.atomic import prepare_output_dir
+    from ptxseg.limits import check_grid_side
 
-    if size < 1:
-        raise PtxsegError("--size", f"must be positive, got {size}")
+    check_grid_side(size, "--size")
+    if save_probs is not None:
+        prepare_output_dir(save_probs, "--save-probs folder")
     if model:
         from ptxseg.infer import Predictor
 
@@ -127,5 +132,5 @@ def evaluate_command(
             **result.metrics,
             "per_image_dice": dict(zip(result.ids, map(float, result.dice), strict=True)),
         }
-        write_text_atomic(json_out, json.dumps(doc, indent=2))
+        write_text_atomic(json_out, dumps(doc, indent=2))
         console.print(f"wrote {json_out}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -36,13 +35,16 @@ def predict_command(
 ) -> None:
     """Is there a pneumothorax, where, on which side, how big relative to that lung, how sure — per image, plus summary.csv."""
     from ptxseg.clinical import ClinicalPipeline, gather_inputs
+    from ptxseg.io.atomic import prepare_output_dir
+    from ptxseg.io.jsonfile import dumps
     from ptxseg.predict import predict_batch
 
     if not 0 < mild_below < severe_above:
         raise PtxsegError("--mild-below/--severe-above", f"need 0 < {mild_below} < {severe_above}")
     if no_lungs and lungs is not None:
         raise PtxsegError("--lungs", "give --lungs or --no-lungs, not both")
-    paths = gather_inputs(inputs)
+    prepare_output_dir(out, "--out")
+    paths = gather_inputs(inputs, exclude=out)
     if not paths:
         raise PtxsegError(", ".join(map(str, inputs)), "no DICOM, PNG or JPEG inputs found")
     pipeline = ClinicalPipeline(model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above), mc_dropout=mc_dropout)
@@ -51,7 +53,7 @@ def predict_command(
     if pipeline.lungs is None:
         err_console.print(f"note: {pipeline.lung_reason}; per-side values will be null", highlight=False)
     t0 = time.monotonic()
-    on_result = (lambda doc: print(json.dumps(doc), flush=True)) if json_out else None
+    on_result = (lambda doc: print(dumps(doc), flush=True)) if json_out else None
     table = predict_batch(pipeline, paths, out, seg, overlay, workers, progress_bar("predicting", quiet or json_out), on_result, cam)
     elapsed = time.monotonic() - t0
     counts = table["status"].value_counts().to_dict()

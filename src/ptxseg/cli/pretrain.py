@@ -22,7 +22,7 @@ def pretrain_command(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
     noise: Annotated[float, typer.Option(help="Denoising: std of Gaussian noise added to inputs (0: plain autoencoder).")] = 0.1,
     minutes: Annotated[float | None, typer.Option(help="Wall-clock budget; stops after the epoch in progress.")] = None,
-    workers: Annotated[int, typer.Option(help="Processes reading the images.")] = 2,
+    workers: Annotated[int, typer.Option(min=0, help="Processes reading the images.")] = 2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

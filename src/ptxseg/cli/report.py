@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +14,9 @@ from ptxseg.errors import PtxsegError
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PtxsegError(path, f"not valid JSON ({exc})") from None
+    from ptxseg.io.jsonfile import read_json
+
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise PtxsegError(path, "not an evaluation JSON or ensemble file")
     return doc

@@ -48,7 +48,7 @@ def synth(
         str, typer.Option(help="canonical (convert's folder), png (published layout) or kaggle (DICOM + RLE).")
     ] = "canonical",
     test_fraction: Annotated[float, typer.Option(help="Share of patients held out as a test split (0: none).")] = 0.0,
-    workers: Annotated[int, typer.Option(help="Parallel worker processes (default: CPU count).")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="Parallel worker processes (default: CPU count).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
     """Write N synthetic chest radiographs with pneumothorax and lung masks."""

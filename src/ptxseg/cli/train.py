@@ -92,6 +92,8 @@ def train_command(
 ) -> int:
     """Train a segmentation model on a dataset and write a self-contained run directory."""
     from ptxseg.config import load_config
+    from ptxseg.io.atomic import prepare_output_dir
+    from ptxseg.io.jsonfile import read_json_object
     from ptxseg.train.engine import TrainingInterrupted, train
     from ptxseg.train.tracking import MlflowTracker, TensorboardTracker
 
@@ -101,7 +103,9 @@ def train_command(
             raise PtxsegError(resume, "not a run directory (no run.json/config.yaml)")
         if config is not None or overrides:
             raise PtxsegError("--resume", "a resumed run keeps its own config; do not pass CONFIG or --set")
-        info = json.loads(run_json.read_text())
+        info = read_json_object(run_json)
+        if not isinstance(info.get("dataset"), str) or not isinstance(info.get("fold"), int):
+            raise PtxsegError(run_json, "lacks the dataset path and fold of the run")
         cfg = load_config(resume / "config.yaml")
         data = data or Path(info["dataset"])
         fold = info["fold"] if fold is None else fold
@@ -116,6 +120,8 @@ def train_command(
             raise PtxsegError(out, "already holds a run; use --resume to continue it or choose another --out")
     if not (data / "manifest.csv").is_file():
         raise PtxsegError(data, "not a ptxseg dataset (no manifest.csv)")
+    if int(os.environ.get("RANK", "0")) == 0:
+        prepare_output_dir(out, "run directory")
     trackers = ([MlflowTracker()] if mlflow else []) + ([TensorboardTracker()] if tensorboard else [])
 
     def on_epoch(r: dict) -> None:

@@ -19,7 +19,6 @@ output format and :mod:`ptxseg.data.qc` for the QC tags.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -35,15 +34,16 @@ from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
 from ptxseg.data.manifest import META_COLUMNS, write_manifest
 from ptxseg.data.qc import MIN_SIDE_PX, REFUSAL_TAGS, join_tags
 from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
 from ptxseg.io.images import read_mask, read_radiograph, to_uint16, write_png
+from ptxseg.io.jsonfile import dumps, read_json_object
+from ptxseg.io.names import check_name, is_safe_name, safe_name, under
 from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
 from ptxseg.parallel import process_map
 
 Layout = Literal["auto", "kaggle", "png"]
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_PNG_NAME = re.compile(r"^(?P<split>train|test)_(?P<kind>image|mask)_(?P<id>.+)_(?P<y>[01])\.png$", re.IGNORECASE)
+_PNG_NAME = re.compile(r"^(?P<split>train|test)_(?P<kind>image|mask)_(?P<id>.+)_(?P<y>[01])\.png\Z", re.IGNORECASE)
 STATE_DIR = ".convert"
 
 
@@ -60,6 +60,7 @@ class Item:
     rle_shape: tuple[int, int] | None = None
     label: int | None = None  # annotation's own positive flag, None when unknown
     tags: list[str] = field(default_factory=list)
+    unsafe_reason: str = ""  # why the source id was refused as a file name (tag unsafe_id)
 
 
 @dataclass
@@ -114,11 +115,17 @@ def _find_rle_csv(src: Path) -> Path:
 
 
 def _mark_duplicates(items: list[Item]) -> list[Item]:
-    """Check ids are safe file names; rename and tag second and later uses of an id."""
+    """Refuse ids that are not safe file names (tagged ``unsafe_id``, renamed to a hash so the manifest can name
+    them; nothing is read or written for them); rename and tag second and later uses of an id."""
     uses: Counter = Counter()
     for item in items:
-        if not _SAFE_ID.match(item.id):
-            raise PtxsegError(item.source or item.id, f"id {item.id!r} is not a safe file name")
+        if not is_safe_name(item.id):
+            try:
+                check_name(item.id, item.source or "ImageId")
+            except PtxsegError as exc:
+                item.unsafe_reason = str(exc)
+            item.tags.append("unsafe_id")
+            item.id = safe_name(item.id)
         uses[item.id] += 1
         if uses[item.id] > 1:
             item.tags.append("duplicate_id")
@@ -226,6 +233,9 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
     row: dict = {"id": item.id, "source": item.source, "split": item.split, "positive": item.label}
     row.update(mask_area=None, qc_reason="", has_image=0)
     tags = item.tags
+    if "unsafe_id" in tags:
+        row.update(qc=join_tags(tags), _tags=list(dict.fromkeys(tags)), qc_reason=item.unsafe_reason)
+        return row
     if item.image_path is not None:
         try:
             image, meta = read_radiograph(item.image_path, apply_voi=opts.apply_voi)
@@ -245,8 +255,8 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
                 row["mask_area"] = int(stored_mask.sum())
             if keep:
                 if mask is not None:
-                    write_png(out / "masks" / f"{item.id}.png", stored_mask * np.uint8(255))
-                write_png(out / "images" / f"{item.id}.png", to_uint16(stored))
+                    write_png(under(out / "masks", f"{item.id}.png"), stored_mask * np.uint8(255))
+                write_png(under(out / "images", f"{item.id}.png"), to_uint16(stored))
                 row["has_image"] = 1
         except PtxsegError as exc:
             tags.append(exc.code if exc.code in REFUSAL_TAGS else "corrupt")
@@ -256,7 +266,7 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
     if item.image_path is not None and not (set(tags) & REFUSAL_TAGS):
         # Refused items are retried on the next run (the file may have been fixed);
         # annotation-only items cost nothing to redo.
-        write_text_atomic(out / STATE_DIR / "items" / f"{item.id}.json", json.dumps(row, default=_json_default))
+        write_text_atomic(under(out / STATE_DIR / "items", f"{item.id}.json"), dumps(row, default=_json_default))
     return row
 
 
@@ -277,12 +287,12 @@ def _check_options(out: Path, opts: ConvertOptions) -> None:
     params_path = out / STATE_DIR / "params.json"
     wanted = asdict(opts)
     if params_path.is_file():
-        done = json.loads(params_path.read_text())
+        done = read_json_object(params_path)
         if done != wanted:
             diff = ", ".join(f"{k}={done.get(k)!r}" for k in wanted if done.get(k) != wanted[k])
             raise PtxsegError(out, f"was converted with other settings ({diff}); use a new output folder")
     else:
-        write_text_atomic(params_path, json.dumps(wanted))
+        write_text_atomic(params_path, dumps(wanted))
 
 
 def convert_dataset(
@@ -321,17 +331,20 @@ def convert_dataset(
         raise PtxsegError("--layout", f"must be auto, kaggle or png, got {layout!r}")
     if not items:
         raise PtxsegError(src, f"no items found in the {layout} layout")
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out)
     _check_options(out, opts)
 
     result = ConvertResult(out=out, records=[])
     state = out / STATE_DIR / "items"
     todo, done_rows = [], {}
     for item in items:
-        saved = state / f"{item.id}.json"
-        if saved.is_file():
-            done_rows[item.id] = json.loads(saved.read_text())
-        else:
+        saved = under(state, f"{item.id}.json")
+        try:
+            done_rows[item.id] = read_json_object(saved) if saved.is_file() else None
+        except PtxsegError:  # a damaged state record: convert the item again
+            done_rows[item.id] = None
+        if done_rows[item.id] is None:
+            del done_rows[item.id]
             todo.append(item)
     result.resumed = len(done_rows)
 

@@ -33,8 +33,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path
+from ptxseg.errors import PtxsegError, reading
+from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.names import check_name, is_safe_name
 
 META_COLUMNS = (
     "SOPInstanceUID",
@@ -76,8 +77,7 @@ def write_manifest(path: str | PathLike[str], records: list[dict]) -> pd.DataFra
     df = df.reindex(columns=[*MANIFEST_COLUMNS, *extra])
     for col in _INT_COLUMNS:
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+    write_text_atomic(path, df.to_csv(index=False))
     return df
 
 
@@ -86,11 +86,20 @@ def read_manifest(dataset: str | PathLike[str]) -> pd.DataFrame:
     path = Path(dataset) / "manifest.csv"
     if not path.is_file():
         raise PtxsegError(dataset, "not a ptxseg dataset (no manifest.csv); create one with 'ptxseg convert'")
-    df = pd.read_csv(path, dtype={"id": str, "PatientID": str, "SOPInstanceUID": str, "PatientAge": str})
+    with reading(path, "manifest"):
+        df = pd.read_csv(path, dtype={"id": str, "PatientID": str, "SOPInstanceUID": str, "PatientAge": str}, encoding="utf-8-sig")
     missing = [c for c in ("id", "split", "positive", "qc", "has_image") if c not in df.columns]
     if missing:
         raise PtxsegError(path, f"manifest lacks columns {', '.join(missing)}")
     for col in _INT_COLUMNS:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    check_ids(df["id"], path)
     return df
+
+
+def check_ids(ids, where: str | PathLike[str]) -> None:
+    """Refuse a table whose ids are not safe file names (``../../x`` must never reach a path)."""
+    for image_id in ids:
+        if not is_safe_name(image_id):
+            check_name(image_id, where)  # raises, naming the file and showing the id

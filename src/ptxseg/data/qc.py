@@ -19,11 +19,15 @@ QC_TAGS: dict[str, str] = {
     "colour": "colour (RGB/YBR/palette) image",
     "modality": "not projection radiography (e.g. CT, MR, US)",
     "missing": "file not found",
+    "too_small": "too small to be a radiograph",
+    "too_large": "more pixels than the limit (PTXSEG_MAX_PIXELS)",
+    "unsafe_id": "the id is not a safe file name (path characters, too long): refused",
     # accepted with a warning
     "secondary_capture": "Modality OT/SC (secondary capture)",
     "no_modality": "DICOM without Modality",
     "non_chest_body_part": "BodyPartExamined is not chest",
     "lateral_view": "lateral ViewPosition",
+    "voi_ignored": "the file's VOI LUT / window is broken and was ignored",
     "small_image": "smaller than 256 px on a side",
     # annotation consistency
     "mask_without_image": "annotation for an image that does not exist",
@@ -34,7 +38,21 @@ QC_TAGS: dict[str, str] = {
 }
 
 #: Tags meaning the item has no usable image.
-REFUSAL_TAGS = frozenset({"not_dicom", "not_image", "corrupt", "no_pixel_data", "multi_frame", "colour", "modality", "missing"})
+REFUSAL_TAGS = frozenset(
+    {
+        "not_dicom",
+        "not_image",
+        "corrupt",
+        "no_pixel_data",
+        "multi_frame",
+        "colour",
+        "modality",
+        "missing",
+        "too_small",
+        "too_large",
+        "unsafe_id",
+    }
+)
 
 MIN_SIDE_PX = 256
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ptxseg.data.manifest import read_manifest
 from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path
+from ptxseg.io.atomic import write_text_atomic
 
 FOLD_COLUMNS = ("id", "patient", "positive", "fold")
 
@@ -65,8 +65,7 @@ def split_dataset(dataset: str | PathLike[str], folds: int = 5, seed: int = 42) 
     """Write ``DATASET/folds.csv`` (atomically) and return it."""
     manifest = read_manifest(dataset)
     table = make_folds(manifest, folds, seed)
-    with atomic_path(Path(dataset) / "folds.csv") as tmp:
-        table.to_csv(tmp, index=False)
+    write_text_atomic(Path(dataset) / "folds.csv", table.to_csv(index=False))
     return table
 
 

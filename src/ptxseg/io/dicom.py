@@ -27,11 +27,13 @@ import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_windowing
 from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import atomic_path
+from ptxseg.limits import check_image_size
 
 #: Projection radiography: accepted silently. "DR" is not a DICOM Modality
 #: code but some digital radiography systems write it.
@@ -50,7 +52,8 @@ class DicomMetadata:
     ``PixelSpacing`` is ``(row, column)`` spacing in mm from PixelSpacing, or
     else ImagerPixelSpacing, or ``None`` when the file states neither.
     ``warnings`` lists the QC tags of accepted-but-unusual files
-    (``secondary_capture``, ``non_chest_body_part``, ``lateral_view``, ``no_modality``).
+    (``secondary_capture``, ``non_chest_body_part``, ``lateral_view``, ``no_modality``,
+    ``voi_ignored``).
     """
 
     SOPInstanceUID: str | None = None
@@ -126,21 +129,40 @@ def _quiet(fn):
     return wrapper
 
 
+def _int(ds: pydicom.Dataset, keyword: str, default: int | None = None) -> int | None:
+    """An integer attribute, ``default`` when absent or empty; a non-integer value is a refusal."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise PtxsegError(ds.filename or "DICOM", f"{keyword} {str(value)[:40]!r} is not an integer", code="corrupt") from None
+
+
 @_quiet
 def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMetadata]:
     """Read the header of a DICOM file and check it can hold a chest radiograph.
 
     Returns the dataset (pixel data not yet decoded) and its metadata with
     warnings. Raises :class:`PtxsegError` with code ``not_dicom``,
-    ``no_pixel_data``, ``multi_frame``, ``colour`` or ``modality``.
+    ``corrupt``, ``no_pixel_data``, ``multi_frame``, ``colour``, ``modality``,
+    ``too_small`` or ``too_large`` (Rows × Columns checked against
+    :mod:`ptxseg.limits` before any pixel is decoded). Never raises anything else.
     """
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError:
-        raise _refuse(path, "not a DICOM file (no DICM preamble)", "not_dicom") from None
-    except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError) as exc:
-        raise _refuse(path, f"unreadable or truncated DICOM ({type(exc).__name__}: {exc})", "corrupt") from None
+    with reading(path, "DICOM header"):
+        try:
+            ds = pydicom.dcmread(path)
+        except InvalidDicomError:
+            raise _refuse(path, "not a DICOM file (no DICM preamble)", "not_dicom") from None
+        except Exception as exc:  # noqa: BLE001 - pydicom, zlib (deflate) and struct raise many types
+            raise _refuse(path, f"unreadable or truncated DICOM ({type(exc).__name__}: {str(exc)[:200]})", "corrupt") from None
+        ds.filename = str(path)
+        return ds, _metadata(path, ds)
+
+
+def _metadata(path: Path, ds: pydicom.Dataset) -> DicomMetadata:
     meta = DicomMetadata(
         SOPInstanceUID=_str(ds, "SOPInstanceUID"),
         StudyInstanceUID=_str(ds, "StudyInstanceUID"),
@@ -151,20 +173,20 @@ def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMeta
         ViewPosition=(_str(ds, "ViewPosition") or "").upper() or None,
         PatientSex=_str(ds, "PatientSex"),
         PatientAge=_str(ds, "PatientAge"),
-        Rows=int(ds.Rows) if "Rows" in ds else None,
-        Columns=int(ds.Columns) if "Columns" in ds else None,
+        Rows=_int(ds, "Rows"),
+        Columns=_int(ds, "Columns"),
         PixelSpacing=_spacing(ds),
         PhotometricInterpretation=_str(ds, "PhotometricInterpretation"),
-        BitsStored=int(ds.BitsStored) if "BitsStored" in ds else None,
+        BitsStored=_int(ds, "BitsStored"),
         TransferSyntaxUID=str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
     )
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise _refuse(path, "no pixel data (not an image object)", "no_pixel_data")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    frames = _int(ds, "NumberOfFrames", 1) or 1
     if frames > 1:
         raise _refuse(path, f"multi-frame image ({frames} frames); expected one radiograph", "multi_frame")
     photometric = (meta.PhotometricInterpretation or "").upper()
-    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    samples = _int(ds, "SamplesPerPixel", 1) or 1
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise _refuse(path, f"colour image ({photometric or 'unknown'}, {samples} samples/pixel); expected grayscale", "colour")
     modality = meta.Modality
@@ -174,29 +196,52 @@ def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMeta
         meta.warnings.append("secondary_capture")
     elif modality not in XRAY_MODALITIES:
         raise _refuse(path, f"modality {modality} is not projection radiography (CR, DX, DR)", "modality")
+    if meta.Rows is None or meta.Columns is None:
+        raise _refuse(path, "no Rows/Columns: the image size is unknown", "corrupt")
+    check_image_size(meta.Rows, meta.Columns, path)
+    if meta.BitsStored is not None and not 1 <= meta.BitsStored <= 32:
+        raise _refuse(path, f"BitsStored {meta.BitsStored} is outside 1..32", "corrupt")
     body = meta.BodyPartExamined
     if body is not None and not any(w in body.upper() for w in _CHEST_WORDS):
         meta.warnings.append("non_chest_body_part")
     if meta.ViewPosition in LATERAL_VIEWS:
         meta.warnings.append("lateral_view")
-    return ds, meta
+    return meta
 
 
-def _output_range(ds: pydicom.Dataset, used_voi_lut_sequence: bool) -> tuple[float, float]:
-    """The value range the pixel values can span after the LUTs applied (PS3.3 C.11)."""
+def _float_attr(ds: pydicom.Dataset, keyword: str, default: float) -> float:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise PtxsegError(ds.filename or "DICOM", f"{keyword} {str(value)[:40]!r} is not a number", code="corrupt") from None
+    if not np.isfinite(out):
+        raise PtxsegError(ds.filename or "DICOM", f"{keyword} is not finite", code="corrupt")
+    return out
+
+
+def _output_range(ds: pydicom.Dataset, arr: np.ndarray, used_voi_lut_sequence: bool) -> tuple[float, float]:
+    """The value range the pixel values can span after the LUTs applied (PS3.3 C.11).
+
+    Float pixel data (no BitsStored) spans its own minimum and maximum.
+    """
     if used_voi_lut_sequence:
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
         return 0.0, float(2**bits - 1)
-    bits = int(ds.BitsStored)
     if "ModalityLUTSequence" in ds:
         bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
         return 0.0, float(2**bits - 1)
-    if int(ds.get("PixelRepresentation", 0)) == 0:
+    if "BitsStored" not in ds or "PixelData" not in ds:
+        return float(np.min(arr)), float(np.max(arr))
+    bits = int(ds.BitsStored)
+    if _int(ds, "PixelRepresentation", 0) == 0:
         lo, hi = 0.0, float(2**bits - 1)
     else:
         lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    slope = _float_attr(ds, "RescaleSlope", 1.0) or 1.0
+    intercept = _float_attr(ds, "RescaleIntercept", 0.0)
     lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
     return lo, hi
 
@@ -216,8 +261,32 @@ def _apply_voi_lut_sequence(arr: np.ndarray, item: pydicom.Dataset) -> np.ndarra
         lut = np.frombuffer(data, dtype="<u2")[:n_entries]
     else:
         lut = np.asarray(data if isinstance(data, list | tuple) else [data], dtype=np.int64)
+    if lut.size == 0:
+        raise ValueError("empty VOI LUT")
     index = np.clip(np.asarray(arr, dtype=np.int64) - first, 0, lut.size - 1)
     return lut[index].astype(np.float64)
+
+
+def _apply_voi(arr: np.ndarray, ds: pydicom.Dataset, meta: DicomMetadata) -> tuple[np.ndarray, bool]:
+    """The VOI LUT Sequence or the first window applied; ``(values, used_lut_sequence)``.
+
+    A VOI that cannot be applied (an empty or malformed LUT, WindowWidth < 1,
+    non-numeric values) is ignored with the warning ``voi_ignored``: the pixels
+    are fine, only the suggested display window is broken, so the whole stored
+    range is used instead.
+    """
+    try:
+        if ds.get("VOILUTSequence"):
+            return _apply_voi_lut_sequence(arr, ds.VOILUTSequence[0]), True
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            width = ds.WindowWidth[0] if isinstance(ds.WindowWidth, MultiValue) else ds.WindowWidth
+            center = ds.WindowCenter[0] if isinstance(ds.WindowCenter, MultiValue) else ds.WindowCenter
+            if not (np.isfinite(float(width)) and np.isfinite(float(center)) and float(width) >= 1):
+                raise ValueError(f"window width {width!r} / centre {center!r}")
+            return apply_windowing(arr, ds, index=0), False
+    except Exception:  # noqa: BLE001 - any broken VOI falls back to the stored range
+        meta.warnings.append("voi_ignored")
+    return arr, False
 
 
 @_quiet
@@ -239,7 +308,8 @@ def read_dicom(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.nd
     Raises:
         PtxsegError: for files that are not DICOM, are truncated or corrupt,
             hold no pixels, several frames or colour, or are another imaging
-            modality (see :func:`read_metadata`).
+            modality (see :func:`read_metadata`) — and for nothing else: every
+            failure of reading a file is a :class:`PtxsegError` naming it.
     """
     image, meta, _ = read_dicom_dataset(path, apply_voi)
     return image, meta
@@ -250,24 +320,31 @@ def read_dicom_dataset(path: str | PathLike[str], apply_voi: bool = True) -> tup
     """:func:`read_dicom`, plus the dataset itself (for outputs that reference it, such as DICOM SEG)."""
     path = Path(path)
     ds, meta = read_metadata(path)
-    try:
-        raw = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for bad pixel data
-        raise _refuse(path, f"pixel data cannot be decoded, truncated or corrupt ({type(exc).__name__}: {exc})", "corrupt") from None
-    if raw.ndim != 2:
-        raise _refuse(path, f"expected a 2-D grayscale image, decoded shape {raw.shape}", "colour")
-    arr = apply_modality_lut(raw, ds)
-    used_voi_seq = apply_voi and bool(ds.get("VOILUTSequence"))
-    if used_voi_seq:
-        arr = _apply_voi_lut_sequence(arr, ds.VOILUTSequence[0])
-    elif apply_voi and "WindowCenter" in ds and "WindowWidth" in ds:
-        arr = apply_windowing(arr, ds, index=0)
-    lo, hi = _output_range(ds, used_voi_seq)
-    image = (np.asarray(arr, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
-    image = np.clip(image, 0.0, 1.0).astype(np.float32)
-    if meta.PhotometricInterpretation == "MONOCHROME1":
-        image = 1.0 - image
-    return image, meta, ds
+    with reading(path, "DICOM"):
+        try:
+            raw = ds.pixel_array
+        except Exception as exc:  # noqa: BLE001 - pydicom raises many types for bad pixel data
+            reason = f"pixel data cannot be decoded, truncated or corrupt ({type(exc).__name__}: {str(exc)[:200]})"
+            raise _refuse(path, reason, "corrupt") from None
+        if raw.ndim != 2:
+            raise _refuse(path, f"expected a 2-D grayscale image, decoded shape {raw.shape}", "colour")
+        try:
+            arr = apply_modality_lut(raw, ds)
+        except Exception as exc:  # noqa: BLE001
+            raise _refuse(
+                path, f"the Modality LUT / rescale cannot be applied ({type(exc).__name__}: {str(exc)[:200]})", "corrupt"
+            ) from None
+        arr, used_voi_seq = _apply_voi(arr, ds, meta) if apply_voi else (arr, False)
+        lo, hi = _output_range(ds, np.asarray(arr), used_voi_seq)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise _refuse(path, "pixel values are not finite", "corrupt")
+        image = (np.asarray(arr, dtype=np.float64) - lo) / max(hi - lo, 1e-12)
+        if not np.isfinite(image).all():
+            raise _refuse(path, "pixel values are not finite (NaN or infinity)", "corrupt")
+        image = np.clip(image, 0.0, 1.0).astype(np.float32)
+        if meta.PhotometricInterpretation == "MONOCHROME1":
+            image = 1.0 - image
+        return image, meta, ds
 
 
 def write_dicom(

@@ -8,15 +8,19 @@ image either way.
 
 from __future__ import annotations
 
+import functools
+import re
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
-from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path
-from ptxseg.io.dicom import DicomMetadata, is_dicom_file, read_dicom
+from ptxseg.errors import PtxsegError, reading
+from ptxseg.io.atomic import write_bytes_atomic
+from ptxseg.io.dicom import DicomMetadata, is_dicom_file, read_dicom_dataset
+from ptxseg.limits import MIN_RADIOGRAPH_SIDE, check_image_size, max_pixels
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _MAGIC = {
@@ -28,6 +32,20 @@ _MAGIC = {
 }
 
 
+def guard_reads(what: str):
+    """Decorator: the wrapped reader's first argument is a path, and any failure reading it is a :class:`PtxsegError`."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def guarded(path, *args, **kwargs):
+            with reading(path, what):
+                return fn(path, *args, **kwargs)
+
+        return guarded
+
+    return wrap
+
+
 def _raster_kind(path: Path) -> str | None:
     try:
         with open(path, "rb") as fh:
@@ -37,24 +55,57 @@ def _raster_kind(path: Path) -> str | None:
     return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
 
 
-def read_image(path: str | PathLike[str]) -> np.ndarray:
+def _header_size(path: Path) -> tuple[int, int]:
+    """(rows, cols) declared by a raster file's header, read without decoding the pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # lazy: parses the header only
+            cols, rows = im.size
+    except Image.DecompressionBombError as exc:  # Pillow's own guard (over 2 × 89 MP) fires first
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        declared = f"{int(found[1]):,} pixels" if found else "too many pixels"
+        raise PtxsegError(
+            path, f"header declares {declared}, more than the {max_pixels():,}-pixel limit; refused before decoding", code="too_large"
+        ) from None
+    return rows, cols
+
+
+@guard_reads("image")
+def read_image(path: str | PathLike[str], min_side: int = MIN_RADIOGRAPH_SIDE) -> np.ndarray:
     """Read a raster image (PNG/JPEG/TIFF/BMP, 8 or 16 bit) as float32 H×W in ``[0, 1]``.
 
-    Colour images whose three channels are equal are read as grayscale;
-    others are converted with OpenCV's luma weights.
+    The size the header declares is checked against :mod:`ptxseg.limits` before
+    the pixels are decoded; the EXIF orientation of a photo is applied (a
+    rotated or mirrored JPEG must not swap the patient's sides). Colour images
+    whose three channels are equal are read as grayscale; others are converted
+    with OpenCV's luma weights.
+
+    Args:
+        min_side: smallest side accepted (``ptxseg.limits.MIN_RADIOGRAPH_SIDE``
+            for radiographs; masks and maps pass 1).
 
     Raises:
-        PtxsegError: if the file is not an image OpenCV can decode.
+        PtxsegError: if the file is not an image OpenCV can decode, or is too
+            small or too large — and for nothing else.
     """
     path = Path(path)
     if _raster_kind(path) is None:
         raise PtxsegError(path, "not an image file (PNG, JPEG, TIFF, BMP) or DICOM", code="not_image")
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    try:
+        rows, cols = _header_size(path)
+    except PtxsegError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a broken header
+        raise PtxsegError(path, f"image header cannot be read, truncated or corrupt ({type(exc).__name__})", code="corrupt") from None
+    if min_side > 1:
+        check_image_size(rows, cols, path)
+    elif rows * cols > max_pixels():
+        check_image_size(rows, cols, path)
+    arr = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)  # applies the EXIF orientation
     if arr is None:
         raise PtxsegError(path, "image cannot be decoded (truncated or corrupt)", code="corrupt")
     if arr.ndim == 3:
-        if arr.shape[2] == 4:
-            arr = arr[:, :, :3]
         if arr.shape[2] == 1 or (np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2])):
             arr = arr[:, :, 0]
         else:
@@ -77,16 +128,26 @@ def read_radiograph(path: str | PathLike[str], apply_voi: bool = True) -> tuple[
     Raises:
         PtxsegError: for a file that is neither an acceptable DICOM nor an image.
     """
+    image, meta, _ = read_radiograph_dataset(path, apply_voi)
+    return image, meta
+
+
+@guard_reads("radiograph")
+def read_radiograph_dataset(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.ndarray, DicomMetadata, Any]:
+    """:func:`read_radiograph` plus the pydicom Dataset of a DICOM input (None for a raster file).
+
+    The one step every command reads an input radiograph through (header and
+    pixels): every failure is a :class:`PtxsegError` naming the file, so a
+    batch records it as that input's error and goes on.
+    """
     path = Path(path)
     if not path.is_file():
-        raise PtxsegError(path, "no such file", code="missing")
-    if is_dicom_file(path):
-        return read_dicom(path, apply_voi=apply_voi)
-    if _raster_kind(path) is None and path.suffix.lower() == ".dcm":
-        return read_dicom(path, apply_voi=apply_voi)  # refused with the DICOM reader's reason
+        raise PtxsegError(path, "no such file" if not path.exists() else "not a regular file", code="missing")
+    if is_dicom_file(path) or (_raster_kind(path) is None and path.suffix.lower() in (".dcm", ".dicom")):
+        return read_dicom_dataset(path, apply_voi=apply_voi)  # a .dcm without DICM is refused with the reader's reason
     image = read_image(path)
     meta = DicomMetadata(SOPInstanceUID=path.stem, Rows=image.shape[0], Columns=image.shape[1])
-    return image, meta
+    return image, meta, None
 
 
 def to_uint16(image: np.ndarray) -> np.ndarray:
@@ -95,15 +156,21 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
 
 
 def write_png(path: str | PathLike[str], array: np.ndarray) -> Path:
-    """Write a 2-D uint8/uint16 array as a grayscale PNG, or an H×W×3 uint8 array as an RGB PNG, atomically."""
+    """Write a 2-D uint8/uint16 array as a grayscale PNG, or an H×W×3 uint8 array as an RGB PNG, atomically.
+
+    The PNG is encoded in memory and its bytes written and flushed, so a full
+    disk raises :class:`OSError` (``ENOSPC``) instead of leaving a truncated file
+    (``cv2.imwrite`` can report success after libpng failed to write).
+    """
     rgb = array.ndim == 3 and array.shape[2] == 3 and array.dtype == np.uint8
     if not rgb and (array.ndim != 2 or array.dtype not in (np.uint8, np.uint16)):
         raise PtxsegError(path, f"write_png needs a 2-D uint8/uint16 or H×W×3 uint8 array, got {array.dtype} {array.shape}")
     if rgb:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # OpenCV writes BGR
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), array, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-            raise PtxsegError(path, "could not write PNG")
+    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise PtxsegError(path, "could not encode PNG")
+    write_bytes_atomic(path, buf.tobytes())
     return Path(path)
 
 
@@ -113,7 +180,7 @@ def read_mask(path: str | PathLike[str]) -> np.ndarray:
     Foreground is at least half the image's maximum, so 0/255 masks, 0/1 masks
     and JPEG masks with compression noise all read correctly.
     """
-    image = read_image(path)
+    image = read_image(path, min_side=1)
     peak = float(image.max())
     if peak == 0.0:
         return np.zeros(image.shape, dtype=np.uint8)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from os import PathLike
@@ -52,8 +53,11 @@ def _parse_values(rle: str, image_id: str) -> np.ndarray:
     try:
         values = np.array(tokens, dtype=np.int64)
     except (ValueError, OverflowError):
-        bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-        raise PtxsegError(image_id, f"RLE holds a non-integer value {bad!r}", code="rle") from None
+        bad = next((t for t in tokens if not (t.lstrip("-").isascii() and t.lstrip("-").isdigit())), None)
+        if bad is not None:
+            raise PtxsegError(image_id, f"RLE holds a non-integer value {bad[:40]!r}", code="rle") from None
+        big = max(tokens, key=len)
+        raise PtxsegError(image_id, f"RLE value {big[:40]} is too large for any image", code="rle") from None
     if values.size % 2:
         raise PtxsegError(image_id, f"RLE has an odd number of values ({values.size})", code="rle")
     return values
@@ -75,6 +79,14 @@ def rle_to_runs(
     """
     _check_format(fmt)
     values = _parse_values(rle, image_id)
+    n_pixels = int(shape[0]) * int(shape[1])
+    if values.size and int(values.max()) > n_pixels:
+        # no gap, start or length can exceed the grid; refusing here also keeps the sums below from overflowing int64
+        raise PtxsegError(
+            image_id,
+            f"RLE overruns the image: value {int(values.max())} exceeds its {n_pixels} pixels ({shape[0]}x{shape[1]}, {fmt} format)",
+            code="rle",
+        )
     first, lengths = values[0::2], values[1::2]
     if (lengths < 0).any():
         raise PtxsegError(image_id, "RLE has a negative run length", code="rle")
@@ -87,7 +99,6 @@ def rle_to_runs(
         if (first < 1).any():
             raise PtxsegError(image_id, "RLE has a start below 1 (absolute starts are 1-based)", code="rle")
         starts = first - 1
-    n_pixels = int(shape[0]) * int(shape[1])
     if starts.size and int((starts + lengths).max()) > n_pixels:
         end = int((starts + lengths).max())
         raise PtxsegError(
@@ -191,7 +202,7 @@ def detect_rle_format(rles: list[str], shape: tuple[int, int] = SIIM_SHAPE, wher
             continue
         try:
             values = np.array(text.split(), dtype=np.int64)
-        except ValueError:
+        except (ValueError, OverflowError):
             continue  # reported with its ImageId when decoded
         if values.size % 2 or values.size == 0:
             continue
@@ -214,9 +225,10 @@ def detect_rle_format(rles: list[str], shape: tuple[int, int] = SIIM_SHAPE, wher
 def _open_text(path: Path) -> io.TextIOBase:
     with open(path, "rb") as fh:
         magic = fh.read(2)
+    # utf-8-sig: a byte-order mark written by spreadsheet programs is not part of the first column's name
     if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _read_rows(path: Path) -> list[tuple[str, str]]:
@@ -240,7 +252,7 @@ def _read_rows(path: Path) -> list[tuple[str, str]]:
                     raise PtxsegError(path, f"line {lineno} has {len(row)} fields, expected {len(names)}", code="rle_csv")
                 rows.append((row[i_id].strip(), row[i_rle]))
             return rows
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error) as exc:
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, csv.Error, OSError, zlib.error) as exc:
         raise PtxsegError(path, f"not a readable RLE CSV ({type(exc).__name__}: {exc})", code="rle_csv") from None
 
 

@@ -46,20 +46,61 @@ class ModelSpec:
     default_encoder: str | None
     description: str
     min_multiple: int = 32
+    options: Callable | None = None  # whose named parameters are the extra keyword arguments accepted (default: builder)
+
+    def accepted_kwargs(self) -> frozenset[str]:
+        """Extra keyword arguments the builder takes (``model.kwargs``), beyond the ones ptxseg passes itself."""
+        import inspect
+
+        target = self.options or self.builder
+        params = inspect.signature(target).parameters.values()
+        named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return frozenset(named - _PASSED - {"self"})
+
+
+#: arguments create_model passes to every builder (or that the smp wrapper sets), and ``activation``
+#: (ptxseg's models output logits; losses and inference apply the sigmoid): never user kwargs
+_PASSED = frozenset(
+    {
+        "encoder",
+        "in_channels",
+        "classes",
+        "aux_classifier",
+        "imagenet",
+        "encoder_name",
+        "encoder_weights",
+        "aux_params",
+        "activation",
+        "kw",
+        "kwargs",
+    }
+)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, *, takes_encoder: bool = True, default_encoder: str | None = "resnet34", description: str = "", multiple: int = 32
+    name: str,
+    *,
+    takes_encoder: bool = True,
+    default_encoder: str | None = "resnet34",
+    description: str = "",
+    multiple: int = 32,
+    options: Callable | None = None,
 ) -> Callable:
-    """Decorator: register ``builder(encoder, in_channels, classes, aux_classifier, **kw) -> nn.Module``."""
+    """Decorator: register ``builder(encoder, in_channels, classes, aux_classifier, **kw) -> nn.Module``.
+
+    ``options``: the callable whose named parameters list the extra keyword arguments the builder forwards
+    (e.g. the smp class); by default the builder's own signature.
+    """
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, builder, takes_encoder, default_encoder, description or builder.__doc__ or "", multiple)
+        _REGISTRY[name] = ModelSpec(
+            name, builder, takes_encoder, default_encoder, description or builder.__doc__ or "", multiple, options
+        )
         return builder
 
     return wrap
@@ -145,13 +186,16 @@ class SegmentationModel(nn.Module):
 
 def _load_local_weights(model: nn.Module, path: Path) -> None:
     """Load encoder (or whole-model) weights from a safetensors file, adapting RGB first convs to the input."""
-    from safetensors.torch import load_file
+    from ptxseg.checkpoint import non_finite_tensors, read_tensors
 
     if path.suffix != ".safetensors":
         raise PtxsegError(path, "weights must be a .safetensors file (pickled checkpoints are not loaded)")
     if not path.is_file():
         raise PtxsegError(path, "no such weights file")
-    state = load_file(str(path))
+    state = read_tensors(path)
+    bad = non_finite_tensors(state)
+    if bad:
+        raise PtxsegError(path, f"{len(bad)} pretrained weight tensors hold NaN or infinity (first: {bad[0]})", code="non_finite")
     encoder = getattr(model, "encoder", None)
     target = encoder if encoder is not None and not any(k.startswith("encoder.") for k in state) else model
     own = target.state_dict()
@@ -195,6 +239,10 @@ def create_model(
             architecture, or ImageNet weights that cannot be downloaded.
     """
     spec = model_spec(name)
+    unknown = sorted(set(kwargs) - spec.accepted_kwargs())
+    if unknown:
+        accepted = ", ".join(sorted(spec.accepted_kwargs())) or "none"
+        raise PtxsegError("model.kwargs", f"unknown argument {unknown[0]!r} for {name} (accepted: {accepted})")
     if encoder is not None and not spec.takes_encoder:
         raise PtxsegError("encoder", f"{name} has its own encoder; do not pass encoder={encoder!r}")
     encoder = encoder or spec.default_encoder
@@ -213,6 +261,8 @@ def create_model(
         ) from None
     except KeyError as exc:
         raise PtxsegError("encoder", f"unknown encoder {encoder!r} for {name} ({exc})") from None
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        raise PtxsegError("model.kwargs", f"cannot build {name} with {kwargs}: {type(exc).__name__}: {str(exc)[:200]}") from None
     if pretrained is not None and not imagenet:
         _load_local_weights(net, Path(pretrained))
     return SegmentationModel(net, name, encoder, spec.min_multiple)

@@ -56,15 +56,21 @@ SMP_ARCHITECTURES = {
     "fpn": ("fpn", "Feature Pyramid Network (Kirillov 2019), smp"),
     "deeplabv3plus": ("deeplabv3plus", "DeepLabV3+ (Chen 2018), smp"),
 }
+_SMP_CLASSES = {"unet": smp.Unet, "unetplusplus": smp.UnetPlusPlus, "fpn": smp.FPN, "deeplabv3plus": smp.DeepLabV3Plus}
 for _name, (_arch, _description) in SMP_ARCHITECTURES.items():
-    register_model(_name, description=_description)(functools.partial(_smp, _arch))
+    register_model(_name, description=_description, options=_SMP_CLASSES[_arch])(functools.partial(_smp, _arch))
 
 
 #: UEfficientNet dropout: bottleneck, then decoder stages from deepest to shallowest.
 UEFFICIENTNET_DROPOUT = {"bottleneck": 0.4, "decoder": (0.3, 0.25, 0.2, 0.1, 0.1)}
 
 
-@register_model("uefficientnet", default_encoder="efficientnet-b4", description="U-Net on EfficientNet-B4, layer-specific dropout")
+@register_model(
+    "uefficientnet",
+    default_encoder="efficientnet-b4",
+    description="U-Net on EfficientNet-B4, layer-specific dropout",
+    options=smp.Unet,
+)
 def uefficientnet(**kw) -> SmpNet:
     """smp U-Net with spatial dropout 0.4 on the bottleneck features, 0.3/0.25/0.2 after the deep
     and middle decoder stages and 0.1 after the two shallow ones (active in train mode only)."""

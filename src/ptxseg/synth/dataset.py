@@ -35,6 +35,7 @@ from pydicom.uid import generate_uid
 from ptxseg.data.geometry import Geometry, resize_mask
 from ptxseg.data.manifest import write_manifest
 from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import prepare_output_dir
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import to_uint16, write_png
 from ptxseg.io.rle import read_rle_csv, rle_encode, write_rle_rows
@@ -228,9 +229,9 @@ def synth_dataset(
     if masks_from is not None:
         masks_path = str(Path(masks_from).resolve())
         _real_masks(masks_path)  # fail early, in this process, on a bad CSV
-    out.mkdir(parents=True, exist_ok=True)
     if not 0.0 <= test_fraction < 1.0:
         raise PtxsegError("--test-fraction", f"must be in [0, 1), got {test_fraction}")
+    prepare_output_dir(out)
     jobs = [(out, seed, i, size, positive_fraction, masks_path, layout, test_fraction) for i in range(n)]
     rows = process_map(_one_star, jobs, workers, progress)
     if layout == "canonical":

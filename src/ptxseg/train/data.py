@@ -25,11 +25,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ptxseg.config import Config, CropConfig
 from ptxseg.data.augment import build_pipeline, normalize
-from ptxseg.data.manifest import read_manifest
+from ptxseg.data.manifest import check_ids, read_manifest
 from ptxseg.data.samplers import EpochSampler, PositiveShareSampler, ShuffleSampler, WeightedSampler, class_balanced_weights
 from ptxseg.data.split import split_dataset
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.images import read_image, read_mask
+from ptxseg.io.names import under
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,15 @@ def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_se
         if not create:
             raise PtxsegError(path, "missing (run 'ptxseg split' first)")
         split_dataset(dataset, folds=folds, seed=split_seed)
-    table = pd.read_csv(path, dtype={"id": str})
+    with reading(path, "folds file"):
+        table = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig")
     missing = {"id", "fold", "positive"} - set(table.columns)
     if missing:
         raise PtxsegError(path, f"lacks columns {', '.join(sorted(missing))}")
+    check_ids(table["id"], path)
+    for col in ("fold", "positive"):
+        if not pd.api.types.is_integer_dtype(table[col]):
+            raise PtxsegError(path, f"column {col!r} must hold integers")
     test_ids = set(manifest.loc[manifest["split"] == "test", "id"])
     table = table[~table["id"].isin(test_ids)]  # a test image never trains or validates, whatever folds.csv says
     n_folds = int(table["fold"].max()) + 1 if len(table) else 0
@@ -74,7 +80,7 @@ def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_se
         raise PtxsegError(path, f"fold {fold} leaves an empty training or validation set")
     areas = manifest.set_index("id")["mask_area"].reindex(train["id"]).fillna(0).astype(int)
     digest = hashlib.sha256("\n".join(f"{i},{a}" for i, a in zip(train["id"], areas, strict=True)).encode()).hexdigest()[:16]
-    first = read_image(dataset / "images" / f"{train['id'].iloc[0]}.png")  # canonical images share one stored size
+    first = read_image(under(dataset / "images", f"{train['id'].iloc[0]}.png"))  # canonical images share one stored size
     return FoldSplit(
         list(train["id"]),
         train["positive"].to_numpy(int),
@@ -125,8 +131,8 @@ class SegmentationDataset(Dataset):
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (float32 [0, 1]) and mask (uint8 {0, 1}) of item ``i`` at the stored size, cropped."""
         sid = self.ids[i]
-        image = prepare_image(read_image(self.root / "images" / f"{sid}.png"), self.cfg)
-        mask_path = self.root / MASK_DIRS[self.cfg.data.target] / f"{sid}.png"
+        image = prepare_image(read_image(under(self.root / "images", f"{sid}.png")), self.cfg)
+        mask_path = under(self.root / MASK_DIRS[self.cfg.data.target], f"{sid}.png")
         if self.cfg.data.target == "lungs" and not mask_path.is_file():
             raise PtxsegError(mask_path, "missing: a lung-field model needs every image's lungs/ mask")
         mask = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)

@@ -56,6 +56,15 @@ class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
 
 
+def _diverged(run_dir: Path, where: str, lr: float) -> PtxsegError:
+    return PtxsegError(
+        "training",
+        f"diverged: {where} is NaN or infinite (learning rate {lr:.3g}); stopped without saving the broken weights — "
+        f"the last good checkpoints and resume state stay in {run_dir}. Lower optimizer.lr or set training.clip_grad.",
+        code="non_finite",
+    )
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -189,6 +198,8 @@ class Trainer:
             with amp:
                 logits, cls = net.forward_with_cls(x)
             logits = logits.float().cpu()
+            if not bool(torch.isfinite(logits).all()) or (cls is not None and not bool(torch.isfinite(cls).all())):
+                raise _diverged(self.run.path, "the model's validation output", float("nan"))
             c = None if cls is None else torch.sigmoid(cls.float()).reshape(len(x)).cpu().numpy()
             losses.append(F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2, 3)).numpy())
             p = torch.sigmoid(logits)[:, 0].numpy()
@@ -246,6 +257,12 @@ class Trainer:
     def _save_state(self, stage_idx: int, book: StageBook, model, optimizer, schedule, scaler) -> None:
         if not self.dist.main:
             return
+        from ptxseg.checkpoint import non_finite_tensors
+
+        if non_finite_tensors(unwrap(model).state_dict()):  # never replace the last good resume state with a broken one
+            raise _diverged(
+                self.run.path, f"a weight after stage {stage_idx}, epoch {book.epoch + 1}, batch {book.batch}", schedule.lr
+            )
         state = {
             "stage": stage_idx,
             "book": book.__dict__,
@@ -327,9 +344,9 @@ class Trainer:
             **cfg.model.kwargs,
         )
         if init_weights is not None:
-            from safetensors.torch import load_file
+            from ptxseg.checkpoint import read_tensors
 
-            model.load_state_dict(load_file(str(init_weights)))
+            model.load_state_dict(read_tensors(init_weights))
         model.to(d.device)
         if cfg.training.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -400,6 +417,13 @@ class Trainer:
                     with self._autocast():
                         out = ddp_model(x)
                     loss = criterion(_float_output(out), y) / cfg.training.accum_steps
+                    if not bool(torch.isfinite(loss.detach())):
+                        bar.close()
+                        raise _diverged(
+                            self.run.path,
+                            f"the training loss at stage {s_idx}, epoch {epoch + 1}, batch {book.batch + 1}",
+                            schedule.lr,
+                        )
                     scaler.scale(loss).backward()
                 if last_of_group:
                     if cfg.training.clip_grad:

@@ -18,7 +18,6 @@ Only rank 0 of a distributed run writes.
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import subprocess
@@ -27,7 +26,9 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.io.jsonfile import dumps, loads
 
 
 def git_commit() -> dict[str, Any]:
@@ -97,7 +98,7 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> None:
         if self.writer:
-            write_text_atomic(self.path / name, json.dumps(obj, indent=2, default=str))
+            write_text_atomic(self.path / name, dumps(obj, indent=2))
 
     def write_text(self, name: str, text: str) -> None:
         if self.writer:
@@ -108,21 +109,31 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def history(self) -> list[dict[str, Any]]:
-        """The epoch records written so far."""
+        """The epoch records written so far (a value that was NaN, e.g. Dice on positives of a fold without any,
+        is stored as JSON ``null`` and read back as NaN)."""
         if not self.metrics_path.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        lines = [ln for ln in self.metrics_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+        records = []
+        for k, line in enumerate(lines):
+            try:
+                records.append(loads(line, self.metrics_path))
+            except PtxsegError:
+                if k == len(lines) - 1:  # the append in progress when a run was killed: that epoch is re-done
+                    break
+                raise
+        return [{k: (float("nan") if v is None else v) for k, v in r.items()} for r in records]
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         if self.writer:
             with self.metrics_path.open("a") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(dumps(record) + "\n")
 
     def truncate_history(self, keep) -> None:
         """Keep only the records for which ``keep(record)`` is true (a resumed run re-does later epochs)."""
         if self.writer and self.metrics_path.is_file():
             kept = [r for r in self.history() if keep(r)]
-            write_text_atomic(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+            write_text_atomic(self.metrics_path, "".join(dumps(r) + "\n" for r in kept))
 
     def plot_curves(self) -> Path | None:
         """``curves.png``: training/validation loss and validation Dice per epoch."""
