@@ -86,7 +86,7 @@ def gather_inputs(paths: list[str | PathLike[str]], exclude: str | PathLike[str]
                     lines = [ln.strip() for ln in p.read_text(encoding="utf-8-sig").splitlines()]
                 except (OSError, UnicodeDecodeError) as exc:
                     raise PtxsegError(p, f"list file cannot be read ({type(exc).__name__})") from None
-                out += expand([p.parent / ln for ln in lines if ln and not ln.startswith("#") and "\0" not in ln])
+                out += expand([p.parent / ln for ln in lines if ln and not ln.startswith("#")])
             else:
                 out.append(p)
         return out

@@ -232,6 +232,8 @@ def _output_range(ds: pydicom.Dataset, arr: np.ndarray, used_voi_lut_sequence: b
         return 0.0, float(2**bits - 1)
     if "ModalityLUTSequence" in ds:
         bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
+        if not 1 <= bits <= 16:
+            raise PtxsegError(ds.filename or "DICOM", f"Modality LUT of {bits} bits (expected 8 to 16)", code="corrupt")
         return 0.0, float(2**bits - 1)
     if "BitsStored" not in ds or "PixelData" not in ds:
         return float(np.min(arr)), float(np.max(arr))
@@ -254,7 +256,9 @@ def _apply_voi_lut_sequence(arr: np.ndarray, item: pydicom.Dataset) -> np.ndarra
     type, so an 8-bit LUT with more than 256 entries wraps its input (1027 → 3);
     this does the same lookup with a wide index.
     """
-    n_entries, first, _bits = (int(v) for v in item.LUTDescriptor)
+    n_entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    if not 1 <= bits <= 16:
+        raise ValueError(f"VOI LUT of {bits} bits")
     n_entries = n_entries or 65536
     data = item.LUTData
     if isinstance(data, bytes | bytearray):  # VR OW

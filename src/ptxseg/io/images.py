@@ -90,6 +90,8 @@ def read_image(path: str | PathLike[str], min_side: int = MIN_RADIOGRAPH_SIDE) -
             small or too large — and for nothing else.
     """
     path = Path(path)
+    if not path.is_file():
+        raise PtxsegError(path, "no such file" if not path.exists() else "not a regular file", code="missing")
     if _raster_kind(path) is None:
         raise PtxsegError(path, "not an image file (PNG, JPEG, TIFF, BMP) or DICOM", code="not_image")
     try:
