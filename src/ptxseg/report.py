@@ -23,6 +23,7 @@ import numpy as np
 from ptxseg.io.atomic import atomic_path, write_text_atomic
 from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps
+from ptxseg.io.names import check_name, is_safe_name, under
 
 ALPHA = 0.4
 BLUE, YELLOW, RED = (66, 133, 244), (255, 214, 0), (230, 40, 40)  # RGB
@@ -165,7 +166,6 @@ def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[
     """Overlay tiles of the picked cases (re-predicted: maps are not kept during evaluation)."""
     from ptxseg.infer import predict_dataset
     from ptxseg.io.images import read_image
-    from ptxseg.io.names import check_name, under
     from ptxseg.postprocess import OperatingPoint
 
     op = OperatingPoint(**predictor.operating_point)
@@ -207,7 +207,10 @@ def report_model(
     cases = pick_cases(list(per_image), np.array(list(per_image.values())), positive)
     first = resolve_weights(predictor.sources[0]).parent
     tuning = predictor.tuning
-    threshold_png = Path(tuning["curves"]) if tuning and tuning.get("curves") else first / "threshold_curves.png"
+    # the curves path is read from a model/ensemble file: only a PNG name beside that file is copied into the report
+    base = Path(model[0]).parent if predictor.ensemble is not None else first
+    name = Path(str(tuning["curves"])).name if tuning and tuning.get("curves") else "threshold_curves.png"
+    threshold_png = under(base, name) if is_safe_name(name) and name.endswith(".png") else first / "threshold_curves.png"
     figures = {"threshold_curves.png": threshold_png}
     if len(predictor.sources) == 1:
         figures["curves.png"] = first / "curves.png"  # training curves: one model only
