@@ -96,7 +96,7 @@ def _spacing(ds: pydicom.Dataset) -> tuple[float, float] | None:
                 row, col = float(value[0]), float(value[1])
             except (TypeError, ValueError):
                 continue
-            if row > 0 and col > 0:
+            if 0 < row < 1e3 and 0 < col < 1e3:  # finite, positive, plausible (mm per pixel)
                 return (row, col)
     return None
 

@@ -44,10 +44,18 @@ def _refuse_constant(token: str):
     raise ValueError(f"non-standard JSON number {token}")
 
 
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):  # 1e999 is valid JSON syntax but overflows to infinity
+        raise ValueError(f"JSON number {token[:30]} overflows to infinity")
+    return value
+
+
 def loads(text: str | bytes, where: str | PathLike[str] = "JSON") -> Any:
-    """Parse standard JSON; ``NaN``/``Infinity`` tokens, bad syntax or absurd nesting are a :class:`PtxsegError`."""
+    """Parse standard JSON; ``NaN``/``Infinity`` tokens, numbers that overflow to infinity, bad syntax or absurd
+    nesting are a :class:`PtxsegError`."""
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise PtxsegError(where, f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", code="bad_json") from None
     except (ValueError, UnicodeDecodeError) as exc:
