@@ -56,10 +56,11 @@ class TrainingInterrupted(Exception):
     """SIGTERM/SIGINT arrived; the state was saved and the run can be resumed."""
 
 
-def _diverged(run_dir: Path, where: str, lr: float) -> PtxsegError:
+def _diverged(run_dir: Path, where: str, lr: float | None = None) -> PtxsegError:
+    at_lr = "" if lr is None else f" (learning rate {lr:.3g})"
     return PtxsegError(
         "training",
-        f"diverged: {where} is NaN or infinite (learning rate {lr:.3g}); stopped without saving the broken weights — "
+        f"diverged: {where} is NaN or infinite{at_lr}; stopped without saving the broken weights — "
         f"the last good checkpoints and resume state stay in {run_dir}. Lower optimizer.lr or set training.clip_grad.",
         code="non_finite",
     )
@@ -199,7 +200,7 @@ class Trainer:
                 logits, cls = net.forward_with_cls(x)
             logits = logits.float().cpu()
             if not bool(torch.isfinite(logits).all()) or (cls is not None and not bool(torch.isfinite(cls).all())):
-                raise _diverged(self.run.path, "the model's validation output", float("nan"))
+                raise _diverged(self.run.path, "the model's validation output")
             c = None if cls is None else torch.sigmoid(cls.float()).reshape(len(x)).cpu().numpy()
             losses.append(F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2, 3)).numpy())
             p = torch.sigmoid(logits)[:, 0].numpy()
