@@ -96,6 +96,20 @@ def test_rescale_slope_intercept(tmp_path, gradient_u16):
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+def test_modality_lut_sequence(tmp_path, gradient_u16):
+    from pydicom.dataset import Dataset
+
+    item = Dataset()
+    item.LUTDescriptor, item.ModalityLUTType = [4096, 0, 16], "US"
+    item.LUTData = (65535 - np.arange(4096) * 16).astype("<u2").tobytes()  # an inverting table over 16 bits
+    path = _edit(_write(tmp_path, gradient_u16, bits_stored=12), ModalityLUTSequence=[item])
+    out, _ = read_dicom(path)
+    ref, _ = read_dicom(_write(tmp_path, gradient_u16, "ref.dcm", bits_stored=12))
+    stored = np.round(ref * 4095)  # the raw 12-bit values
+    np.testing.assert_allclose(out, (65535 - stored * 16) / 65535, atol=1e-5)  # the table's output over its 16 bits
+    assert out[0, 0] > out[0, -1]  # inverted by the table
+
+
 def test_window_applied_and_skippable(tmp_path, gradient_u16):
     path = _edit(_write(tmp_path, gradient_u16, bits_stored=12), WindowCenter="1024", WindowWidth="1024")
     windowed, _ = read_dicom(path)

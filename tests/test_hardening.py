@@ -397,6 +397,9 @@ def test_malformed_dicom_headers_are_one_error_each(tmp_path):
     assert outcomes["huge"][0] == "too_large"
     for name in ("deflate", "frames", "short_modality_lut", "rescale_text"):
         assert outcomes[name][0] == "corrupt", (name, outcomes[name])
+    assert "NumberOfFrames 'abcdefgh' is not an integer" in outcomes["frames"][1]
+    assert "RescaleSlope 'abcdefghij' is not a number" in outcomes["rescale_text"][1]
+    assert "Modality LUT holds 10 entries, its descriptor promises 4096" in outcomes["short_modality_lut"][1]
     proc = _cli("info", *map(str, files.values()))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr + proc.stdout
     model = _bundle(tmp_path / "model")

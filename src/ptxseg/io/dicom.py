@@ -222,6 +222,27 @@ def _float_attr(ds: pydicom.Dataset, keyword: str, default: float) -> float:
     return out
 
 
+def _check_modality_lut(ds: pydicom.Dataset) -> None:
+    """Refuse, with a reason a person can act on, a rescale or Modality LUT that cannot map the stored values."""
+    if "ModalityLUTSequence" in ds:
+        item = ds.ModalityLUTSequence[0]
+        n_entries = int(item.LUTDescriptor[0]) or 65536
+        data = item.get("LUTData")
+        if data is None:
+            have = 0
+        elif isinstance(data, bytes | bytearray):  # VR OW: 16-bit words
+            have = len(data) // 2
+        else:
+            have = len(data) if isinstance(data, list | tuple | MultiValue) else 1
+        if have < n_entries:
+            raise PtxsegError(
+                ds.filename or "DICOM", f"Modality LUT holds {have} entries, its descriptor promises {n_entries}", code="corrupt"
+            )
+    else:
+        _float_attr(ds, "RescaleSlope", 1.0)
+        _float_attr(ds, "RescaleIntercept", 0.0)
+
+
 def _output_range(ds: pydicom.Dataset, arr: np.ndarray, used_voi_lut_sequence: bool) -> tuple[float, float]:
     """The value range the pixel values can span after the LUTs applied (PS3.3 C.11).
 
@@ -332,6 +353,7 @@ def read_dicom_dataset(path: str | PathLike[str], apply_voi: bool = True) -> tup
             raise _refuse(path, reason, "corrupt") from None
         if raw.ndim != 2:
             raise _refuse(path, f"expected a 2-D grayscale image, decoded shape {raw.shape}", "colour")
+        _check_modality_lut(ds)
         try:
             arr = apply_modality_lut(raw, ds)
         except Exception as exc:  # noqa: BLE001
