@@ -696,3 +696,21 @@ def test_real_dicom_still_reads():
     assert image.shape == (1955, 1841) and meta.warnings == [] and ds is not None
     assert input_id(shared_path("dicom", "chest_pa_cr_mono1.dcm")) == meta.SOPInstanceUID
     assert math.isfinite(float(image.mean()))
+
+
+class _MissingImage(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        raise PtxsegError("ds/images/a.png", "no such file", code="missing")
+
+
+def test_errors_in_dataloader_workers_keep_their_reason():
+    """torch re-raises a worker's exception as a RuntimeError holding its traceback; the CLI shows the original line."""
+    from ptxseg.cli import _worker_error
+
+    with pytest.raises(Exception) as info:  # noqa: B017 - torch decides the type
+        next(iter(torch.utils.data.DataLoader(_MissingImage(), num_workers=1)))
+    assert _worker_error(info.value) == "ds/images/a.png: no such file"
+    assert _worker_error(RuntimeError("something else")) is None

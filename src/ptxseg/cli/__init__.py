@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 
 import typer
@@ -55,6 +56,16 @@ def os_error_message(exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+def _worker_error(exc: Exception) -> str | None:
+    """The original message of a :class:`PtxsegError` raised in a DataLoader worker process: torch re-raises it
+    as a RuntimeError holding the worker's traceback ("Caught PtxsegError in DataLoader worker process 0 …")."""
+    text = str(exc)
+    if not text.startswith("Caught PtxsegError"):
+        return None
+    found = re.search(r"PtxsegError: (.+?)\s*\Z", text)
+    return found[1] if found else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default ``sys.argv[1:]``); return the exit code.
 
@@ -93,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug must still not print a traceback at a user
         if os.environ.get("PTXSEG_DEBUG"):
             raise
+        inner = _worker_error(exc)
+        if inner is not None:
+            _say(inner)
+            return 2
         _say(f"internal error ({type(exc).__name__}: {exc}); please report it — PTXSEG_DEBUG=1 shows the traceback")
         return 3
     return code if isinstance(code, int) else 0
