@@ -20,7 +20,7 @@ import numpy as np
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import write_bytes_atomic
 from ptxseg.io.dicom import DicomMetadata, is_dicom_file, read_dicom_dataset
-from ptxseg.limits import MIN_RADIOGRAPH_SIDE, check_image_size, max_pixels
+from ptxseg.limits import check_image_size, max_pixels
 
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 _MAGIC = {
@@ -72,7 +72,7 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 
 @guard_reads("image")
-def read_image(path: str | PathLike[str], min_side: int = MIN_RADIOGRAPH_SIDE) -> np.ndarray:
+def read_image(path: str | PathLike[str], radiograph: bool = True) -> np.ndarray:
     """Read a raster image (PNG/JPEG/TIFF/BMP, 8 or 16 bit) as float32 H×W in ``[0, 1]``.
 
     The size the header declares is checked against :mod:`ptxseg.limits` before
@@ -82,8 +82,8 @@ def read_image(path: str | PathLike[str], min_side: int = MIN_RADIOGRAPH_SIDE) -
     with OpenCV's luma weights.
 
     Args:
-        min_side: smallest side accepted (``ptxseg.limits.MIN_RADIOGRAPH_SIDE``
-            for radiographs; masks and maps pass 1).
+        radiograph: refuse images too small to be a radiograph (under
+            ``ptxseg.limits.MIN_RADIOGRAPH_SIDE`` on a side); masks pass False.
 
     Raises:
         PtxsegError: if the file is not an image OpenCV can decode, or is too
@@ -100,10 +100,8 @@ def read_image(path: str | PathLike[str], min_side: int = MIN_RADIOGRAPH_SIDE) -
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a broken header
         raise PtxsegError(path, f"image header cannot be read, truncated or corrupt ({type(exc).__name__})", code="corrupt") from None
-    if min_side > 1:
-        check_image_size(rows, cols, path)
-    elif rows * cols > max_pixels():
-        check_image_size(rows, cols, path)
+    if radiograph or rows * cols > max_pixels():
+        check_image_size(rows, cols, path)  # too small to be a radiograph; more pixels than the limit
     arr = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)  # applies the EXIF orientation
     if arr is None:
         raise PtxsegError(path, "image cannot be decoded (truncated or corrupt)", code="corrupt")
@@ -182,7 +180,7 @@ def read_mask(path: str | PathLike[str]) -> np.ndarray:
     Foreground is at least half the image's maximum, so 0/255 masks, 0/1 masks
     and JPEG masks with compression noise all read correctly.
     """
-    image = read_image(path, min_side=1)
+    image = read_image(path, radiograph=False)
     peak = float(image.max())
     if peak == 0.0:
         return np.zeros(image.shape, dtype=np.uint8)
