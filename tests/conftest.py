@@ -46,3 +46,12 @@ def siim_masks(siim_csv):
 def gradient_u16() -> np.ndarray:
     """A 300×280 uint16 ramp: brightness rises to the right (display orientation)."""
     return np.tile(np.linspace(0, 4095, 280), (300, 1)).astype(np.uint16)
+
+
+def model_card(size: int = 64, name: str = "unet", encoder: str | None = "resnet18", **fields):
+    """A model card for tests that save untrained models: stored and network size ``size``, letterbox, min-max."""
+    from ptxseg.card import Architecture, ModelCard
+    from ptxseg.data.preprocess import Preprocessing
+
+    pp = {"stored_size": size, "size": size} | fields.pop("preprocessing", {})
+    return ModelCard(model=Architecture(name=name, encoder=encoder), preprocessing=Preprocessing(**pp), **fields)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptxseg.data.augment import build_pipeline, normalize
+from ptxseg.data.augment import build_pipeline
+from ptxseg.data.preprocess import normalize
 from ptxseg.errors import PtxsegError
 
 

@@ -51,7 +51,7 @@ from ptxseg.predict import predict_batch
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
 
-from .conftest import shared_path
+from .conftest import model_card, shared_path
 
 TINY = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0", "augment=[]"]
 HOSTILE_IDS = ["../../other_model/best", "/tmp/ptxseg-abs/evil", "1." * 200 + "1", "1.2\x003.4", "x\n", "..", ".", "", "a/b"]
@@ -61,16 +61,7 @@ def _bundle(folder: Path, name: str = "m", **meta_changes) -> Path:
     """An untrained U-Net-R18 at 64 px saved as a model (random weights: these tests check plumbing, not accuracy)."""
     torch.manual_seed(0)
     model = create_model("unet", encoder="resnet18")
-    meta = {
-        "model": {"name": "unet", "encoder": "resnet18"},
-        "input": {"size": 64, "normalize": "minmax", "mean": 0.5, "std": 0.5, "crop": None},
-        "operating_point": {"threshold": 0.5, "min_mask_px": 0, "at_size": 1024},
-        "tta": ["identity"],
-        "target": "pneumothorax",
-    }
-    for key, value in meta_changes.items():
-        meta[key] = value
-    return save_weights(folder / f"{name}.safetensors", model, meta)
+    return save_weights(folder / f"{name}.safetensors", model, model_card(**meta_changes))
 
 
 def _gradient(n: int = 64) -> np.ndarray:
@@ -240,11 +231,13 @@ def test_training_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_pat
 def test_broken_model_files_are_refused(tmp_path):
     model = _bundle(tmp_path, "m")
     card = json.loads(model.with_suffix(".json").read_text())
+    pp = card["preprocessing"]
     cases = {
-        "std0": ({**card, "input": {**card["input"], "std": 0}}, "input.std"),
-        "std_nan": ({**card, "input": {**card["input"], "std": float("nan")}}, "non-standard JSON number NaN"),
-        "size": ({**card, "input": {**card["input"], "size": 100000}}, "input.size"),
-        "nokeys": ({"format": card["format"], "model": card["model"]}, "input: Field required"),
+        "std0": ({**card, "preprocessing": {**pp, "std": 0}}, "preprocessing.std"),
+        "std_nan": ({**card, "preprocessing": {**pp, "std": float("nan")}}, "non-standard JSON number NaN"),
+        "size": ({**card, "preprocessing": {**pp, "size": 100000}}, "preprocessing.size"),
+        "nokeys": ({"format": card["format"], "model": card["model"]}, "preprocessing: Field required"),
+        "unknown": ({**card, "colour": "blue"}, "colour: unknown field"),
         "op": ({**card, "operating_point": {"threshold": 1.5}}, "threshold must be a probability"),
         "kwargs": ({**card, "model": {**card["model"], "kwargs": {"activation": "sigmoid"}}}, "unknown argument 'activation'"),
     }
@@ -281,7 +274,7 @@ def test_broken_model_files_are_refused(tmp_path):
     with pytest.raises(PtxsegError, match="not saved: .* not finite"):  # a broken model is never written either
         broken = create_model("unet", encoder="resnet18")
         next(broken.parameters()).data.fill_(float("inf"))
-        save_weights(tmp_path / "broken.safetensors", broken, card)
+        save_weights(tmp_path / "broken.safetensors", broken, model_card())
 
 
 class _NaNModel(torch.nn.Module):
@@ -565,8 +558,13 @@ def test_yaml_alias_bomb_refused(tmp_path):
 def test_absurd_sizes_refused(tmp_path):
     with pytest.raises(PtxsegError, match="data.size: Input should be less than or equal to 4096"):
         load_config("default", ["data.size=65536"])
-    with pytest.raises(PtxsegError, match="input.size"):
-        Predictor([_bundle(tmp_path, input={"size": 100000, "normalize": "minmax", "mean": 0.5, "std": 0.5})])
+    too_big = tmp_path / "big.safetensors"
+    shutil.copy(_bundle(tmp_path), too_big)
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["preprocessing"]["size"] = 100000
+    too_big.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(PtxsegError, match="preprocessing.size"):
+        Predictor([too_big])
     src = tmp_path / "src"
     write_dicom(src / "1.2.3.dcm", _gradient(256), sop_instance_uid="1.2.3")
     (src / "train-rle.csv").write_text("ImageId,EncodedPixels\n1.2.3,-1\n")
@@ -666,11 +664,17 @@ def test_unknown_model_kwargs_refused(tmp_path):
         load_config("default", ["model.kwargs={decoder_channels: [128, 64]}"])
 
 
-def test_augmentation_that_cannot_run_fails_at_validation():
-    with pytest.raises(PtxsegError, match="augment: the augmentation pipeline cannot run on a 256×256 image"):
-        load_config("default", ["augment=[{name: RandomCrop, height: 512, width: 512}]"])
+def test_augmentation_that_cannot_run_fails_at_validation(tmp_path):
+    with pytest.raises(PtxsegError, match="augment: the augmentation pipeline cannot run on a 1024×1024 image"):
+        load_config("default", ["augment=[{name: RandomCrop, height: 2048, width: 2048}]"])
     with pytest.raises(PtxsegError, match="augment"):
-        load_config("default", ["stages=[{epochs: 1, size: 128}]", "augment=[{name: CenterCrop, height: 192, width: 192}]"])
+        load_config("default", ["augment=[{name: GaussNoise, std_range: [0.5, 0.1]}]"])
+    # a crop that fits 1024² but not this dataset's 64² images: refused when training starts, before any worker
+    data = tmp_path / "ds"
+    synth_dataset(data, 8, size=64, seed=2, positive_fraction=0.5)
+    cfg = load_config("default", [*TINY, "data.workers=2", "augment=[{name: RandomCrop, height: 96, width: 96}]"])
+    with pytest.raises(PtxsegError, match="cannot run on a 64×64 image"):
+        train(cfg, data, tmp_path / "run", quiet=True)
 
 
 def test_negative_counts_refused():

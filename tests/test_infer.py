@@ -19,6 +19,8 @@ from ptxseg.infer import (
 )
 from ptxseg.models import create_model
 
+from .conftest import model_card
+
 
 class LogitOfInput(torch.nn.Module):
     """Returns the input as logits: the exact answer of any TTA member is sigmoid(input)."""
@@ -49,13 +51,8 @@ def test_tta_members_invert_exactly_on_a_non_symmetric_image():
 def _bundle(tmp_path, name="m", crop=None, seed=0):
     torch.manual_seed(seed)
     model = create_model("unet", encoder="resnet18")
-    meta = {
-        "model": {"name": "unet", "encoder": "resnet18"},
-        "input": {"size": 64, "normalize": "minmax", "mean": 0.5, "std": 0.5, "crop": crop},
-        "operating_point": {"threshold": 0.5, "min_mask_px": 0, "at_size": 1024},
-        "tta": ["identity", "hflip"],
-    }
-    return save_weights(tmp_path / f"{name}.safetensors", model, meta)
+    card = model_card(preprocessing={"crop": crop}, tta=["identity", "hflip"])
+    return save_weights(tmp_path / f"{name}.safetensors", model, card)
 
 
 def test_predictor_frame_crop_and_ensemble(tmp_path):
@@ -75,8 +72,11 @@ def test_predictor_frame_crop_and_ensemble(tmp_path):
     assert mixed.member_scores.shape == (4,) and mixed.cls_prob is None  # 2 models × 2 TTA members, no head
     crop = {"top": 0.08, "bottom": 0.78, "left": 0.1, "right": 0.85, "pad_px": 0}
     cropped = Predictor([_bundle(tmp_path, "c", crop=crop)]).predict(images)[0].prob
-    assert cropped[:7].max() == 0 and cropped[79:].max() == 0 and cropped[:, 77:].max() == 0 and cropped[10:70, 10:70].min() > 0
-    with pytest.raises(PtxsegError, match="input settings"):
+    # 100×90 letterboxed into 64²: rows × 0.64, columns × 58/90 then 3 columns of padding; the crop (rows 5–50,
+    # columns 6–54 of the stored square) covers source rows 7.8–78 and columns 4.7–79 (± a pixel of interpolation)
+    assert cropped[:6].max() == 0 and cropped[80:].max() == 0 and cropped[:, :3].max() == 0 and cropped[:, 81:].max() == 0
+    assert cropped[10:76, 7:77].min() > 0
+    with pytest.raises(PtxsegError, match="preprocessing .* differs from the ensemble's"):
         Predictor([_bundle(tmp_path), _bundle(tmp_path, "c2", crop=crop)])
     with pytest.raises(PtxsegError, match="non-negative weights"):
         Predictor([_bundle(tmp_path)], weights=[1, 2])
@@ -147,13 +147,8 @@ class _Negated(torch.nn.Module):
 def test_monte_carlo_dropout_samples_dropout_only_and_is_seeded(tmp_path):
     torch.manual_seed(0)
     model = create_model("uefficientnet")  # spatial dropout in the decoder: the masks themselves vary
-    meta = {
-        "model": {"name": "uefficientnet", "encoder": "efficientnet-b4"},
-        "input": {"size": 64, "normalize": "minmax", "mean": 0.5, "std": 0.5, "crop": None},
-        "operating_point": {"threshold": 0.5},
-        "tta": ["identity", "hflip"],
-    }
-    bundle = save_weights(tmp_path / "ueff.safetensors", model, meta)
+    card = model_card(name="uefficientnet", encoder="efficientnet-b4", tta=["identity", "hflip"])
+    bundle = save_weights(tmp_path / "ueff.safetensors", model, card)
     image = np.random.default_rng(1).random((64, 64)).astype(np.float32)
     plain = Predictor([bundle]).predict([image])[0]
     mc = Predictor([bundle], mc_dropout=3)

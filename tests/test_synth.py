@@ -87,7 +87,7 @@ def test_canonical_layout_deterministic_across_workers(tmp_path):
     synth_dataset(tmp_path / "b", 10, size=96, seed=3, positive_fraction=0.5, workers=2)
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())
-    assert files_a == files_b and len(files_a) == 3 * 10 + 1
+    assert files_a == files_b and len(files_a) == 3 * 10 + 2  # images, masks, lungs; manifest.csv, dataset.json
     for rel in files_a:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
     other = synth_dataset(tmp_path / "c", 10, size=96, seed=4, positive_fraction=0.5)

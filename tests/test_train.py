@@ -12,18 +12,21 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ptxseg.checkpoint import load_model, load_state, read_meta, save_state, save_weights
+from ptxseg.checkpoint import load_model, load_state, read_model_card, save_state, save_weights
 from ptxseg.config import list_configs, load_config, read_raw
-from ptxseg.data.manifest import read_manifest
+from ptxseg.data.manifest import read_dataset_info, read_manifest
+from ptxseg.data.preprocess import Preprocessing, crop_box
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_mask
 from ptxseg.losses import auto_pos_weight
 from ptxseg.models import create_model
 from ptxseg.synth.dataset import synth_dataset
-from ptxseg.train.data import SegmentationDataset, crop_box, fold_split, make_loader
+from ptxseg.train.data import SegmentationDataset, fold_split, make_loader
 from ptxseg.train.engine import train
 from ptxseg.train.freeze import encoder_blocks, encoder_of, set_encoder_trainable, trainable_fraction
 from ptxseg.train.tracking import MlflowTracker
+
+from .conftest import model_card
 
 TINY = ["data.size=64", "training.batch_size=2", "training.val_batch_size=4", "data.workers=0", "model.pretrained=null"]
 
@@ -51,9 +54,8 @@ def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
     assert result.stop_reason == "budget" and result.epochs_run == 1
     record = result.history[0]
     assert record["partial"] and record["val_images"] > 0 and 0 <= record["val_dice"] <= 1 and np.isfinite(record["train_loss"])
-    model, meta = load_model(tmp_path / "run")
-    assert meta["model"]["name"] == cfg.model.name and meta["input"]["size"] == 64 and meta["recipe"] == name
-    assert set(meta["operating_point"]) >= {"threshold", "min_mask_px", "at_size"}
+    model, card = load_model(tmp_path / "run")
+    assert card.model.name == cfg.model.name and card.preprocessing.size == 64 and card.recipe == name
     with torch.no_grad():
         assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
 
@@ -69,9 +71,13 @@ def test_run_directory_contents(phantoms, tmp_path):
     assert env["torch"] == torch.__version__ and "commit" in env["git"]
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1] and result.stop_reason == "completed"
-    meta = read_meta(run / "best.safetensors")
-    assert meta["training_data"]["fingerprint"] == fold_split(phantoms, 0).fingerprint
-    assert meta["metrics"]["val_dice"] == max(r["val_dice"] for r in lines)
+    card = read_model_card(run / "best.safetensors")
+    assert card.training_data.fingerprint == fold_split(phantoms, 0).fingerprint
+    assert card.metrics["val_dice"] == max(r["val_dice"] for r in lines)
+    validation = card.metrics["validation_at_operating_point"]  # numbers at the tuned point, with bootstrap intervals
+    assert validation["mean_dice"] == pytest.approx(card.metrics["val_dice_tuned"])
+    lo, hi = validation["ci95"]["mean_dice"]
+    assert lo <= validation["mean_dice"] <= hi
     assert (phantoms / "folds.csv").is_file()  # created on the fly
     assert "stage 0: size 64" in (run / "train.log").read_text()
 
@@ -88,7 +94,7 @@ def test_progressive_stages_start_from_previous_best(phantoms, tmp_path):
     assert sizes == [(0, 64), (1, 96)]
     n_blocks = len(encoder_blocks(encoder_of(create_model("unet", encoder="resnet18"))))
     assert result.history[0]["frozen_blocks"] == n_blocks and result.history[1]["frozen_blocks"] == n_blocks // 2
-    assert read_meta(tmp_path / "run" / "best.safetensors")["input"]["size"] == 96
+    assert read_model_card(tmp_path / "run" / "best.safetensors").preprocessing.size == 96
     # stage 0 kept the whole encoder frozen: its weights are the seeded initialisation
     torch.manual_seed(cfg.training.seed)
     init = create_model("unet", encoder="resnet18").state_dict()
@@ -169,14 +175,15 @@ def test_fold_split_excludes_test_and_checks_fold(phantoms, tmp_path):
 def test_dataset_augmentation_is_per_sample_deterministic(phantoms):
     cfg = load_config("pdeseray_512_tversky_focal", ["data.size=64"])
     ids = fold_split(phantoms, 0).train_ids[:6]
-    ds = SegmentationDataset(phantoms, ids, cfg, 64, train=True, seed=5)
+    pp = Preprocessing(stored_size=read_dataset_info(phantoms).size, size=64)
+    ds = SegmentationDataset(phantoms, ids, pp, augment=cfg.augment, train=True, seed=5)
     ds.set_epoch(2)
     a = [ds[i][0] for i in range(6)]
     loaded = [x for batch, _ in make_loader(ds, 3, workers=2) for x in batch]  # other processes, other order of calls
     assert all(torch.equal(x, y) for x, y in zip(a, loaded, strict=True))
     ds.set_epoch(3)
     assert not all(torch.equal(x, ds[i][0]) for i, x in enumerate(a))
-    val = SegmentationDataset(phantoms, ids, cfg, 64, train=False)
+    val = SegmentationDataset(phantoms, ids, pp)
     x, y = val[0]
     assert x.shape == (1, 64, 64) and y.dtype == torch.float32 and set(y.unique().tolist()) <= {0.0, 1.0}
     assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(1.0)  # min-max then (x - 0.5) / 0.5
@@ -190,16 +197,14 @@ def test_lung_crop_box():
 
 def test_checkpoint_files(tmp_path):
     model = create_model("unet", encoder="resnet18")
-    meta = {"model": {"name": "unet", "encoder": "resnet18"}, "input": {"size": 64}}
-    path = save_weights(tmp_path / "m", model, meta)
-    loaded, m = load_model(path)
-    assert m["input"]["size"] == 64
+    path = save_weights(tmp_path / "m", model, model_card())
+    loaded, card = load_model(path)
+    assert card.preprocessing.size == 64 and card == read_model_card(path)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
     (tmp_path / "m.pt").write_bytes(b"pickle")
     with pytest.raises(PtxsegError, match="pickled checkpoints are not loaded"):
         load_model(tmp_path / "m.pt")
-    card = {"format": "ptxseg-checkpoint/1", "model": {"name": "unet", "encoder": "resnet34"}, "input": {"size": 64}}
-    (tmp_path / "m.json").write_text(json.dumps(card))
+    (tmp_path / "m.json").write_text(model_card(encoder="resnet34").to_json())
     with pytest.raises(PtxsegError, match="weights do not fit unet/resnet34"):
         load_model(path)
     opt = torch.optim.Adam(model.parameters())

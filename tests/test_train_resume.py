@@ -119,5 +119,5 @@ def test_torchrun_two_cpu_processes(data, tmp_path):
     assert [r["epoch"] for r in rows] == [0, 1]  # rank 0 alone writes: one line per epoch
     assert all(r["val_images"] == info["val_images"] for r in rows)  # the sharded validation is gathered whole
     assert proc.stdout.count("ptxseg train default:") == 1  # one summary table, from rank 0
-    model, meta = load_model(run)
-    assert meta["model"]["encoder"] == "resnet18"
+    model, card = load_model(run)
+    assert card.model.encoder == "resnet18"

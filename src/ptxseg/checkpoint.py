@@ -18,19 +18,18 @@ import math
 import uuid
 from os import PathLike
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_save
 from torch import nn
 
+from ptxseg.card import ModelCard, read_card, write_card
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import write_bytes_atomic, write_text_atomic
-from ptxseg.io.jsonfile import MAX_JSON_BYTES, dumps, read_json, read_json_object
+from ptxseg.io.jsonfile import MAX_JSON_BYTES, dumps, read_json_object
 from ptxseg.io.names import is_safe_name
-from ptxseg.limits import MAX_NETWORK_SIZE
 
 FORMAT = "ptxseg-checkpoint/1"
 
@@ -72,8 +71,8 @@ def read_tensors(path: str | PathLike[str], device: str | torch.device = "cpu") 
         return load_file(str(path), device=str(device))
 
 
-def save_weights(path: str | PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
-    """Write ``path`` (``.safetensors``) and its ``.json`` metadata atomically; return the weights path.
+def save_weights(path: str | PathLike[str], model: nn.Module, card: ModelCard) -> Path:
+    """Write ``path`` (``.safetensors``) and its model card (``.json``) atomically; return the weights path.
 
     Raises:
         PtxsegError: when a weight is NaN or infinite — a broken model is never saved (the previous file stays).
@@ -84,69 +83,17 @@ def save_weights(path: str | PathLike[str], model: nn.Module, meta: dict[str, An
     if bad:
         raise PtxsegError(path, f"not saved: {len(bad)} weight tensors are not finite (first: {bad[0]})", code="non_finite")
     write_tensors(path, state, metadata={"format": FORMAT})
-    write_text_atomic(path.with_suffix(".json"), dumps({"format": FORMAT, **meta}, indent=2))
+    write_card(path.with_suffix(".json"), card)
     return path
 
 
-class _Card(BaseModel):
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-
-
-class _CardModel(_Card):
-    name: str
-    encoder: str | None = None
-    aux_classifier: bool = False
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-
-
-class _CardInput(_Card):
-    size: int = Field(ge=32, le=MAX_NETWORK_SIZE, multiple_of=32)
-    normalize: Literal["minmax", "none"] = "minmax"
-    mean: float = 0.5
-    std: float = Field(0.5, gt=0)
-    crop: dict[str, Any] | None = None
-
-
-class _CardMeta(_Card):
-    format: Literal["ptxseg-checkpoint/1"]
-    model: _CardModel
-    input: _CardInput
-    target: Literal["pneumothorax", "lungs"] = "pneumothorax"
-    operating_point: dict[str, Any] = Field(default_factory=dict)
-    tta: list[Literal["identity", "hflip", "vflip", "rot90", "rot270"]] = Field(default_factory=lambda: ["identity"])
-
-
-def validate_meta(meta: object, where: str | PathLike[str]) -> dict[str, Any]:
-    """Check the metadata a model is rebuilt and applied from (architecture, input size and normalisation,
-    target, operating point, TTA): present, of the right types, finite and in range. Returns it unchanged.
-
-    Raises:
-        PtxsegError: one line naming the file and every problem (``input.std: 0`` included).
-    """
-    from ptxseg.config import CropConfig
-    from ptxseg.postprocess import OperatingPoint
-
-    if not isinstance(meta, dict):
-        raise PtxsegError(where, "model metadata must be a JSON object", code="bad_model")
-    if meta.get("format") != FORMAT:
-        raise PtxsegError(where, f"not a ptxseg checkpoint (format {meta.get('format')!r}, expected {FORMAT!r})", code="bad_model")
-    try:
-        card = _CardMeta.model_validate(meta)
-        if card.input.crop is not None:
-            CropConfig.model_validate(card.input.crop)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'metadata'}: {e['msg']}" for e in exc.errors())
-        raise PtxsegError(where, f"invalid model metadata: {problems}", code="bad_model") from None
-    OperatingPoint.from_dict(meta.get("operating_point", {}), str(where))
-    return meta
-
-
-def read_meta(path: str | PathLike[str]) -> dict[str, Any]:
-    """The JSON metadata beside a weights file, validated (see :func:`validate_meta`)."""
-    meta_path = Path(path).with_suffix(".json")
-    if not meta_path.is_file():
-        raise PtxsegError(path, "no metadata file beside the weights (expected " + meta_path.name + ")")
-    return validate_meta(read_json(meta_path), meta_path)
+def read_model_card(path: str | PathLike[str]) -> ModelCard:
+    """The model card beside a weights file (or of a run/bundle directory), validated (see :mod:`ptxseg.card`)."""
+    weights = resolve_weights(path) if Path(path).is_dir() else Path(path)
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        raise PtxsegError(weights, "no model card beside the weights (expected " + card_path.name + ")")
+    return read_card(card_path)
 
 
 def resolve_weights(path: str | PathLike[str]) -> Path:
@@ -164,20 +111,20 @@ def resolve_weights(path: str | PathLike[str]) -> Path:
     return p
 
 
-def load_model(path: str | PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a saved model in eval mode from its metadata and weights.
+def load_model(path: str | PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, ModelCard]:
+    """Rebuild a saved model in eval mode from its card and weights.
 
     Raises:
-        PtxsegError: for metadata that is missing, malformed or out of range, weights that are truncated,
+        PtxsegError: for a card that is missing, malformed or out of range, weights that are truncated,
             do not fit the architecture, or hold a NaN or infinity — never a model that would answer
             "no pneumothorax" because it is broken.
     """
     from ptxseg.models import create_model
 
     weights = resolve_weights(path)
-    meta = read_meta(weights)
-    m = meta["model"]
-    model = create_model(m["name"], encoder=m.get("encoder"), aux_classifier=m.get("aux_classifier", False), **m.get("kwargs", {}))
+    card = read_model_card(weights)
+    m = card.model
+    model = create_model(m.name, encoder=m.encoder, aux_classifier=m.aux_classifier, **m.kwargs)
     state = read_tensors(weights, device)
     bad = non_finite_tensors(state)
     if bad:
@@ -187,8 +134,8 @@ def load_model(path: str | PathLike[str], device: str | torch.device = "cpu") ->
     try:
         model.load_state_dict(state)
     except (RuntimeError, OSError) as exc:
-        raise PtxsegError(weights, f"weights do not fit {m['name']}/{m.get('encoder')}: {str(exc).splitlines()[0]}") from None
-    return model.to(device).eval(), meta
+        raise PtxsegError(weights, f"weights do not fit {m.name}/{m.encoder}: {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval(), card
 
 
 # ----------------------------------------------------------------------------- training state

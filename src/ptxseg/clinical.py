@@ -27,7 +27,6 @@ from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
 from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
-from ptxseg.postprocess import OperatingPoint
 from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, quantify
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -195,9 +194,9 @@ class ClinicalPipeline:
     ) -> None:
         self.model_path = Path(model)
         self.ptx = Predictor([model], tta=tta, device=device, mc_dropout=mc_dropout)
-        if self.ptx.meta.get("target", "pneumothorax") != "pneumothorax":
-            raise PtxsegError(model, f"is a {self.ptx.meta['target']} model, not a pneumothorax model")
-        self.op = OperatingPoint(**self.ptx.operating_point)
+        if self.ptx.target != "pneumothorax":
+            raise PtxsegError(model, f"is a {self.ptx.target} model, not a pneumothorax model")
+        self.op = self.ptx.operating_point
         self.bounds = bounds
         self.lung_reason = None
         lung_path = None if lungs is False else (find_lung_model(model) if lungs is None else Path(lungs))
@@ -206,14 +205,14 @@ class ClinicalPipeline:
             self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs)"
         else:
             self.lungs = Predictor([lung_path], device=device)
-            if self.lungs.meta.get("target") != "lungs":
+            if self.lungs.target != "lungs":
                 raise PtxsegError(lung_path, "is not a lung-field model (train one with the lungs_unet_r34_256 recipe)")
-            self.lung_op = OperatingPoint(**self.lungs.operating_point)
+            self.lung_op = self.lungs.operating_point
         self.model_info = {
             "path": str(self.model_path),
-            "name": self.ptx.meta["model"]["name"],
-            "encoder": self.ptx.meta["model"].get("encoder"),
-            "recipe": self.ptx.meta.get("recipe"),
+            "name": self.ptx.card.model.name,
+            "encoder": self.ptx.card.model.encoder,
+            "recipe": self.ptx.card.recipe,
             "version": _weights_version(self.ptx.sources),
             "tta": self.ptx.tta,
             "ensemble_members": len(self.ptx.sources),
@@ -221,7 +220,7 @@ class ClinicalPipeline:
         self.lung_info = (
             None
             if self.lungs is None
-            else {"path": str(lung_path), "name": self.lungs.meta["model"]["name"], "version": _weights_version(self.lungs.sources)}
+            else {"path": str(lung_path), "name": self.lungs.card.model.name, "version": _weights_version(self.lungs.sources)}
         )
 
     def analyse(self, rad: Radiograph) -> Analysis:

@@ -23,12 +23,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ptxseg.card import TTA
+from ptxseg.data.preprocess import CropSpec
 from ptxseg.errors import PtxsegError
 from ptxseg.limits import MAX_CONFIG_BYTES, MAX_GRID_SIDE, MAX_NETWORK_SIZE
 
 CONFIG_DIR = Path(__file__).with_name("configs")
-
-TTA = Literal["identity", "hflip", "vflip", "rot90", "rot270"]
 
 
 class _Section(BaseModel):
@@ -84,20 +84,8 @@ class ModelConfig(_Section):
         return self
 
 
-class CropConfig(_Section):
-    """A fixed crop around the lung fields, as fractions of the image, plus padding (the UEfficientNet recipe)."""
-
-    top: float = Field(0.08, ge=0, lt=1, description="First row, as a fraction of the height.")
-    bottom: float = Field(0.78, gt=0, le=1, description="Last row, as a fraction of the height.")
-    left: float = Field(0.10, ge=0, lt=1, description="First column, as a fraction of the width.")
-    right: float = Field(0.85, gt=0, le=1, description="Last column, as a fraction of the width.")
-    pad_px: int = Field(20, ge=0, le=1024, description="Pixels added on every side (at a 1024-pixel image; scaled with the image).")
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CropConfig:
-        if self.bottom <= self.top or self.right <= self.left:
-            raise ValueError("crop needs top < bottom and left < right")
-        return self
+#: the lung crop of the stored image (the same type the model card's preprocessing holds)
+CropConfig = CropSpec
 
 
 class DataConfig(_Section):
@@ -118,7 +106,7 @@ class DataConfig(_Section):
     )
     mean: float = Field(0.5, description="Subtracted after scaling.")
     std: float = Field(0.5, gt=0, description="Divided by after subtracting the mean.")
-    crop: CropConfig | None = Field(None, description="Fixed lung crop applied before resizing (training and inference).")
+    crop: CropSpec | None = Field(None, description="Fixed lung crop of the stored image, before resizing (training and inference).")
     workers: int = Field(1, ge=0, description="DataLoader worker processes (0: load in the training process).")
 
     @field_validator("size")
@@ -307,14 +295,16 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _augment_runs(self) -> Config:
+        # on a 1024² image (SIIM's stored size): catches transforms that cannot run at all; the engine checks again
+        # on the dataset's real (cropped) stored size before any DataLoader worker starts
         from ptxseg.data.augment import check_pipeline
 
         if self.augment:
-            for size in sorted({s.size or self.data.size for s in self.stages} | {self.data.size}):
-                try:
-                    check_pipeline(self.augment, (size, size), size)
-                except PtxsegError as exc:
-                    raise ValueError(f"augment: {exc.reason}") from None
+            side = max(1024, self.data.size, *(s.size or 0 for s in self.stages))
+            try:
+                check_pipeline(self.augment, (side, side))
+            except PtxsegError as exc:
+                raise ValueError(f"augment: {exc.reason}") from None
         return self
 
     @model_validator(mode="after")

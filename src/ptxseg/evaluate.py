@@ -20,6 +20,26 @@ import numpy as np
 from ptxseg.errors import PtxsegError
 from ptxseg.metrics import ImageStats, evaluate
 
+#: the metrics of an evaluation, in the order tables and reports show them, with their labels
+ROWS = (
+    ("mean_dice", "SIIM score (mean per-image Dice)"),
+    ("dice_positive", "Dice on images with pneumothorax"),
+    ("empty_correct", "negatives predicted empty"),
+    ("mean_iou", "mean per-image IoU"),
+    ("case_sensitivity", "case sensitivity"),
+    ("case_specificity", "case specificity"),
+    ("case_precision", "case precision"),
+    ("case_f1", "case F1"),
+    ("case_f2", "case F2"),
+    ("case_accuracy", "case accuracy"),
+    ("pixel_pos_sensitivity", "pixel sensitivity (positive images)"),
+    ("pixel_pos_precision", "pixel precision (positive images)"),
+    ("pixel_pos_f1", "pixel F1 (positive images)"),
+    ("pixel_all_specificity", "pixel specificity (all images)"),
+    ("auroc", "AUROC (image score)"),
+    ("auprc", "AUPRC (image score)"),
+)
+
 
 class PngMasks(Mapping[str, np.ndarray]):
     """Mask PNGs of a folder by ImageId (file stem), read lazily, resized to ``shape`` if needed (nearest)."""
@@ -35,7 +55,7 @@ class PngMasks(Mapping[str, np.ndarray]):
 
         mask = read_mask(self.paths[image_id])
         if mask.shape != self.shape:
-            mask = cv2.resize(mask, self.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            mask = cv2.resize(mask, self.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
         return mask
 
     def __iter__(self) -> Iterator[str]:
@@ -128,9 +148,8 @@ def evaluate_model(
     when the model has one, else the maximum pixel probability.
     """
     from ptxseg.infer import predict_dataset
-    from ptxseg.postprocess import OperatingPoint
 
-    op = OperatingPoint(**predictor.operating_point)
+    op = predictor.operating_point
     parts = []
     if save_probs is not None:
         Path(save_probs).mkdir(parents=True, exist_ok=True)

@@ -79,13 +79,10 @@ def grad_cam(model: nn.Module, x: torch.Tensor, mask: np.ndarray | None = None) 
 
 
 def cam_for_image(predictor, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Grad-CAM of the first model of a :class:`~ptxseg.infer.Predictor` for an H×W image, in the image's frame."""
-    import cv2
-
-    x, box = predictor.preprocess(image)
-    small = None
-    if mask is not None:
-        r0, r1, c0, c1 = box
-        small = cv2.resize(mask[r0:r1, c0:c1].astype(np.uint8), (predictor.size,) * 2, interpolation=cv2.INTER_NEAREST).astype(bool)
+    """Grad-CAM of the first model of a :class:`~ptxseg.infer.Predictor` for an H×W image, on the image's pixel grid
+    (``mask``, on the same grid, is carried to the network grid by the model's preprocessing)."""
+    pp = predictor.preprocessing
+    x, frame = pp.network_input(image)
+    small = None if mask is None else pp.mask_to_network(mask, frame).astype(bool)
     cam = grad_cam(predictor.models[0], torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None], small)
-    return predictor.to_frame(cam, box, image.shape)
+    return pp.to_source(cam, frame)

@@ -7,9 +7,10 @@
   checkpoints of folds, snapshots, top-k, other architectures. Models are
   applied one after another to each batch, so only one batch of maps per
   model is alive at a time, whatever the number of images.
-* :class:`Predictor` takes radiographs as float ``[0, 1]`` H×W arrays, applies a
-  model's stored preprocessing (lung crop, resize, normalisation, from its
-  ``best.json``) and returns probabilities in the input's own frame.
+* :class:`Predictor` takes radiographs as float ``[0, 1]`` H×W arrays, applies the
+  model card's :class:`~ptxseg.data.preprocess.Preprocessing` (the same letterbox,
+  crop, resize and normalisation as in training) and maps probabilities back onto
+  the input's own pixel grid.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
+from ptxseg.data.preprocess import Frame, Preprocessing
 from ptxseg.errors import PtxsegError
 from ptxseg.io.names import check_name, under
+from ptxseg.postprocess import OperatingPoint
 
 #: name → (forward, inverse) on ``B×C×H×W`` tensors
 TTA_TRANSFORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
@@ -155,11 +157,12 @@ class Predictor:
         self.sources = [Path(s) for s in sources]
         loaded = [load_model(s, device) for s in sources]
         self.models = [m for m, _ in loaded]
-        self.metas = [meta for _, meta in loaded]
-        self.meta = self.metas[0]
-        for src, meta in zip(sources, self.metas, strict=True):
-            if meta["input"] != self.meta["input"]:
-                raise PtxsegError(src, f"input settings {meta['input']} differ from the ensemble's {self.meta['input']}")
+        self.cards = [card for _, card in loaded]
+        self.card = self.cards[0]
+        for src, card in zip(sources, self.cards, strict=True):
+            if card.preprocessing != self.card.preprocessing:
+                ours, theirs = card.preprocessing.describe(), self.card.preprocessing.describe()
+                raise PtxsegError(src, f"preprocessing ({ours}) differs from the ensemble's ({theirs})")
         try:
             w = np.ones(len(self.models)) if weights is None else np.asarray(weights, dtype=np.float64)
         except (TypeError, ValueError):
@@ -167,38 +170,40 @@ class Predictor:
         if w.shape != (len(self.models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
             raise PtxsegError("--weights", f"need {len(self.models)} finite non-negative weights with a positive sum, got {list(w)}")
         self.weights = w / w.sum()
-        self.tta = check_tta(tta if tta is not None else self.meta.get("tta", ["identity"]))
+        self.tta = check_tta(tta if tta is not None else self.card.tta)
         self.device = torch.device(device)
-        self.size = int(self.meta["input"]["size"])
 
     @property
-    def operating_point(self) -> dict[str, Any]:
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing contract every member was trained with."""
+        return self.card.preprocessing
+
+    @property
+    def size(self) -> int:
+        """The network input side."""
+        return self.card.preprocessing.size
+
+    @property
+    def target(self) -> str:
+        """What the model segments: ``pneumothorax`` or ``lungs``."""
+        return self.card.target
+
+    @property
+    def operating_point(self) -> OperatingPoint:
         """The ensemble file's operating point, else the first model's."""
-        return self.ensemble.operating_point if self.ensemble is not None else self.meta["operating_point"]
+        if self.ensemble is not None:
+            return OperatingPoint.from_dict(self.ensemble.operating_point)
+        return self.card.operating_point
 
     @property
     def tuning(self) -> dict[str, Any] | None:
         """How the operating point was tuned (``ptxseg tune``'s record), if it was."""
-        return self.ensemble.tuning if self.ensemble is not None else self.meta.get("tuning")
+        return self.ensemble.tuning if self.ensemble is not None else self.card.tuning
 
-    def _crop_box(self, shape: tuple[int, int]) -> tuple[int, int, int, int]:
-        crop = self.meta["input"].get("crop")
-        if not crop:
-            return 0, shape[0], 0, shape[1]
-        from ptxseg.config import CropConfig
-        from ptxseg.train.data import crop_box
-
-        return crop_box(shape, CropConfig(**crop))
-
-    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-        """An H×W ``[0, 1]`` image as the network input (size², normalised) and the crop box used."""
-        from ptxseg.data.augment import normalize
-
-        box = self._crop_box(image.shape)
-        r0, r1, c0, c1 = box
-        x = cv2.resize(image[r0:r1, c0:c1].astype(np.float32), (self.size, self.size), interpolation=cv2.INTER_AREA)
-        inp = self.meta["input"]
-        return normalize(x, inp.get("normalize", "minmax"), inp.get("mean", 0.5), inp.get("std", 0.5)), box
+    def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Frame]:
+        """A decoded radiograph (H×W, ``[0, 1]``) as the network input (``size²``, normalised) and where it came from —
+        through the model's :class:`~ptxseg.data.preprocess.Preprocessing`, exactly as in training."""
+        return self.preprocessing.network_input(image)
 
     @torch.no_grad()
     def predict_network(self, batch: np.ndarray) -> Prediction:
@@ -256,25 +261,19 @@ class Predictor:
         """Whether Monte-Carlo dropout is on and at least one model has dropout to sample."""
         return bool(self.mc_dropout) and any(getattr(m, "has_dropout", False) for m in self.models)
 
-    def to_frame(self, prob: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
-        """A network-size probability map placed back into an image of ``shape`` (zero outside the crop)."""
-        r0, r1, c0, c1 = box
-        out = np.zeros(shape, np.float32)
-        out[r0:r1, c0:c1] = cv2.resize(prob, (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
-        return out
-
     def predict(self, images: Sequence[np.ndarray], batch_size: int = 4) -> list[Prediction]:
-        """A :class:`Prediction` in each image's own frame (maps zero outside the model's crop)."""
+        """A :class:`Prediction` on each image's own pixel grid (maps zero outside the model's crop and padding)."""
         out: list[Prediction] = []
+        pp = self.preprocessing
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             prepped = [self.preprocess(im) for im in chunk]
-            net = self.predict_network(np.stack([p for p, _ in prepped]))
-            for b, ((_, box), im) in enumerate(zip(prepped, chunk, strict=True)):
+            net = self.predict_network(np.stack([x for x, _ in prepped]))
+            for b, (_, frame) in enumerate(prepped):
                 out.append(
                     Prediction(
-                        self.to_frame(net.prob[b], box, im.shape),
-                        self.to_frame(net.variance[b], box, im.shape),
+                        pp.to_source(net.prob[b], frame),
+                        pp.to_source(net.variance[b], frame),
                         None if net.cls_prob is None else float(net.cls_prob[b]),
                         net.member_scores[b],
                     )
@@ -332,8 +331,8 @@ def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float |
 def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: tuple[int, int]) -> np.ndarray:
     """The stored 0/1 mask of ``target`` (``pneumothorax``: ``masks/``, ``lungs``: ``lungs/``) for an image of a
     canonical dataset; all zeros of ``shape`` when the image has none."""
+    from ptxseg.data.manifest import MASK_DIRS
     from ptxseg.io.images import read_mask
-    from ptxseg.train.data import MASK_DIRS
 
     path = under(Path(dataset) / MASK_DIRS[target], f"{check_name(image_id, dataset)}.png")
     return read_mask(path) if path.is_file() else np.zeros(shape, np.uint8)
@@ -350,7 +349,7 @@ def predict_dataset(
     """
     from ptxseg.io.images import read_image
 
-    target = predictor.meta.get("target", "pneumothorax")
+    target = predictor.target
     for image_id in ids:
         name = check_name(image_id, dataset)
         image = read_image(under(Path(dataset) / "images", f"{name}.png"))

@@ -84,7 +84,7 @@ def _table(rows: list[tuple[str, str, str]], head: tuple[str, ...]) -> str:
 
 def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: dict[str, list[tuple[str, np.ndarray]]]) -> Path:
     """Write ``out/report.html`` and its PNGs from an evaluation document and rendered tiles."""
-    from ptxseg.cli.evaluate import ROWS
+    from ptxseg.evaluate import ROWS
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -166,9 +166,8 @@ def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[
     """Overlay tiles of the picked cases (re-predicted: maps are not kept during evaluation)."""
     from ptxseg.infer import predict_dataset
     from ptxseg.io.images import read_image
-    from ptxseg.postprocess import OperatingPoint
 
-    op = OperatingPoint(**predictor.operating_point)
+    op = predictor.operating_point
     tiles: dict[str, list[tuple[str, np.ndarray]]] = {}
     for group, ids in cases.items():
         tiles[group] = []

@@ -19,7 +19,6 @@ from ptxseg.data.geometry import Geometry, restore_mask
 from ptxseg.data.manifest import read_manifest
 from ptxseg.infer import Predictor, predict_dataset
 from ptxseg.io.rle import RleFormat, rle_encode, write_rle_rows
-from ptxseg.postprocess import OperatingPoint
 
 
 def _geometry(row: pd.Series, stored: tuple[int, int]) -> Geometry:
@@ -45,7 +44,7 @@ def write_submission(
 ) -> pd.DataFrame:
     """Predict ``ids`` and write the submission CSV atomically; return its rows."""
     manifest = read_manifest(dataset).set_index("id")
-    op = OperatingPoint(**predictor.operating_point)
+    op = predictor.operating_point
     rows = []
     pairs = predict_dataset(predictor, dataset, ids)
     for image_id, (pred, _) in zip(ids, progress(pairs, len(ids)) if progress else pairs, strict=True):

@@ -348,12 +348,11 @@ def tune_model(
     """
     from pathlib import Path
 
-    from ptxseg.checkpoint import read_meta, resolve_weights
+    from ptxseg.card import write_card
+    from ptxseg.checkpoint import read_model_card, resolve_weights
     from ptxseg.ensemble import Ensemble, write_ensemble
     from ptxseg.errors import PtxsegError
     from ptxseg.infer import Predictor, predict_dataset
-    from ptxseg.io.atomic import write_text_atomic
-    from ptxseg.io.jsonfile import dumps
     from ptxseg.train.data import fold_split
 
     models = [models] if isinstance(models, (str, Path)) else list(models)
@@ -361,8 +360,8 @@ def tune_model(
     several = predictor.ensemble is not None or len(models) > 1 or out is not None  # → an ensemble file
     if write and len(models) > 1 and out is None:
         raise PtxsegError("--out", "several models: give --out ENSEMBLE.json to store their operating point (or --dry-run)")
-    trained = predictor.meta.get("training_data", {})
-    dataset = Path(dataset) if dataset else (Path(trained["dataset"]) if trained.get("dataset") else None)
+    trained = predictor.card.training_data
+    dataset = Path(dataset) if dataset else (Path(trained.dataset) if trained is not None and trained.dataset else None)
     if dataset is None:
         raise PtxsegError("--data", "the model does not record its dataset; pass --data")
     if probs is not None:
@@ -379,9 +378,9 @@ def tune_model(
         missing = [i for i in ids if not (probs / f"{i}.npz").is_file()]
         if not ids or missing:
             raise PtxsegError(probs, f"no stored map for {missing[0]!r}" if missing else f"no maps of images of {dataset}")
-        items = _stored_pairs(probs, dataset, ids, predictor.meta.get("target", "pneumothorax"))
+        items = _stored_pairs(probs, dataset, ids, predictor.target)
     else:
-        fold = trained.get("fold", 0) if fold is None else fold
+        fold = (trained.fold if trained is not None and trained.fold is not None else 0) if fold is None else fold
         ids = fold_split(dataset, fold, create=False).val_ids
         if save_probs is not None:
             Path(save_probs).mkdir(parents=True, exist_ok=True)
@@ -414,12 +413,15 @@ def tune_model(
         if several:
             write_ensemble(target, Ensemble(predictor.sources, list(predictor.weights), predictor.tta, result.best.to_dict(), tuning))
         else:
-            weights_path = resolve_weights(models[0])
-            meta = read_meta(weights_path)
-            meta["operating_point"] = result.best.to_dict()
-            meta.setdefault("metrics", {})["val_dice_tuned"] = result.best_dice
-            meta["tuning"] = tuning
-            write_text_atomic(target, dumps(meta, indent=2))
+            card = read_model_card(resolve_weights(models[0]))  # the same type in and out: the card stays valid
+            card = card.model_copy(
+                update={
+                    "operating_point": result.best,
+                    "metrics": card.metrics | {"val_dice_tuned": result.best_dice},
+                    "tuning": tuning,
+                }
+            )
+            write_card(target, card)
     plot_threshold_curves(result.threshold_sweep, curves)
     return TuneOutcome(result, target if write else None, curves, fold, len(ids), predictor.tta, tuning["source"])
 

@@ -10,12 +10,12 @@ import typer
 from rich.table import Table
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, progress_bar
 from ptxseg.data.convert import ConvertOptions, ConvertResult, convert_dataset
 from ptxseg.data.qc import QC_TAGS, REFUSAL_TAGS
 from ptxseg.data.split import fold_summary, split_dataset
 from ptxseg.errors import PtxsegError
 from ptxseg.limits import check_grid_side
+from ptxseg.progress import console, progress_bar
 
 
 def print_convert_summary(result: ConvertResult) -> None:

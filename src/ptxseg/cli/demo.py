@@ -20,10 +20,10 @@ import typer
 
 from ptxseg.cli import app
 from ptxseg.cli.data import print_convert_summary
-from ptxseg.cli.progress import console, progress_bar
 from ptxseg.cli.synth import print_synth_summary
 from ptxseg.data.convert import ConvertOptions, convert_dataset
 from ptxseg.data.split import fold_summary, split_dataset
+from ptxseg.progress import console, progress_bar
 from ptxseg.synth.dataset import synth_dataset
 
 NOTE = "These are synthetic phantoms: the numbers show the pipeline works end to end, not how a model does on patients."

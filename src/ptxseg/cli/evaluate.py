@@ -10,29 +10,11 @@ import typer
 from rich.table import Table
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, err_console, progress_bar
 from ptxseg.errors import PtxsegError
+from ptxseg.evaluate import ROWS
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps
-
-ROWS = (
-    ("mean_dice", "SIIM score (mean per-image Dice)"),
-    ("dice_positive", "Dice on images with pneumothorax"),
-    ("empty_correct", "negatives predicted empty"),
-    ("mean_iou", "mean per-image IoU"),
-    ("case_sensitivity", "case sensitivity"),
-    ("case_specificity", "case specificity"),
-    ("case_precision", "case precision"),
-    ("case_f1", "case F1"),
-    ("case_f2", "case F2"),
-    ("case_accuracy", "case accuracy"),
-    ("pixel_pos_sensitivity", "pixel sensitivity (positive images)"),
-    ("pixel_pos_precision", "pixel precision (positive images)"),
-    ("pixel_pos_f1", "pixel F1 (positive images)"),
-    ("pixel_all_specificity", "pixel specificity (all images)"),
-    ("auroc", "AUROC (image score)"),
-    ("auprc", "AUPRC (image score)"),
-)
+from ptxseg.progress import console, err_console, progress_bar
 
 
 def print_metrics(metrics: dict, title: str) -> None:

@@ -10,10 +10,10 @@ import numpy as np
 import typer
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console
 from ptxseg.data.qc import MIN_SIDE_PX
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_radiograph
+from ptxseg.progress import console
 
 
 def inspect_file(path: Path, apply_voi: bool = True) -> dict:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, progress_bar
+from ptxseg.progress import console, progress_bar
 
 # torch, timm and smp are imported inside the command: the other commands start without them.
 

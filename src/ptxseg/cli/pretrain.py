@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, err_console, progress_bar
+from ptxseg.progress import console, err_console, progress_bar
 
 
 @app.command("pretrain")

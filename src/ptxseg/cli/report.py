@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, progress_bar
 from ptxseg.ensemble import FORMAT as ENSEMBLE_FORMAT
 from ptxseg.errors import PtxsegError
+from ptxseg.progress import console, progress_bar
 
 
 def _read_json(path: Path) -> dict:
@@ -36,7 +36,7 @@ def report_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write report.html (+ PNGs): metrics with CIs, operating point tables, curves, confusion matrix, case overlays."""
-    from ptxseg.checkpoint import read_meta, resolve_weights
+    from ptxseg.checkpoint import read_model_card, resolve_weights
     from ptxseg.ensemble import read_ensemble
     from ptxseg.evaluate import dataset_ids
     from ptxseg.report import report_model
@@ -54,12 +54,15 @@ def report_command(
         out = out or source.parent / "report"
     else:
         model = [source]
-        meta = read_meta(resolve_weights(read_ensemble(source).members[0] if doc is not None else source))
-        data = data or Path(meta["training_data"]["dataset"])
+        card = read_model_card(resolve_weights(read_ensemble(source).members[0] if doc is not None else source))
+        trained = card.training_data
+        if data is None and (trained is None or trained.dataset is None):
+            raise PtxsegError("--data", "the model does not record its dataset; pass --data")
+        data = data or Path(trained.dataset)
         if split is None and fold is None:
             if doc is not None:  # members of an ensemble may have trained on each other's validation folds
                 raise PtxsegError("--fold/--split", "an ensemble is reported on an explicit --split (e.g. test) or --fold")
-            fold = meta["training_data"].get("fold", 0)
+            fold = trained.fold if trained is not None and trained.fold is not None else 0
         ids = dataset_ids(data, fold, split)
         out = out or (source if source.is_dir() else source.parent) / "report"
     page = report_model(model, data, ids, out, evaluation, progress=progress_bar("predicting", quiet), weights=weights, tta=tta)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, progress_bar
 from ptxseg.errors import PtxsegError
+from ptxseg.progress import console, progress_bar
 
 
 @app.command("submit")

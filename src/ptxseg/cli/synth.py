@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, progress_bar
+from ptxseg.progress import console, progress_bar
 from ptxseg.synth.dataset import synth_dataset
 
 

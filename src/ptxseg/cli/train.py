@@ -12,8 +12,8 @@ import typer
 from rich.table import Table
 
 from ptxseg.cli import app
-from ptxseg.cli.progress import console, err_console
 from ptxseg.errors import PtxsegError
+from ptxseg.progress import console, err_console
 
 config_app = typer.Typer(help="Shipped training configs and their schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")

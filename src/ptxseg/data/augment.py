@@ -11,8 +11,9 @@ A transform is ``{"name": <albumentations class>, **arguments}``; containers
          {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2}]}]
 
 Images are float32 H×W in ``[0, 1]`` (albumentations 2 handles float32 for
-these transforms, CLAHE included); masks are uint8. Validation pipelines only
-resize. :func:`normalize` is applied after augmentation.
+these transforms, CLAHE included); masks are uint8. The resize to the network
+size and the normalisation come after, from the model's
+:class:`~ptxseg.data.preprocess.Preprocessing`.
 """
 
 from __future__ import annotations
@@ -58,11 +59,11 @@ def build_pipeline(specs: Sequence[dict[str, Any]] = (), size: int | None = None
     return A.Compose(transforms)
 
 
-def check_pipeline(specs: Sequence[dict[str, Any]], image_shape: tuple[int, int], size: int, where: str = "augment") -> None:
+def check_pipeline(specs: Sequence[dict[str, Any]], image_shape: tuple[int, int], where: str = "augment") -> None:
     """Run the training pipeline once on a synthetic image of ``image_shape`` (seeded), so a pipeline that cannot
     run (a crop larger than the image, a transform refusing float32 …) fails when the config is validated,
     not in a DataLoader worker. Raises :class:`PtxsegError` naming the transforms."""
-    pipeline = build_pipeline(specs, size=size, train=True)
+    pipeline = build_pipeline(specs, size=None, train=True)
     h, w = image_shape
     image = np.tile(np.linspace(0, 1, w, dtype=np.float32), (h, 1))
     mask = np.zeros((h, w), np.uint8)
@@ -71,8 +72,8 @@ def check_pipeline(specs: Sequence[dict[str, Any]], image_shape: tuple[int, int]
         for seed in range(3):  # a few draws so that p < 1 transforms run too
             pipeline.set_random_seed(seed)
             out = pipeline(image=image, mask=mask)
-            if out["image"].shape[:2] != (size, size) or out["mask"].shape[:2] != (size, size):
-                raise ValueError(f"output {out['image'].shape} is not {size}×{size}")
+            if out["image"].ndim != 2 or out["image"].shape != out["mask"].shape or min(out["image"].shape) < 1:
+                raise ValueError(f"output image {out['image'].shape} and mask {out['mask'].shape} are not one 2-D grid")
             if not np.isfinite(out["image"]).all():
                 raise ValueError("output holds NaN or infinity")
     except PtxsegError:
@@ -80,14 +81,3 @@ def check_pipeline(specs: Sequence[dict[str, Any]], image_shape: tuple[int, int]
     except Exception as exc:  # noqa: BLE001 - albumentations raises many types at run time
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise PtxsegError(where, f"the augmentation pipeline cannot run on a {h}×{w} image ({type(exc).__name__}: {reason})") from None
-
-
-def normalize(image: np.ndarray, mode: str = "minmax", mean: float = 0.5, std: float = 0.5) -> np.ndarray:
-    """Per-image min-max scaling to ``[0, 1]`` (``mode="minmax"``) or none (``"none"``), then ``(x − mean) / std``."""
-    x = image.astype(np.float32, copy=False)
-    if mode == "minmax":
-        lo, hi = float(x.min()), float(x.max())
-        x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
-    elif mode != "none":
-        raise PtxsegError("normalize.mode", f"must be minmax or none, got {mode!r}")
-    return (x - mean) / std

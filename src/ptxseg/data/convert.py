@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
-from ptxseg.data.manifest import META_COLUMNS, write_manifest
+from ptxseg.data.manifest import META_COLUMNS, StoredGeometry, write_dataset_info, write_manifest
 from ptxseg.data.qc import MIN_SIDE_PX, REFUSAL_TAGS, join_tags
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
@@ -356,6 +356,7 @@ def convert_dataset(
     result.records = rows
     kept = [r for r in rows if not (opts.drop_qc and r["_tags"])]
     result.dropped = len(rows) - len(kept)
+    write_dataset_info(out, StoredGeometry(opts.size, opts.aspect, opts.apply_voi))
     write_manifest(out / "manifest.csv", [{k: v for k, v in r.items() if k != "_tags"} for r in kept])
     os.makedirs(out / "images", exist_ok=True)
     os.makedirs(out / "masks", exist_ok=True)

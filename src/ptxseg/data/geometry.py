@@ -85,4 +85,4 @@ def restore_mask(mask: np.ndarray, geom: Geometry) -> np.ndarray:
     """The inverse of :func:`resize_mask`: a stored-size 0/1 mask back on the source image's pixel grid (uint8)."""
     r, c = geom.inner_shape
     inner = mask[geom.pad_top : geom.pad_top + r, geom.pad_left : geom.pad_left + c].astype(np.uint8)
-    return cv2.resize(inner, (geom.orig_cols, geom.orig_rows), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(inner, (geom.orig_cols, geom.orig_rows), interpolation=cv2.INTER_NEAREST_EXACT)  # pixel centres aligned

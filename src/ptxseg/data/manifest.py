@@ -6,6 +6,7 @@ A canonical dataset (written by ``ptxseg convert`` and ``ptxseg synth``)::
       images/<id>.png     16-bit grayscale, stored size × stored size
       masks/<id>.png      8-bit, 0 = background, 255 = pneumothorax
       manifest.csv        one row per source item (columns below)
+      dataset.json        how the images were stored: side, aspect (pad/stretch), DICOM VOI
       folds.csv           written by ``ptxseg split``
 
 ``manifest.csv`` columns:
@@ -28,6 +29,7 @@ DICOM metadata         SOPInstanceUID … PatientAge, and ``PixelSpacingRow``/
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -68,6 +70,65 @@ MANIFEST_COLUMNS = (
     *META_COLUMNS,
 )
 _INT_COLUMNS = ("positive", "mask_area", "has_image", "orig_rows", "orig_cols", "pad_top", "pad_left")
+
+
+DATASET_FORMAT = "ptxseg-dataset/1"
+#: training target → folder of a canonical dataset holding its masks
+MASK_DIRS = {"pneumothorax": "masks", "lungs": "lungs"}
+
+
+@dataclass(frozen=True)
+class StoredGeometry:
+    """How a canonical dataset stored its images: ``size²`` squares, ``aspect`` pad/stretch, DICOM VOI applied or not."""
+
+    size: int
+    aspect: str = "pad"
+    apply_voi: bool = True
+
+
+def write_dataset_info(dataset: str | PathLike[str], info: StoredGeometry) -> None:
+    """Write ``DATASET/dataset.json`` (the stored geometry a model trained on the dataset records in its card)."""
+    from ptxseg.io.jsonfile import dumps
+
+    write_text_atomic(Path(dataset) / "dataset.json", dumps({"format": DATASET_FORMAT, **asdict(info)}, indent=2))
+
+
+def read_dataset_info(dataset: str | PathLike[str]) -> StoredGeometry:
+    """The stored geometry of a canonical dataset: ``dataset.json``; for datasets written before it existed,
+    ``ptxseg convert``'s ``.convert/params.json``, else inferred from the images and the manifest's geometry
+    columns (a non-square source stored with equal row/column scales was letterboxed).
+
+    Raises:
+        PtxsegError: when the dataset holds no image to measure.
+    """
+    from ptxseg.io.jsonfile import read_json_object
+
+    root = Path(dataset)
+    for name, keys in (("dataset.json", ("size", "aspect", "apply_voi")), (".convert/params.json", ("size", "aspect", "apply_voi"))):
+        path = root / name
+        if path.is_file():
+            doc = read_json_object(path)
+            try:
+                info = StoredGeometry(int(doc["size"]), str(doc.get("aspect", "pad")), bool(doc.get("apply_voi", True)))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise PtxsegError(path, f"malformed ({type(exc).__name__}: {exc}); expected {', '.join(keys)}") from None
+            if info.aspect not in ("pad", "stretch") or not 32 <= info.size <= 8192:
+                raise PtxsegError(path, f"aspect must be pad or stretch and size 32..8192, got {info.aspect!r}, {info.size}")
+            return info
+    manifest = read_manifest(root)
+    with_image = manifest[manifest["has_image"] == 1]
+    if with_image.empty:
+        raise PtxsegError(root, "holds no stored image: cannot tell its stored size")
+    from ptxseg.io.images import read_image
+    from ptxseg.io.names import under
+
+    size = read_image(under(root / "images", f"{with_image['id'].iloc[0]}.png")).shape[0]
+    aspect = "pad"
+    if {"orig_rows", "orig_cols", "scale_row", "scale_col"} <= set(manifest.columns):
+        odd = with_image[with_image["orig_rows"] != with_image["orig_cols"]]
+        if len(odd) and (pd.to_numeric(odd["scale_row"]) - pd.to_numeric(odd["scale_col"])).abs().max() > 1e-9:
+            aspect = "stretch"
+    return StoredGeometry(int(size), aspect, True)
 
 
 def write_manifest(path: str | PathLike[str], records: list[dict]) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import numpy as np
 from pydicom.uid import generate_uid
 
 from ptxseg.data.geometry import Geometry, resize_mask
-from ptxseg.data.manifest import write_manifest
+from ptxseg.data.manifest import StoredGeometry, write_dataset_info, write_manifest
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir
 from ptxseg.io.dicom import write_dicom
@@ -235,6 +235,7 @@ def synth_dataset(
     jobs = [(out, seed, i, size, positive_fraction, masks_path, layout, test_fraction) for i in range(n)]
     rows = process_map(_one_star, jobs, workers, progress)
     if layout == "canonical":
+        write_dataset_info(out, StoredGeometry(size, "pad", True))  # phantoms are square: stored as drawn
         write_manifest(out / "manifest.csv", rows)
         return rows
     if layout == "kaggle":

@@ -13,9 +13,11 @@ number of workers or processes, or on whether the run was resumed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,9 +25,10 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ptxseg.config import Config, CropConfig
-from ptxseg.data.augment import build_pipeline, normalize
-from ptxseg.data.manifest import check_ids, read_manifest
+from ptxseg.config import Config
+from ptxseg.data.augment import build_pipeline
+from ptxseg.data.manifest import MASK_DIRS, check_ids, read_manifest
+from ptxseg.data.preprocess import Preprocessing, crop_box, resize_mask_to
 from ptxseg.data.samplers import EpochSampler, PositiveShareSampler, ShuffleSampler, WeightedSampler, class_balanced_weights
 from ptxseg.data.split import split_dataset
 from ptxseg.errors import PtxsegError, reading
@@ -92,34 +95,26 @@ def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_se
     )
 
 
-def crop_box(shape: tuple[int, int], crop: CropConfig) -> tuple[int, int, int, int]:
-    """``(row0, row1, col0, col1)`` of the fixed lung crop of an image of ``shape`` (padding scaled from 1024 px)."""
-    h, w = shape
-    pad = round(crop.pad_px * max(h, w) / 1024)
-    r0, r1 = max(0, round(crop.top * h) - pad), min(h, round(crop.bottom * h) + pad)
-    c0, c1 = max(0, round(crop.left * w) - pad), min(w, round(crop.right * w) + pad)
-    return r0, r1, c0, c1
-
-
-def prepare_image(image: np.ndarray, cfg: Config) -> np.ndarray:
-    """A radiograph (float in [0, 1], H×W), lung-cropped when the config says so."""
-    x = image.astype(np.float32, copy=False)
-    if cfg.data.crop is not None:
-        r0, r1, c0, c1 = crop_box(x.shape, cfg.data.crop)
-        x = x[r0:r1, c0:c1]
-    return x
-
-
-#: training target → folder of a canonical dataset holding its masks
-MASK_DIRS = {"pneumothorax": "masks", "lungs": "lungs"}
-
-
 class SegmentationDataset(Dataset):
-    """``(image 1×S×S, mask 1×S×S)`` pairs of a canonical dataset, augmented when ``train``."""
+    """``(image 1×S×S, mask 1×S×S)`` pairs of a canonical dataset through the model's :class:`Preprocessing`.
 
-    def __init__(self, root: str | PathLike[str], ids: list[str], cfg: Config, size: int, train: bool, seed: int = 0) -> None:
-        self.root, self.ids, self.cfg, self.size, self.train, self.seed = Path(root), list(ids), cfg, size, train, seed
-        self.pipeline = build_pipeline(cfg.augment, size=size, train=train)
+    Images are stored already (step 1 of the contract); each sample is cropped as the preprocessing says, then —
+    for training — augmented with the albumentations ``augment`` pipeline, then resized and normalised by
+    :meth:`Preprocessing.finish`, the very function the predictor applies.
+    """
+
+    def __init__(
+        self,
+        root: str | PathLike[str],
+        ids: list[str],
+        preprocessing: Preprocessing,
+        target: str = "pneumothorax",
+        augment: Sequence[dict[str, Any]] = (),
+        train: bool = False,
+        seed: int = 0,
+    ) -> None:
+        self.root, self.ids, self.pp, self.target, self.train, self.seed = Path(root), list(ids), preprocessing, target, train, seed
+        self.pipeline = build_pipeline(augment, size=None, train=True) if train and augment else None
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -131,28 +126,30 @@ class SegmentationDataset(Dataset):
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Image (float32 [0, 1]) and mask (uint8 {0, 1}) of item ``i`` at the stored size, cropped."""
         sid = self.ids[i]
-        image = prepare_image(read_image(under(self.root / "images", f"{sid}.png")), self.cfg)
-        mask_path = under(self.root / MASK_DIRS[self.cfg.data.target], f"{sid}.png")
-        if self.cfg.data.target == "lungs" and not mask_path.is_file():
+        image, _ = self.pp.crop_stored(read_image(under(self.root / "images", f"{sid}.png")))
+        mask_path = under(self.root / MASK_DIRS[self.target], f"{sid}.png")
+        if self.target == "lungs" and not mask_path.is_file():
             raise PtxsegError(mask_path, "missing: a lung-field model needs every image's lungs/ mask")
-        mask = read_mask(mask_path) if mask_path.is_file() else np.zeros(image.shape, np.uint8)
-        if self.cfg.data.crop is not None and mask.shape != image.shape:
-            r0, r1, c0, c1 = crop_box(mask.shape, self.cfg.data.crop)
+        if mask_path.is_file():
+            mask = read_mask(mask_path)
+            r0, r1, c0, c1 = crop_box(mask.shape, self.pp.crop)
             mask = mask[r0:r1, c0:c1]
+        else:
+            mask = np.zeros(image.shape, np.uint8)
         if mask.shape != image.shape:
-            mask = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST)
+            mask = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
         return image, mask
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = self.load(i)
-        if self.train:
+        if self.pipeline is not None:
             # a pure function of (seed, epoch, index): independent of workers, ranks and resumption
             self.pipeline.set_random_seed(int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0]))
-        out = self.pipeline(image=image, mask=mask)
-        x = normalize(out["image"], self.cfg.data.normalize, self.cfg.data.mean, self.cfg.data.std)
-        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(np.ascontiguousarray(out["mask"], dtype=np.float32))[
-            None
-        ]
+            out = self.pipeline(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        x = self.pp.finish(image)
+        y = resize_mask_to(np.ascontiguousarray(mask, dtype=np.uint8), self.pp.size)
+        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(y.astype(np.float32))[None]
 
 
 def build_sampler(

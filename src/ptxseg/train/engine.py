@@ -32,8 +32,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ptxseg.card import Architecture, ModelCard, TrainingData
 from ptxseg.checkpoint import load_state, save_state, save_weights, unwrap
 from ptxseg.config import Config, StageConfig, dump_config
+from ptxseg.data.augment import check_pipeline
+from ptxseg.data.manifest import read_dataset_info
+from ptxseg.data.preprocess import Preprocessing
 from ptxseg.errors import PtxsegError
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
 from ptxseg.metrics import dice_per_image
@@ -152,31 +156,42 @@ class Trainer:
             previous.append((sig, signal.signal(sig, handler)))
         return previous
 
-    def _meta(self, stage: StageConfig, op: OperatingPoint, metrics: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    def preprocessing(self, stage: StageConfig) -> Preprocessing:
+        """The preprocessing contract of ``stage``: the dataset's stored geometry, the config's crop, the stage's size
+        and the normalisation — what the model card records and the predictor applies."""
+        d = self.cfg.data
+        return Preprocessing(
+            apply_voi=self.stored.apply_voi,
+            stored_size=self.stored.size,
+            aspect=self.stored.aspect,
+            crop=d.crop,
+            size=stage.size,
+            normalize=d.normalize,
+            mean=d.mean,
+            std=d.std,
+        )
+
+    def _card(self, stage: StageConfig, op: OperatingPoint, metrics: dict[str, Any], split) -> ModelCard:
         c = self.cfg
-        return {
-            "model": {
-                "name": c.model.name,
-                "encoder": c.model.encoder,
-                "aux_classifier": c.model.aux_classifier,
-                "kwargs": c.model.kwargs,
-                "in_channels": 1,
-                "classes": 1,
-            },
-            "input": {
-                "size": stage.size,
-                "normalize": c.data.normalize,
-                "mean": c.data.mean,
-                "std": c.data.std,
-                "crop": c.data.crop.model_dump() if c.data.crop else None,
-            },
-            "target": c.data.target,
-            "operating_point": op.to_dict(),
-            "tta": list(c.tta),
-            "recipe": c.name,
-            "training_data": {"dataset": str(self.dataset.resolve()), "fold": self.fold, "fingerprint": fingerprint},
-            "metrics": metrics,
-        }
+        return ModelCard(
+            model=Architecture(
+                name=c.model.name, encoder=c.model.encoder, aux_classifier=c.model.aux_classifier, kwargs=c.model.kwargs
+            ),
+            preprocessing=self.preprocessing(stage),
+            target=c.data.target,
+            operating_point=op,
+            tta=list(c.tta),
+            recipe=c.name,
+            training_data=TrainingData(
+                dataset=str(self.dataset.resolve()),
+                fold=self.fold,
+                fingerprint=split.fingerprint,
+                train_images=len(split.train_ids),
+                val_images=len(split.val_ids),
+            ),
+            metrics=metrics,
+            software=self.software,
+        )
 
     def _op(self) -> OperatingPoint:
         return OperatingPoint(**self.cfg.postprocess.model_dump(exclude={"tune"}))
@@ -280,6 +295,11 @@ class Trainer:
 
     def run_all(self) -> TrainResult:
         cfg = self.cfg
+        self.stored = read_dataset_info(self.dataset)
+        env = environment()
+        self.software = {
+            k: env[k] for k in ("ptxseg", "git", "python", "torch", "segmentation_models_pytorch", "timm", "albumentations")
+        }
         if self.dist.main:  # rank 0 creates folds.csv when missing; the others read it after
             split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed)
         D.barrier(self.dist)
@@ -297,7 +317,7 @@ class Trainer:
             self.run.log(f"resumed at stage {done_stage} epoch {done_epoch} batch {book.batch}")
         else:
             self.run.write_text("config.yaml", dump_config(cfg))
-            self.run.write_json("env.json", environment())
+            self.run.write_json("env.json", env)
             self.run.write_json(
                 "run.json",
                 {
@@ -353,8 +373,12 @@ class Trainer:
             model.to(memory_format=torch.channels_last)
         freezing = bool(stage.freeze_encoder_epochs or stage.unfreeze)
 
-        train_ds = SegmentationDataset(self.dataset, split.train_ids, cfg, stage.size, train=True, seed=cfg.training.seed)
-        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, cfg, stage.size, train=False))
+        pp = self.preprocessing(stage)
+        if cfg.augment:  # on the real (cropped) stored size, before any DataLoader worker starts
+            check_pipeline(cfg.augment, pp.cropped_shape())
+        target = cfg.data.target
+        train_ds = SegmentationDataset(self.dataset, split.train_ids, pp, target, cfg.augment, train=True, seed=cfg.training.seed)
+        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, pp, target))
         sampler = build_sampler(cfg, split.train_labels, stage.positive_share, cfg.training.seed + s_idx, d.world, d.rank)
         val_idx = list(range(d.rank, len(val_ds), d.world))
         val_loader = make_loader(torch.utils.data.Subset(val_ds, val_idx), cfg.training.val_batch_size, workers=cfg.data.workers)
@@ -471,12 +495,12 @@ class Trainer:
                 "frozen_blocks": frozen,
                 "partial": budget_hit,
             }
-            meta = self._meta(
+            meta = self._card(
                 stage,
                 op,
                 {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss")}
                 | {"epoch": epoch, "stage": s_idx},
-                split.fingerprint,
+                split,
             )
             if metrics["val_dice"] > book.best:
                 book.best, book.best_epoch = metrics["val_dice"], epoch
@@ -525,14 +549,14 @@ class Trainer:
 
     def _finish(self, split, best_weights: Path | None, stop_reason: str) -> TrainResult:
         """Tune the operating point with the final best weights and write ``best.safetensors``."""
-        from ptxseg.checkpoint import load_model, read_meta
+        from ptxseg.checkpoint import load_model
+        from ptxseg.metrics import ImageStats, evaluate
 
         hist = self.run.history() if self.dist.main else []
         if best_weights is None or not Path(best_weights).is_file():
             raise PtxsegError(self.run.path, "no epoch was completed: nothing to save (raise --minutes?)")
-        model, meta = load_model(best_weights, self.dist.device)
-        stage = self.stages[min(meta["metrics"]["stage"], len(self.stages) - 1)]
-        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, self.cfg, stage.size, train=False))
+        model, card = load_model(best_weights, self.dist.device)
+        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, card.preprocessing, self.cfg.data.target))
         loader = make_loader(
             torch.utils.data.Subset(val_ds, list(range(self.dist.rank, len(val_ds), self.dist.world))),
             self.cfg.training.val_batch_size,
@@ -547,22 +571,33 @@ class Trainer:
             # threshold × minimum mask (× classifier gate when there is a head); ptxseg tune searches the full grid
             result = search(stats, bottom_thresholds=())
             op, tuned_dice = result.best, result.best_dice
-        meta = read_meta(best_weights)
-        meta["operating_point"] = op.to_dict()
-        meta["metrics"] |= {"val_dice_tuned": tuned_dice, "tuned_at_size": int(probs.shape[-1])}
+        # validation numbers at the chosen operating point, with bootstrap 95 % intervals, for the card
+        masks = apply_operating_point(probs.astype(np.float32), op, heads)
+        scores = heads if heads is not None else probs.reshape(len(probs), -1).max(1).astype(np.float64)
+        at_point = evaluate(ImageStats.of(masks, truths, score=list(map(float, scores))), n_boot=1000, seed=0)
+        keep = ("mean_dice", "dice_positive", "empty_correct", "case_sensitivity", "case_specificity", "auroc", "images", "positives")
+        validation = {k: at_point[k] for k in keep if k in at_point}
+        validation["ci95"] = {k: v for k, v in at_point.get("ci95", {}).items() if k in keep}
+        card = card.model_copy(
+            update={
+                "operating_point": op,
+                "metrics": card.metrics
+                | {"val_dice_tuned": tuned_dice, "tuned_at_size": int(probs.shape[-1]), "validation_at_operating_point": validation},
+            }
+        )
         if self.dist.main:
-            save_weights(self.run.path / "best.safetensors", model, {k: v for k, v in meta.items() if k != "format"})
+            save_weights(self.run.path / "best.safetensors", model, card)
             self.run.plot_curves()
             self.run.log(
-                f"done ({stop_reason}): best val Dice {meta['metrics']['val_dice']:.4f}, tuned {tuned_dice:.4f} at {op.to_dict()}"
+                f"done ({stop_reason}): best val Dice {card.metrics['val_dice']:.4f}, tuned {tuned_dice:.4f} at {op.to_dict()}"
             )
             for t in self.trackers:
                 t.log_artifacts(self.run.path)
         D.barrier(self.dist)
         return TrainResult(
             self.run.path,
-            float(meta["metrics"]["val_dice"]),
-            int(meta["metrics"]["epoch"]),
+            float(card.metrics["val_dice"]),
+            int(card.metrics["epoch"]),
             op.to_dict(),
             tuned_dice,
             len(hist),
@@ -595,7 +630,7 @@ class _Bar:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        from ptxseg.cli.progress import err_console
+        from ptxseg.progress import err_console
 
         self.progress = Progress(
             TextColumn("{task.description}"),

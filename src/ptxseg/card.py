@@ -1,0 +1,179 @@
+"""The model card: everything needed to rebuild, apply and judge a trained model, typed and versioned.
+
+``best.json`` beside ``best.safetensors`` (and ``model.json`` in a bundle) is a :class:`ModelCard` —
+architecture, the :class:`~ptxseg.data.preprocess.Preprocessing` contract, target, operating point (with the
+classifier gate), TTA, training data, metrics with confidence intervals, tuning record and software versions.
+It is written in one place (:func:`write_card`) and read in one place (:func:`read_card`); an unknown or
+missing field, a wrong type or a non-finite number is one :class:`PtxsegError` naming the file.
+
+Cards of format ``ptxseg-checkpoint/1`` (before the preprocessing contract) did not record how the training
+images were fitted into the network square. They are upgraded on reading from their training dataset's stored
+geometry when that dataset is still there, and refused with one line when it is not — never silently stretched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ptxseg.data.preprocess import CropSpec, Preprocessing
+from ptxseg.errors import PtxsegError
+from ptxseg.postprocess import OperatingPoint
+
+FORMAT = "ptxseg-model-card/2"
+LEGACY_FORMAT = "ptxseg-checkpoint/1"
+
+#: test-time augmentations a model may be applied with (implemented in :mod:`ptxseg.infer`)
+TTA = Literal["identity", "hflip", "vflip", "rot90", "rot270"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+
+class Architecture(_Strict):
+    """What :func:`ptxseg.models.create_model` builds."""
+
+    name: str
+    encoder: str | None = None
+    aux_classifier: bool = False
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    in_channels: int = Field(1, ge=1, le=4)
+    classes: int = Field(1, ge=1, le=16)
+
+
+class TrainingData(_Strict):
+    """The data a model was trained and validated on."""
+
+    dataset: str | None = None
+    fold: int | None = None
+    fingerprint: str | None = None
+    train_images: int | None = None
+    val_images: int | None = None
+
+
+class ModelCard(_Strict):
+    """A trained model's card (see the module docstring). ``metrics`` holds validation numbers, with ``ci95``
+    bootstrap intervals where computed; ``tuning`` is ``ptxseg tune``'s record; ``software`` the versions."""
+
+    format: Literal["ptxseg-model-card/2"] = FORMAT
+    model: Architecture
+    preprocessing: Preprocessing
+    target: Literal["pneumothorax", "lungs"] = "pneumothorax"
+    operating_point: OperatingPoint = Field(default_factory=OperatingPoint)
+    tta: list[TTA] = Field(default_factory=lambda: ["identity"])
+    recipe: str | None = None
+    training_data: TrainingData | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
+    software: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("operating_point", mode="before")
+    @classmethod
+    def _point(cls, value: Any) -> OperatingPoint:
+        if isinstance(value, OperatingPoint):
+            value = asdict(value)
+        try:
+            return OperatingPoint.from_dict(value)
+        except PtxsegError as exc:
+            raise ValueError(exc.reason) from None
+
+    @field_validator("tta")
+    @classmethod
+    def _tta(cls, value: list[str]) -> list[str]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError(f"needs at least one transform and no repeats, got {value}")
+        return value
+
+    def to_json(self) -> str:
+        """Standard JSON (the operating point as a plain mapping)."""
+        from ptxseg.io.jsonfile import dumps
+
+        return dumps(self.model_dump(mode="json"), indent=2)
+
+
+def _problems(exc: ValidationError) -> str:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "card"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        out.append(f"{loc}: {msg}")
+    return "; ".join(dict.fromkeys(out))
+
+
+def parse_card(doc: object, where: str | PathLike[str]) -> ModelCard:
+    """A card from its JSON mapping (upgrading format 1, see the module docstring)."""
+    if not isinstance(doc, dict):
+        raise PtxsegError(where, "a model card must be a JSON object", code="bad_model")
+    if doc.get("format") == LEGACY_FORMAT:
+        doc = _upgrade(doc, where)
+    elif doc.get("format") != FORMAT:
+        raise PtxsegError(
+            where, f"not a ptxseg model card (format {str(doc.get('format'))[:40]!r}, expected {FORMAT!r})", code="bad_model"
+        )
+    try:
+        return ModelCard.model_validate(doc)
+    except ValidationError as exc:
+        raise PtxsegError(where, f"invalid model card: {_problems(exc)}", code="bad_model") from None
+
+
+def _upgrade(doc: dict[str, Any], where: str | PathLike[str]) -> dict[str, Any]:
+    """A format-1 card as format 2, its stored geometry read from its training dataset (or refused)."""
+    from ptxseg.data.manifest import read_dataset_info
+
+    inp = doc.get("input")
+    if not isinstance(inp, dict):
+        raise PtxsegError(where, "invalid model card: input: Field required", code="bad_model")
+    trained = doc.get("training_data") or {}
+    dataset = trained.get("dataset") if isinstance(trained, dict) else None
+    if not isinstance(dataset, str) or not (Path(dataset) / "manifest.csv").is_file():
+        raise PtxsegError(
+            where,
+            f"model card format 1 does not record how the training images were fitted into the network square, and its "
+            f"training dataset {dataset!r} is not available to tell: restore that dataset, or retrain with this ptxseg version",
+            code="legacy_card",
+        )
+    stored = read_dataset_info(dataset)
+    try:
+        preprocessing = Preprocessing(
+            apply_voi=stored.apply_voi,
+            stored_size=stored.size,
+            aspect=stored.aspect,
+            crop=CropSpec(**inp["crop"]) if inp.get("crop") else None,
+            size=inp["size"],
+            normalize=inp.get("normalize", "minmax"),
+            mean=inp.get("mean", 0.5),
+            std=inp.get("std", 0.5),
+        )
+    except (ValidationError, KeyError, TypeError) as exc:
+        reason = _problems(exc) if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        raise PtxsegError(where, f"invalid model card (format 1): input: {reason}", code="bad_model") from None
+    known = {"model", "target", "operating_point", "tta", "recipe", "metrics", "tuning"}
+    upgraded = {k: v for k, v in doc.items() if k in known}
+    upgraded["model"] = {k: v for k, v in (doc.get("model") or {}).items() if k in Architecture.model_fields}
+    upgraded.update(
+        format=FORMAT,
+        preprocessing=preprocessing.model_dump(mode="json"),
+        training_data={k: v for k, v in trained.items() if k in TrainingData.model_fields},
+        software={"upgraded_from": LEGACY_FORMAT},
+    )
+    return upgraded
+
+
+def read_card(path: str | PathLike[str]) -> ModelCard:
+    """Read and validate a model card file (``best.json``, ``model.json``)."""
+    from ptxseg.io.jsonfile import read_json
+
+    return parse_card(read_json(path), path)
+
+
+def write_card(path: str | PathLike[str], card: ModelCard) -> Path:
+    """Write a model card atomically (standard JSON)."""
+    from ptxseg.io.atomic import write_text_atomic
+
+    write_text_atomic(path, card.to_json())
+    return Path(path)
