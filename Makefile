@@ -26,6 +26,7 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports --config .importlinter
 
 bench: setup
 	$(BIN)/python benchmarks/rle_decode.py

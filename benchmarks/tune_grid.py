@@ -2,7 +2,7 @@
 
 Probability maps are generated on the fly (smooth random fields, a fifth of
 them with a confident lesion and its truth), streamed into
-:func:`ptxseg.tune.collect` and searched with :func:`ptxseg.tune.search`: the
+:func:`ptxseg.gridsearch.collect` and searched with :func:`ptxseg.gridsearch.search`: the
 whole grid (13 thresholds × 5 component sizes × 6 minimum sizes + 300
 triplets). Side by side on the first ``--naive`` images, the naive way —
 :func:`ptxseg.postprocess.apply_operating_point` for every grid point and
@@ -24,7 +24,7 @@ import numpy as np
 
 from ptxseg.metrics import dice_per_image
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
-from ptxseg.tune import BOTTOM_THRESHOLDS, COMPONENT_PX, MIN_MASK_PX, THRESHOLDS, TOP_MIN_PX, TOP_THRESHOLDS, collect, search
+from ptxseg.gridsearch import BOTTOM_THRESHOLDS, COMPONENT_PX, MIN_MASK_PX, THRESHOLDS, TOP_MIN_PX, TOP_THRESHOLDS, collect, search
 
 
 def make_pair(i: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ import torch
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from ptxseg.checkpoint import load_model, read_tensors, save_weights
+from ptxseg.checkpoint import load_model, save_weights
 from ptxseg.cli import main
 from ptxseg.clinical import ClinicalPipeline, gather_inputs, input_id, load_radiograph
 from ptxseg.config import load_config
@@ -46,6 +46,7 @@ from ptxseg.io.images import read_image, read_radiograph_dataset, write_png
 from ptxseg.io.jsonfile import dumps, loads
 from ptxseg.io.names import check_name, is_safe_name, safe_name, under
 from ptxseg.io.rle import read_rle_csv, rle_decode
+from ptxseg.io.tensors import read_tensors
 from ptxseg.models import create_model
 from ptxseg.predict import predict_batch
 from ptxseg.synth.dataset import synth_dataset

@@ -16,12 +16,13 @@ from ptxseg.checkpoint import load_model, load_state, read_model_card, save_stat
 from ptxseg.config import list_configs, load_config, read_raw
 from ptxseg.data.manifest import read_dataset_info, read_manifest
 from ptxseg.data.preprocess import Preprocessing, crop_box
+from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_mask
 from ptxseg.losses import auto_pos_weight
 from ptxseg.models import create_model
 from ptxseg.synth.dataset import synth_dataset
-from ptxseg.train.data import SegmentationDataset, fold_split, make_loader
+from ptxseg.train.data import SegmentationDataset, make_loader
 from ptxseg.train.engine import train
 from ptxseg.train.freeze import encoder_blocks, encoder_of, set_encoder_trainable, trainable_fraction
 from ptxseg.train.tracking import MlflowTracker

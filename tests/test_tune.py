@@ -11,11 +11,11 @@ import pytest
 from ptxseg.cli import main
 from ptxseg.config import load_config
 from ptxseg.errors import PtxsegError
+from ptxseg.gridsearch import collect, search
 from ptxseg.metrics import dice_per_image
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
-from ptxseg.tune import collect, search
 
 
 def _maps(noise_prob: float, noise_px: int, n_pos: int = 6, n_neg: int = 10, seed: int = 0):
@@ -168,7 +168,8 @@ def test_restore_mask_inverts_the_stored_geometry():
 
 
 def test_report_from_run_and_from_evaluation_json(tmp_path):
-    from ptxseg.report import overlay, pick_cases
+    from ptxseg.render import case_tile as overlay
+    from ptxseg.report import pick_cases
 
     img = np.full((64, 64), 0.5, np.float32)
     pred, truth = np.zeros((64, 64), bool), np.zeros((64, 64), bool)

@@ -21,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
-from safetensors.torch import save as safetensors_save
 from torch import nn
 
 from ptxseg.card import ModelCard, read_card, write_card
-from ptxseg.errors import PtxsegError, reading
-from ptxseg.io.atomic import write_bytes_atomic, write_text_atomic
-from ptxseg.io.jsonfile import MAX_JSON_BYTES, dumps, read_json_object
+from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name
+from ptxseg.io.tensors import non_finite_tensors, read_tensors, write_tensors
 
 FORMAT = "ptxseg-checkpoint/1"
 
@@ -39,36 +38,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     while hasattr(model, "module") and isinstance(model.module, nn.Module):
         model = model.module
     return getattr(model, "_orig_mod", model)
-
-
-def _tensors_for_file(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    # safetensors refuses shared or non-contiguous storage
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
-
-
-def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity."""
-    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-
-
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    """Write tensors as a safetensors file atomically (contiguous CPU copies; shared storage is fine)."""
-    # serialised in memory and written by us: a full disk is an OSError, never a truncated file under the final name
-    write_bytes_atomic(path, safetensors_save(_tensors_for_file(tensors), metadata=metadata))
-
-
-def read_tensors(path: str | PathLike[str], device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """The tensors of an untrusted ``.safetensors`` file; truncated or garbage files are a :class:`PtxsegError`."""
-    path = Path(path)
-    with reading(path, "safetensors file"):
-        size = path.stat().st_size
-        if size < 8:
-            raise PtxsegError(path, f"not a safetensors file ({size} bytes)", code="corrupt")
-        with open(path, "rb") as fh:
-            header = int.from_bytes(fh.read(8), "little")
-        if header > min(size - 8, MAX_JSON_BYTES):
-            raise PtxsegError(path, f"not a safetensors file (header of {header} bytes in a {size}-byte file)", code="corrupt")
-        return load_file(str(path), device=str(device))
 
 
 def save_weights(path: str | PathLike[str], model: nn.Module, card: ModelCard) -> Path:

@@ -118,7 +118,7 @@ def evaluate_masks(
 def dataset_ids(dataset: str | PathLike[str], fold: int | None = None, split: str | None = None) -> list[str]:
     """Images of a canonical dataset to evaluate: a fold of ``folds.csv`` or every image of a manifest split."""
     from ptxseg.data.manifest import read_manifest
-    from ptxseg.train.data import fold_split
+    from ptxseg.data.split import fold_split
 
     if (fold is None) == (split is None):
         raise PtxsegError("--fold/--split", "give exactly one of --fold K or --split NAME")

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ptxseg.data.split import pos_weight_from_counts
 from ptxseg.errors import PtxsegError
 from ptxseg.models.output import SegOutput
 
@@ -62,13 +63,6 @@ def build_loss(spec: str | dict[str, Any] | nn.Module) -> nn.Module:
         return _LOSSES[name](**kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise PtxsegError(f"loss.{name}", f"bad arguments {kwargs}: {exc}") from None
-
-
-def pos_weight_from_counts(positive_px: int, total_px: int) -> float:
-    """``N_neg / N_pos`` from pixel counts (the ``pos_weight: auto`` rule)."""
-    if positive_px <= 0:
-        raise PtxsegError("loss.pos_weight", "auto needs at least one positive pixel in the training masks")
-    return (total_px - positive_px) / positive_px
 
 
 def auto_pos_weight(masks: Sequence[np.ndarray] | np.ndarray) -> float:

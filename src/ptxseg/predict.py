@@ -20,16 +20,16 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from ptxseg.clinical import SEVERITY_RANK, Analysis, ClinicalPipeline, Radiograph, load_radiograph, unique_ids
+from ptxseg.clinical import SEVERITY_RANK, ClinicalPipeline, Radiograph, load_radiograph, unique_ids
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name, under
+from ptxseg.render import cam_overlay, clinical_overlay
 
 SUMMARY_COLUMNS = [
     "input",
@@ -47,72 +47,6 @@ SUMMARY_COLUMNS = [
     "probability_std",
     "seconds",
 ]
-_YELLOW, _CYAN, _WHITE = (255, 215, 0), (0, 200, 255), (255, 255, 255)
-
-
-def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color=_WHITE, outline: bool = False) -> None:
-    thick = max(1, int(round(scale * 1.6)))
-    if outline:  # single letters only: Hershey glyph advances grow with thickness, so outlined words drift apart
-        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thick, cv2.LINE_AA)
-
-
-def _display_size(shape: tuple[int, int], min_side: int = 640, max_side: int = 1024) -> tuple[int, int]:
-    """(width, height) of an overlay: the longer side scaled into [min_side, max_side] so text stays readable."""
-    h, w = shape
-    f = min(max(1.0, min_side / max(h, w)), max_side / max(h, w))
-    return max(1, int(round(w * f))), max(1, int(round(h * f)))
-
-
-def _display_gray(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    shrink = size[0] < image.shape[1]
-    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    return cv2.resize((np.clip(image, 0, 1) * 255).astype(np.uint8), size, interpolation=interp)
-
-
-def clinical_overlay(image: np.ndarray, analysis: Analysis) -> np.ndarray:
-    """RGB uint8 overlay: pneumothorax filled yellow (α 0.4) and outlined, lung fields outlined cyan, the patient's
-    R/L marked on their sides of the image, and the findings printed at the top; 640–1024 px on its longer side."""
-    size = _display_size(image.shape)
-    gray = _display_gray(image, size)
-    rgb = np.repeat(gray[..., None], 3, -1).astype(np.float32)
-
-    def small(m: np.ndarray) -> np.ndarray:
-        return cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-
-    ptx = small(analysis.mask)
-    rgb[ptx] = 0.6 * rgb[ptx] + 0.4 * np.array(_YELLOW, np.float32)
-    out = rgb.astype(np.uint8)
-    line = max(1, int(round(max(size) / 400)))
-    if analysis.lungs is not None:
-        for lung in (analysis.lungs.right, analysis.lungs.left):
-            contours, _ = cv2.findContours(small(lung).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(out, contours, -1, _CYAN, line)
-    contours, _ = cv2.findContours(ptx.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(out, contours, -1, _YELLOW, line + 1)
-    r = analysis.report
-    scale = max(0.6, max(size) / 1000)
-    step = int(40 * scale)
-    _text(out, "R", (int(0.03 * size[0]), size[1] - int(0.04 * size[1])), scale * 1.6, outline=True)  # patient's right: image left
-    _text(out, "L", (size[0] - int(0.03 * size[0]) - int(24 * scale), size[1] - int(0.04 * size[1])), scale * 1.6, outline=True)
-    p = r["pneumothorax"]
-    lines = [(f"Pneumothorax: {'YES' if p['present'] else 'no'}  (p = {p['probability']:.2f})", _YELLOW if p["present"] else _WHITE)]
-    for side in ("right", "left"):
-        s = r[side]
-        if s["ratio_pct"] is None:
-            lines.append((f"{side.capitalize()} lung: n/a", _WHITE))
-        else:
-            lines.append((f"{side.capitalize()} lung: {s['ratio_pct']:.1f}% of field, {s['severity']}", _WHITE))
-    if not r["lungs"]["found"]:
-        lines.append(("(no lung fields: sides not sized)", _WHITE))
-    x0, y0 = int(0.02 * size[0]), int(0.015 * size[1])
-    thick = max(1, int(round(scale * 1.6)))
-    width = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] for t, _ in lines)
-    box = out[y0 : y0 + step * len(lines) + step // 3, x0 : x0 + width + int(20 * scale)]
-    box[:] = (box * 0.35).astype(np.uint8)  # a dark panel behind the findings
-    for k, (text, color) in enumerate(lines):
-        _text(out, text, (x0 + int(8 * scale), y0 + step * (k + 1) - step // 5), scale, color)
-    return out
 
 
 def _complete(
@@ -243,15 +177,6 @@ def predict_batch(
     return table
 
 
-def cam_overlay(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    """RGB uint8: a Grad-CAM heat map (JET colours, α 0.45) over the radiograph, 640–1024 px on its longer side."""
-    size = _display_size(image.shape)
-    gray = _display_gray(image, size)
-    heat = cv2.applyColorMap(cv2.resize((np.clip(cam, 0, 1) * 255).astype(np.uint8), size), cv2.COLORMAP_JET)
-    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
-    return (0.55 * np.repeat(gray[..., None], 3, -1) + 0.45 * heat).astype(np.uint8)
-
-
 def _write_outputs(
     pipeline: ClinicalPipeline, rad: Radiograph, image_id: str, out: Path, seg: bool, overlay: bool, cam: bool = False
 ) -> dict:
@@ -271,7 +196,8 @@ def _write_outputs(
     write_png(under(out, outputs["mask"]), analysis.mask.astype(np.uint8) * np.uint8(255))
     if overlay:
         outputs["overlay"] = f"{image_id}_overlay.png"
-        write_png(under(out, outputs["overlay"]), clinical_overlay(rad.image, analysis))
+        lungs = None if analysis.lungs is None or not analysis.lungs.found else (analysis.lungs.right, analysis.lungs.left)
+        write_png(under(out, outputs["overlay"]), clinical_overlay(rad.image, analysis.mask, lungs, analysis.report))
     if seg:
         if rad.dataset is None:
             doc["seg_note"] = "no DICOM SEG: the input is not a DICOM file"

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ptxseg.checkpoint import non_finite_tensors, write_tensors
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.jsonfile import dumps
+from ptxseg.io.tensors import non_finite_tensors, write_tensors
 from ptxseg.parallel import process_map
 
 _IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}

@@ -17,34 +17,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps
 from ptxseg.io.names import check_name, is_safe_name, under
-
-ALPHA = 0.4
-BLUE, YELLOW, RED = (66, 133, 244), (255, 214, 0), (230, 40, 40)  # RGB
-
-
-def overlay(image: np.ndarray, pred: np.ndarray, truth: np.ndarray, label: str = "") -> np.ndarray:
-    """An RGB uint8 tile: prediction yellow, missed truth red (both α-blended), truth outline blue, ``label`` top-left."""
-    gray = np.clip(image * 255, 0, 255).astype(np.uint8)
-    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32)
-    p, t = pred.astype(bool), truth.astype(bool)
-    for region, colour in ((p, YELLOW), (t & ~p, RED)):
-        rgb[region] = (1 - ALPHA) * rgb[region] + ALPHA * np.asarray(colour, np.float32)
-    out = rgb.astype(np.uint8)
-    if t.any():
-        contours, _ = cv2.findContours(t.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(out, contours, -1, BLUE, max(1, image.shape[0] // 256))
-    if label:
-        scale = max(0.4, image.shape[0] / 512)
-        cv2.putText(out, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(out, label, (6, int(22 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
+from ptxseg.render import case_tile, confusion_figure
 
 
 def pick_cases(ids: list[str], dice: np.ndarray, positive: np.ndarray, k: int = 3) -> dict[str, list[str]]:
@@ -54,26 +33,6 @@ def pick_cases(ids: list[str], dice: np.ndarray, positive: np.ndarray, k: int = 
     mid = len(order) // 2
     pick = {"worst": order[:k], "median": order[max(0, mid - k // 2) : max(0, mid - k // 2) + k], "best": order[::-1][:k]}
     return {name: [ids[i] for i in sel] for name, sel in pick.items()}
-
-
-def confusion_png(metrics: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = np.array([[metrics["case_tp"], metrics["case_fn"]], [metrics["case_fp"], metrics["case_tn"]]])
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    ax.imshow(m, cmap="Blues")
-    for (r, c), v in np.ndenumerate(m):
-        ax.text(c, r, str(v), ha="center", va="center", fontsize=14, color="black" if v < m.max() / 2 else "white")
-    ax.set_xticks([0, 1], ["predicted +", "predicted −"])
-    ax.set_yticks([0, 1], ["pneumothorax", "none"])
-    ax.set_title("cases")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
 
 
 def _table(rows: list[tuple[str, str, str]], head: tuple[str, ...]) -> str:
@@ -137,7 +96,7 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
         )
         if gates:
             parts += ["<h3>Classifier-head gate (validation)</h3>", _table(gates, ("gate and best point", *columns))]
-    confusion_png(evaluation, out / "confusion.png")
+    confusion_figure(evaluation, out / "confusion.png")
     parts += ["<h2>Cases</h2><img src='confusion.png'>"]
     for name in ("threshold_curves.png", "curves.png"):
         src = evaluation.get("_figures", {}).get(name)
@@ -173,7 +132,7 @@ def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[
         tiles[group] = []
         for image_id, (pred, truth) in zip(ids, predict_dataset(predictor, dataset, ids), strict=True):
             image = read_image(under(Path(dataset) / "images", f"{check_name(image_id, dataset)}.png"))
-            tiles[group].append((image_id, overlay(image, pred.mask(op), truth, f"Dice {dice[image_id]:.2f}")))
+            tiles[group].append((image_id, case_tile(image, pred.mask(op), truth, f"Dice {dice[image_id]:.2f}")))
     return tiles
 
 

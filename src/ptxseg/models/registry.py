@@ -186,7 +186,7 @@ class SegmentationModel(nn.Module):
 
 def _load_local_weights(model: nn.Module, path: Path) -> None:
     """Load encoder (or whole-model) weights from a safetensors file, adapting RGB first convs to the input."""
-    from ptxseg.checkpoint import non_finite_tensors, read_tensors
+    from ptxseg.io.tensors import non_finite_tensors, read_tensors
 
     if path.suffix != ".safetensors":
         raise PtxsegError(path, "weights must be a .safetensors file (pickled checkpoints are not loaded)")

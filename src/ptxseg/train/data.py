@@ -1,8 +1,8 @@
 """Training and validation data from a canonical dataset folder.
 
 The training set is every ``split=train`` row of ``folds.csv`` outside the held
-out fold, the validation set is that fold; ``split=test`` rows are never read.
-``folds.csv`` is created (patient-grouped, stratified) when missing.
+out fold, the validation set is that fold (:func:`ptxseg.data.split.fold_split`);
+``split=test`` rows are never read.
 
 Each sample is a float32 ``1×S×S`` image (normalised) and a float32
 ``1×S×S`` mask in {0, 1}. Augmentation is seeded by ``(seed, epoch, index)``,
@@ -12,87 +12,24 @@ number of workers or processes, or on whether the run was resumed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ptxseg.config import Config
 from ptxseg.data.augment import build_pipeline
-from ptxseg.data.manifest import MASK_DIRS, check_ids, read_manifest
+from ptxseg.data.manifest import MASK_DIRS
 from ptxseg.data.preprocess import Preprocessing, crop_box, resize_mask_to
 from ptxseg.data.samplers import EpochSampler, PositiveShareSampler, ShuffleSampler, WeightedSampler, class_balanced_weights
-from ptxseg.data.split import split_dataset
-from ptxseg.errors import PtxsegError, reading
+from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import under
-
-
-@dataclass(frozen=True)
-class FoldSplit:
-    """The ids (and 0/1 labels) of the training and validation images of one fold."""
-
-    train_ids: list[str]
-    train_labels: np.ndarray
-    val_ids: list[str]
-    val_labels: np.ndarray
-    fingerprint: str
-    train_mask_px: int = 0  # foreground pixels of the training masks (stored size)
-    train_total_px: int = 0  # all pixels of the training images (stored size)
-
-    def auto_pos_weight(self) -> float:
-        """``N_neg / N_pos`` pixels over the training masks (``pos_weight: auto``)."""
-        from ptxseg.losses import pos_weight_from_counts
-
-        return pos_weight_from_counts(self.train_mask_px, self.train_total_px)
-
-
-def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_seed: int = 42, create: bool = True) -> FoldSplit:
-    """Training/validation ids of ``fold``, creating ``folds.csv`` when missing (and ``create``)."""
-    dataset = Path(dataset)
-    manifest = read_manifest(dataset)
-    path = dataset / "folds.csv"
-    if not path.is_file():
-        if not create:
-            raise PtxsegError(path, "missing (run 'ptxseg split' first)")
-        split_dataset(dataset, folds=folds, seed=split_seed)
-    with reading(path, "folds file"):
-        table = pd.read_csv(path, dtype={"id": str}, encoding="utf-8-sig")
-    missing = {"id", "fold", "positive"} - set(table.columns)
-    if missing:
-        raise PtxsegError(path, f"lacks columns {', '.join(sorted(missing))}")
-    check_ids(table["id"], path)
-    for col in ("fold", "positive"):
-        if not pd.api.types.is_integer_dtype(table[col]):
-            raise PtxsegError(path, f"column {col!r} must hold integers")
-    test_ids = set(manifest.loc[manifest["split"] == "test", "id"])
-    table = table[~table["id"].isin(test_ids)]  # a test image never trains or validates, whatever folds.csv says
-    n_folds = int(table["fold"].max()) + 1 if len(table) else 0
-    if not 0 <= fold < n_folds:
-        raise PtxsegError("--fold", f"must be in 0..{n_folds - 1} for {path}, got {fold}")
-    train, val = table[table["fold"] != fold], table[table["fold"] == fold]
-    if train.empty or val.empty:
-        raise PtxsegError(path, f"fold {fold} leaves an empty training or validation set")
-    areas = manifest.set_index("id")["mask_area"].reindex(train["id"]).fillna(0).astype(int)
-    digest = hashlib.sha256("\n".join(f"{i},{a}" for i, a in zip(train["id"], areas, strict=True)).encode()).hexdigest()[:16]
-    first = read_image(under(dataset / "images", f"{train['id'].iloc[0]}.png"))  # canonical images share one stored size
-    return FoldSplit(
-        list(train["id"]),
-        train["positive"].to_numpy(int),
-        list(val["id"]),
-        val["positive"].to_numpy(int),
-        digest,
-        int(areas.sum()),
-        first.size * len(train),
-    )
 
 
 class SegmentationDataset(Dataset):

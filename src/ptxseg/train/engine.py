@@ -38,17 +38,18 @@ from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
 from ptxseg.data.manifest import read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
+from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
+from ptxseg.gridsearch import collect, search
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
 from ptxseg.metrics import dice_per_image
 from ptxseg.models import SegOutput, create_model
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.train import distributed as D
-from ptxseg.train.data import SegmentationDataset, build_sampler, fold_split, make_loader
+from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader
 from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
 from ptxseg.train.optim import Schedule, build_optimizer
 from ptxseg.train.rundir import RunDir, environment
-from ptxseg.tune import collect, search
 
 #: validation probabilities kept for tuning the operating point are stored at most at this side (float16)
 TUNE_SIZE = 256
@@ -273,7 +274,7 @@ class Trainer:
     def _save_state(self, stage_idx: int, book: StageBook, model, optimizer, schedule, scaler) -> None:
         if not self.dist.main:
             return
-        from ptxseg.checkpoint import non_finite_tensors
+        from ptxseg.io.tensors import non_finite_tensors
 
         if non_finite_tensors(unwrap(model).state_dict()):  # never replace the last good resume state with a broken one
             raise _diverged(
@@ -365,7 +366,7 @@ class Trainer:
             **cfg.model.kwargs,
         )
         if init_weights is not None:
-            from ptxseg.checkpoint import read_tensors
+            from ptxseg.io.tensors import read_tensors
 
             model.load_state_dict(read_tensors(init_weights))
         model.to(d.device)

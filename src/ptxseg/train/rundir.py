@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import atomic_path, write_text_atomic
+from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, loads
+from ptxseg.render import training_curves
 
 
 def git_commit() -> dict[str, Any]:
@@ -140,30 +141,4 @@ class RunDir:
         hist = self.history()
         if not self.writer or not hist:
             return None
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        x = list(range(1, len(hist) + 1))
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-        ax1.plot(x, [r["train_loss"] for r in hist], label="train loss")
-        ax1.plot(x, [r["val_loss"] for r in hist], label="validation loss")
-        ax1.set_xlabel("epoch")
-        ax1.legend()
-        ax2.plot(x, [r["val_dice"] for r in hist], color="C2", label="validation SIIM Dice")
-        ax2.plot(x, [r["val_dice_pos"] for r in hist], color="C3", ls="--", label="Dice on positives")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylim(0, 1)
-        ax2.legend()
-        for k, r in enumerate(hist[1:], start=2):
-            if r["stage"] != hist[k - 2]["stage"]:
-                for ax in (ax1, ax2):
-                    ax.axvline(k - 0.5, color="grey", lw=0.8, ls=":")
-        fig.suptitle(self.path.name)
-        fig.tight_layout()
-        out = self.path / "curves.png"
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=100)
-        plt.close(fig)
-        return out
+        return training_curves(hist, self.path / "curves.png", self.path.name)

@@ -1,0 +1,34 @@
+"""The layers hold (issue 13): import-linter's contracts in ``.importlinter`` pass on the code, and fail on a wrong import."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = Path(sys.executable).with_name("lint-imports")
+
+
+def _lint(package_root: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(package_root)}
+    return subprocess.run([str(LINT), "--config", str(ROOT / ".importlinter")], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_layer_contracts_are_kept():
+    proc = _lint(ROOT / "src")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Contracts: 2 kept, 0 broken." in proc.stdout
+
+
+def test_a_wrong_import_breaks_them(tmp_path):
+    copy = tmp_path / "src" / "ptxseg"
+    shutil.copytree(ROOT / "src" / "ptxseg", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "infer.py", "a") as fh:  # inference reaching into training code and up into the CLI
+        fh.write("\n\ndef _bad():\n    from ptxseg.train.engine import train  # noqa\n    from ptxseg.cli import app  # noqa\n")
+    proc = _lint(tmp_path / "src")
+    assert proc.returncode == 1
+    assert "Contracts: 0 kept, 2 broken." in proc.stdout
+    assert "ptxseg.infer -> ptxseg.train.engine" in proc.stdout and "ptxseg.infer -> ptxseg.cli" in proc.stdout
