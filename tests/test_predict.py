@@ -173,3 +173,31 @@ def test_inputs_ids_and_list_files(tmp_path):
     paths = gather_inputs([tmp_path / "a", tmp_path / "b", tmp_path / "list.txt"])
     assert [p.relative_to(tmp_path).as_posix() for p in paths] == ["a/chest.png", "a/noext", "b/bad.dcm", "b/chest.png"]
     assert unique_ids(paths) == ["chest", "1.2.3.4", "bad", "chest_2"]
+
+
+def test_qc_travels_to_json_summary_and_overlay(tmp_path):
+    """A lateral film is analysed, and says so everywhere a reader looks (issue 13: QC travels)."""
+    from ptxseg.checkpoint import save_weights
+    from ptxseg.models import create_model
+    from ptxseg.render import clinical_overlay, findings_lines
+
+    from .conftest import model_card
+
+    model = save_weights(tmp_path / "m" / "best.safetensors", create_model("unet", encoder="resnet18"), model_card())
+    ramp = np.tile(np.arange(300, dtype=np.uint16) * 10, (300, 1))
+    write_dicom(tmp_path / "in" / "lat.dcm", ramp, sop_instance_uid="1.2.3.1", view_position="LL")
+    write_dicom(tmp_path / "in" / "pa.dcm", ramp, sop_instance_uid="1.2.3.2")
+    out = tmp_path / "out"
+    assert main(["predict", str(model.parent), str(tmp_path / "in"), "--out", str(out), "--no-lungs", "-q"]) == 0
+    summary = pd.read_csv(out / "summary.csv", dtype={"id": str}).set_index("id")
+    assert summary.loc["1.2.3.1", "qc"] == "lateral_view" and summary.loc["1.2.3.2", "qc"] == "ok"
+    lateral = json.loads((out / "1.2.3.1.json").read_text())
+    assert lateral["qc"]["verdict"] == "warning" and lateral["qc"]["warnings"] == ["lateral_view"]
+    assert "lateral" in lateral["qc"]["meaning"]["lateral_view"].lower()
+    assert json.loads((out / "1.2.3.2.json").read_text())["qc"] == {"verdict": "ok", "warnings": [], "meaning": {}}
+    assert findings_lines(lateral)[-1][0] == "QC: lateral_view - check the input"
+    plain = {**lateral, "qc": {"verdict": "ok", "warnings": [], "meaning": {}}}
+    image = ramp.astype(np.float32) / ramp.max()
+    mask = np.zeros_like(image, bool)
+    with_qc, without = clinical_overlay(image, mask, None, lateral), clinical_overlay(image, mask, None, plain)
+    assert with_qc.shape == without.shape and (with_qc != without).any()  # the panel carries the extra line

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ptxseg.data.qc import image_warnings, qc_verdict
 from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
 from ptxseg.io.names import safe_name
@@ -259,9 +260,9 @@ class ClinicalPipeline:
                 "rows": int(rad.image.shape[0]),
                 "columns": int(rad.image.shape[1]),
                 "pixel_spacing_mm": None if rad.spacing_mm is None else list(rad.spacing_mm),
-                "qc_warnings": list(rad.warnings),
                 **rad.identifiers,
             },
+            "qc": qc_verdict(image_warnings(rad.warnings, rad.image.shape)),
             "model": self.model_info,
             "lung_model": self.lung_info,
             "operating_point": self.op.to_dict(),

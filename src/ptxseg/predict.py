@@ -36,6 +36,7 @@ SUMMARY_COLUMNS = [
     "id",
     "status",
     "reason",
+    "qc",
     "present",
     "probability",
     "max_severity",
@@ -80,6 +81,7 @@ def _row(path: Path, image_id: str, status: str, reason: str = "", doc: dict | N
     if doc is not None:
         p = doc["pneumothorax"]
         row.update(
+            qc=";".join(doc["qc"]["warnings"]) or "ok",
             present=p["present"],
             probability=p["probability"],
             max_severity=doc["max_severity"],

@@ -10,7 +10,7 @@ import numpy as np
 import typer
 
 from ptxseg.cli import app
-from ptxseg.data.qc import MIN_SIDE_PX
+from ptxseg.data.qc import image_warnings
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_radiograph
 from ptxseg.progress import console
@@ -26,9 +26,7 @@ def inspect_file(path: Path, apply_voi: bool = True) -> dict:
         image, meta = read_radiograph(path, apply_voi=apply_voi)
     except PtxsegError as exc:
         return {"file": str(path), "verdict": "refused", "code": exc.code, "reason": exc.reason}
-    warnings = list(meta.warnings)
-    if min(image.shape) < MIN_SIDE_PX:
-        warnings.append("small_image")
+    warnings = image_warnings(meta.warnings, image.shape)
     return {
         "file": str(path),
         "verdict": "warning" if warnings else "ok",

@@ -32,7 +32,7 @@ import numpy as np
 
 from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
 from ptxseg.data.manifest import META_COLUMNS, StoredGeometry, write_dataset_info, write_manifest
-from ptxseg.data.qc import MIN_SIDE_PX, REFUSAL_TAGS, join_tags
+from ptxseg.data.qc import REFUSAL_TAGS, image_warnings, join_tags
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
@@ -239,10 +239,8 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
     if item.image_path is not None:
         try:
             image, meta = read_radiograph(item.image_path, apply_voi=opts.apply_voi)
-            tags.extend(meta.warnings)
+            tags.extend(image_warnings(meta.warnings, image.shape))
             row.update(_meta_columns(meta))
-            if min(image.shape) < MIN_SIDE_PX:
-                tags.append("small_image")
             mask = _load_mask(item, image.shape)
             if mask is None and item.split == "train" and "mask_shape_mismatch" not in tags:
                 tags.append("image_without_mask")

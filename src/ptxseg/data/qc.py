@@ -57,6 +57,22 @@ REFUSAL_TAGS = frozenset(
 MIN_SIDE_PX = 256
 
 
+def image_warnings(reader_warnings: list[str], shape: tuple[int, ...]) -> list[str]:
+    """The QC warnings of an accepted radiograph: the reader's (lateral view, non-chest body part, secondary capture,
+    no modality, ignored VOI) plus ``small_image`` under :data:`MIN_SIDE_PX` on a side; no repeats, order kept."""
+    tags = list(reader_warnings) + (["small_image"] if min(shape[:2]) < MIN_SIDE_PX else [])
+    return list(dict.fromkeys(tags))
+
+
+def qc_verdict(warnings: list[str]) -> dict:
+    """The ``qc`` block of a prediction: ``verdict`` (``ok``/``warning``), the tags and what each means."""
+    return {
+        "verdict": "warning" if warnings else "ok",
+        "warnings": list(warnings),
+        "meaning": {t: QC_TAGS.get(t, t) for t in warnings},
+    }
+
+
 def join_tags(tags: list[str]) -> str:
     """The manifest's ``qc`` value: ``ok`` or the tags joined by ``;`` (order kept, no repeats)."""
     seen = list(dict.fromkeys(tags))
