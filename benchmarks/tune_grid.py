@@ -22,9 +22,9 @@ import time
 import cv2
 import numpy as np
 
+from ptxseg.gridsearch import BOTTOM_THRESHOLDS, COMPONENT_PX, MIN_MASK_PX, THRESHOLDS, TOP_MIN_PX, TOP_THRESHOLDS, collect, search
 from ptxseg.metrics import dice_per_image
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
-from ptxseg.gridsearch import BOTTOM_THRESHOLDS, COMPONENT_PX, MIN_MASK_PX, THRESHOLDS, TOP_MIN_PX, TOP_THRESHOLDS, collect, search
 
 
 def make_pair(i: int, size: int) -> tuple[np.ndarray, np.ndarray]:

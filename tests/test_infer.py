@@ -96,20 +96,21 @@ def test_probability_maps_round_trip(tmp_path):
 
 
 class ConstantHead(torch.nn.Module):
-    """Logits = input; classifier logit = a fixed value per call (cycling), to check how heads are averaged."""
+    """Logits = input; classifier logit = the first value for a left-heavy input, the second for a right-heavy one
+    (so the identity and hflip members of a left-heavy image get different heads), to check how heads are averaged."""
 
     def __init__(self, cls_logits):
         super().__init__()
-        self.cls_logits = list(cls_logits)
-        self.calls = 0
+        self.cls_logits = [float(c) for c in cls_logits]
 
     def forward(self, x):
         return x
 
     def forward_with_cls(self, x):
-        c = self.cls_logits[self.calls % len(self.cls_logits)]
-        self.calls += 1
-        return x, torch.full((len(x), 1), float(c))
+        half = x.shape[-1] // 2
+        left, right = x[..., :half].sum((1, 2, 3)), x[..., half:].sum((1, 2, 3))
+        c = torch.where(left >= right, torch.tensor(self.cls_logits[0]), torch.tensor(self.cls_logits[1]))
+        return x, c.reshape(-1, 1)
 
 
 def test_members_variance_and_classifier_head(tmp_path):

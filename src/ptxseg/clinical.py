@@ -13,7 +13,6 @@ Not a medical device: phantom-trained models say nothing about patients.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -142,24 +141,12 @@ def load_radiograph(path: str | PathLike[str]) -> Radiograph:
     return Radiograph(path, safe_name(meta.SOPInstanceUID or path.stem), image, meta.PixelSpacing, ds, ids, list(meta.warnings))
 
 
-def _weights_version(sources: list[Path]) -> str:
-    """ptxseg version + the first 12 hex digits of the SHA-256 of the weights (identifies the exact model)."""
-    from ptxseg import __version__
-    from ptxseg.checkpoint import resolve_weights
-
-    h = hashlib.sha256()
-    for s in sources:
-        with open(resolve_weights(s), "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return f"ptxseg {__version__} / weights {h.hexdigest()[:12]}"
-
-
 def find_lung_model(model: str | PathLike[str]) -> Path | None:
     """The lung-field model stored with a pneumothorax model (``MODEL/lungs``), if any."""
     p = Path(model)
     candidate = (p if p.is_dir() else p.parent) / "lungs"
-    return candidate if (candidate / "best.safetensors").is_file() or (candidate / "model.safetensors").is_file() else None
+    markers = ("best.safetensors", "model.safetensors", "bundle.json")  # a run directory, a weights folder or a bundle
+    return candidate if any((candidate / m).is_file() for m in markers) else None
 
 
 @dataclass
@@ -182,6 +169,7 @@ class ClinicalPipeline:
         device: torch device.
         bounds: severity boundaries in % of the lung field.
         mc_dropout: Monte-Carlo dropout passes per TTA member (models with dropout only; 0: off).
+        threads: ONNX Runtime threads of bundle models (default: one per core).
     """
 
     def __init__(
@@ -192,9 +180,10 @@ class ClinicalPipeline:
         device: str = "cpu",
         bounds: tuple[float, float] = SEVERITY_BOUNDS,
         mc_dropout: int = 0,
+        threads: int | None = None,
     ) -> None:
         self.model_path = Path(model)
-        self.ptx = Predictor([model], tta=tta, device=device, mc_dropout=mc_dropout)
+        self.ptx = Predictor([model], tta=tta, device=device, mc_dropout=mc_dropout, threads=threads)
         if self.ptx.target != "pneumothorax":
             raise PtxsegError(model, f"is a {self.ptx.target} model, not a pneumothorax model")
         self.op = self.ptx.operating_point
@@ -205,7 +194,7 @@ class ClinicalPipeline:
         if lung_path is None:
             self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs)"
         else:
-            self.lungs = Predictor([lung_path], device=device)
+            self.lungs = Predictor([lung_path], device=device, threads=threads)
             if self.lungs.target != "lungs":
                 raise PtxsegError(lung_path, "is not a lung-field model (train one with the lungs_unet_r34_256 recipe)")
             self.lung_op = self.lungs.operating_point
@@ -214,14 +203,13 @@ class ClinicalPipeline:
             "name": self.ptx.card.model.name,
             "encoder": self.ptx.card.model.encoder,
             "recipe": self.ptx.card.recipe,
-            "version": _weights_version(self.ptx.sources),
+            "version": self.ptx.version,
+            "backend": self.ptx.backend,
             "tta": self.ptx.tta,
             "ensemble_members": len(self.ptx.sources),
         }
         self.lung_info = (
-            None
-            if self.lungs is None
-            else {"path": str(lung_path), "name": self.lungs.card.model.name, "version": _weights_version(self.lungs.sources)}
+            None if self.lungs is None else {"path": str(lung_path), "name": self.lungs.card.model.name, "version": self.lungs.version}
         )
 
     def analyse(self, rad: Radiograph) -> Analysis:

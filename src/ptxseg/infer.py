@@ -56,12 +56,24 @@ def tta_members_with_cls(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Probabilities of every TTA member mapped back to the input frame (``T×B×1×H×W``) and, when the
     model has a classifier head, its probability for each member (``T×B``; else None)."""
+    names = check_tta(tta)
     with_cls = getattr(model, "forward_with_cls", None)
+
+    def run(batch: torch.Tensor):
+        return with_cls(batch) if with_cls is not None else (model(batch), None)
+
+    inputs = [TTA_TRANSFORMS[name][0](x) for name in names]
+    if len(inputs) > 1 and len({tuple(t.shape) for t in inputs}) == 1:
+        # every transform of a square input has its shape: one call with the T×B batch (faster, above all in ONNX Runtime)
+        logits, cls = run(torch.cat(inputs))
+        logits_parts = logits.split(len(x))
+        cls_parts = cls.split(len(x)) if cls is not None else [None] * len(names)
+    else:
+        results = [run(t) for t in inputs]
+        logits_parts, cls_parts = [r[0] for r in results], [r[1] for r in results]
     outs, heads = [], []
-    for name in check_tta(tta):
-        fwd, inv = TTA_TRANSFORMS[name]
-        logits, cls = with_cls(fwd(x)) if with_cls is not None else (model(fwd(x)), None)
-        outs.append(inv(torch.sigmoid(logits.float())))
+    for name, logits, cls in zip(names, logits_parts, cls_parts, strict=True):
+        outs.append(TTA_TRANSFORMS[name][1](torch.sigmoid(logits.float())))
         if cls is not None:
             heads.append(torch.sigmoid(cls.float()).reshape(len(x)))
     return torch.stack(outs), torch.stack(heads) if heads else None
@@ -75,6 +87,44 @@ def tta_members(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("
 def tta_predict(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)) -> torch.Tensor:
     """Mean probability over the TTA members: ``B×1×H×W`` in ``[0, 1]``."""
     return tta_members(model, x, tta).mean(0)
+
+
+class OrtModel:
+    """An ONNX Runtime session behind the interface the TTA code calls (``forward_with_cls`` on torch tensors).
+
+    The session is created once; ``threads`` sets its intra-op threads. Outputs: ``logits`` and, for a model
+    with a classifier head, ``cls``.
+    """
+
+    has_dropout = False
+    training = False
+
+    def __init__(self, path: str | PathLike[str], threads: int | None = None, device: str = "cpu") -> None:
+        import onnxruntime as ort
+
+        from ptxseg.errors import reading
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
+        providers = ["CPUExecutionProvider"]
+        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        with reading(path, "ONNX model"):
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.path = Path(path)
+
+    def forward_with_cls(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        out = self.session.run(None, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
+        return torch.from_numpy(out[0]), (torch.from_numpy(out[1]) if len(out) > 1 else None)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_cls(x)[0]
+
+    def eval(self) -> OrtModel:
+        return self
 
 
 @dataclass
@@ -116,17 +166,21 @@ class Prediction:
 class Predictor:
     """One model or an ensemble, with the preprocessing stored in its metadata.
 
+    Two backends, one API: run directories and ``.safetensors`` files run in PyTorch; a bundle folder
+    (``ptxseg export``, see :mod:`ptxseg.bundle`) runs in ONNX Runtime, its files checked against their hashes.
+    TTA and ensembles work on both; sessions and models are created once.
+
     Args:
-        sources: run directories, bundle directories or ``.safetensors`` files;
-            all must share one input size, normalisation and crop. A single
-            ensemble file (``.json``, see :mod:`ptxseg.ensemble`) brings its
-            members, weights, TTA and operating point.
+        sources: run directories or ``.safetensors`` files, all with one preprocessing; or a single
+            ensemble file (``.json``, see :mod:`ptxseg.ensemble`), which brings its members, weights,
+            TTA and operating point; or a single bundle folder, which brings the same.
         weights: ensemble weights (default equal, or the ensemble file's).
         tta: TTA transforms (default: those stored with the first model or the ensemble).
         device: torch device.
         mc_dropout: Monte-Carlo dropout passes per TTA member for models with dropout (0: off); the
             members then number models × TTA × passes, and their disagreement is the uncertainty.
         mc_seed: seed of the dropout samples (the same input gives the same prediction).
+        threads: ONNX Runtime intra-op threads (default: ONNX Runtime's choice, one per core).
     """
 
     def __init__(
@@ -137,8 +191,10 @@ class Predictor:
         device: str = "cpu",
         mc_dropout: int = 0,
         mc_seed: int = 0,
+        threads: int | None = None,
     ) -> None:
-        from ptxseg.checkpoint import load_model
+        from ptxseg.bundle import is_bundle, read_bundle
+        from ptxseg.checkpoint import load_model, resolve_weights
         from ptxseg.ensemble import is_ensemble_file, read_ensemble
 
         if mc_dropout < 0:
@@ -147,19 +203,34 @@ class Predictor:
         if not sources:
             raise PtxsegError("model", "no model given")
         self.ensemble = None
-        if any(is_ensemble_file(s) for s in sources):
+        self.bundle = None
+        self.backend = "pytorch"
+        if any(is_bundle(s) for s in sources):
+            if len(sources) != 1:
+                raise PtxsegError(sources[0], "a bundle is used on its own, not with other models")
+            folder = Path(sources[0])
+            self.bundle, self.cards = read_bundle(folder)
+            self.backend = f"onnxruntime {self.bundle.precision}"
+            self.sources = [folder / m.onnx for m in self.bundle.members]
+            self.weight_files = list(self.sources)
+            self.models = [OrtModel(p, threads, device) for p in self.sources]
+            weights = [m.weight for m in self.bundle.members] if weights is None else weights
+            tta = self.bundle.tta if tta is None else tta
+        elif any(is_ensemble_file(s) for s in sources):
             if len(sources) != 1:
                 raise PtxsegError(sources[0], "an ensemble file is used on its own, not with other models")
             self.ensemble = read_ensemble(sources[0])
             sources = self.ensemble.members
             weights = self.ensemble.weights if weights is None else weights
             tta = self.ensemble.tta if tta is None else tta
-        self.sources = [Path(s) for s in sources]
-        loaded = [load_model(s, device) for s in sources]
-        self.models = [m for m, _ in loaded]
-        self.cards = [card for _, card in loaded]
+        if self.bundle is None:
+            self.sources = [Path(s) for s in sources]
+            loaded = [load_model(s, device) for s in sources]
+            self.models = [m for m, _ in loaded]
+            self.cards = [card for _, card in loaded]
+            self.weight_files = [resolve_weights(s) for s in self.sources]
         self.card = self.cards[0]
-        for src, card in zip(sources, self.cards, strict=True):
+        for src, card in zip(self.sources, self.cards, strict=True):
             if card.preprocessing != self.card.preprocessing:
                 ours, theirs = card.preprocessing.describe(), self.card.preprocessing.describe()
                 raise PtxsegError(src, f"preprocessing ({ours}) differs from the ensemble's ({theirs})")
@@ -190,10 +261,28 @@ class Predictor:
 
     @property
     def operating_point(self) -> OperatingPoint:
-        """The ensemble file's operating point, else the first model's."""
+        """The bundle's or the ensemble file's operating point, else the first model's."""
+        if self.bundle is not None:
+            return self.bundle.operating_point
         if self.ensemble is not None:
             return OperatingPoint.from_dict(self.ensemble.operating_point)
         return self.card.operating_point
+
+    @property
+    def version(self) -> str:
+        """``ptxseg X / weights <first 12 hex of the SHA-256 of the weight files>`` (+ the ONNX Runtime precision):
+        identifies the exact model(s) behind a prediction."""
+        import hashlib
+
+        from ptxseg import __version__
+
+        h = hashlib.sha256()
+        for path in self.weight_files:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        kind = "" if self.bundle is None else f" / {self.backend}"
+        return f"ptxseg {__version__} / weights {h.hexdigest()[:12]}{kind}"
 
     @property
     def tuning(self) -> dict[str, Any] | None:

@@ -150,7 +150,6 @@ def report_model(
 ) -> Path:
     """Evaluate (unless ``evaluation`` is given) and write the HTML report of ``model`` (one model, several, or an
     ensemble file) on ``ids``."""
-    from ptxseg.checkpoint import resolve_weights
     from ptxseg.data.manifest import read_manifest
     from ptxseg.evaluate import evaluate_model
     from ptxseg.infer import Predictor
@@ -163,7 +162,7 @@ def report_model(
     manifest = read_manifest(dataset).set_index("id")
     positive = np.array([int(manifest.loc[i, "positive"] or 0) == 1 for i in per_image])
     cases = pick_cases(list(per_image), np.array(list(per_image.values())), positive)
-    first = resolve_weights(predictor.sources[0]).parent
+    first = predictor.weight_files[0].parent  # the run directory, or the bundle folder
     tuning = predictor.tuning
     # the curves path is read from a model/ensemble file: only a PNG name beside that file is copied into the report
     base = Path(model[0]).parent if predictor.ensemble is not None else first

@@ -82,6 +82,8 @@ def tune_model(
 
     models = [models] if isinstance(models, (str, Path)) else list(models)
     predictor = Predictor(models, weights=weights, tta=tta)
+    if predictor.bundle is not None:
+        raise PtxsegError(models[0], "is a bundle: tune its run directory (or ensemble file), then export it again")
     several = predictor.ensemble is not None or len(models) > 1 or out is not None  # → an ensemble file
     if write and len(models) > 1 and out is None:
         raise PtxsegError("--out", "several models: give --out ENSEMBLE.json to store their operating point (or --dry-run)")

@@ -29,6 +29,9 @@ def predict_command(
     cam: Annotated[bool, typer.Option("--cam", help="Also write <id>_cam.png, a Grad-CAM heat map of the decision.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Also print each result's JSON on stdout (one line each).")] = False,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Threads reading and decoding inputs ahead.")] = 1,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="ONNX Runtime threads for a bundle (default: one per core).")
+    ] = None,
     mild_below: Annotated[float, typer.Option(help="Severity: ratio (%) below which a pneumothorax is mild.")] = 20.0,
     severe_above: Annotated[float, typer.Option(help="Severity: ratio (%) above which it is severe.")] = 40.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -47,7 +50,9 @@ def predict_command(
     paths = gather_inputs(inputs, exclude=out)
     if not paths:
         raise PtxsegError(", ".join(map(str, inputs)), "no DICOM, PNG or JPEG inputs found")
-    pipeline = ClinicalPipeline(model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above), mc_dropout=mc_dropout)
+    pipeline = ClinicalPipeline(
+        model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above), mc_dropout=mc_dropout, threads=threads
+    )
     if mc_dropout and not pipeline.ptx.uses_mc_dropout:
         err_console.print("note: --mc-dropout ignored: the model has no dropout to sample", highlight=False)
     if pipeline.lungs is None:

@@ -103,8 +103,8 @@ def remove_stale_temps(folder: str | os.PathLike[str], recursive: bool = True) -
     return removed
 
 
-def prepare_output_dir(folder: str | os.PathLike[str], what: str = "output folder") -> Path:
-    """Create ``folder`` if needed, check it is a writable folder, and clear temporaries of killed runs.
+def prepare_output_dir(folder: str | os.PathLike[str], what: str = "output folder", clean: bool = True) -> Path:
+    """Create ``folder`` if needed, check it is a writable folder, and (``clean``) clear temporaries of killed runs.
 
     Raises:
         PtxsegError: ``folder`` is an existing file, cannot be created, or is not writable —
@@ -123,5 +123,6 @@ def prepare_output_dir(folder: str | os.PathLike[str], what: str = "output folde
         probe.unlink()
     except OSError as exc:
         raise PtxsegError(folder, f"{what} is not writable ({exc.strerror or exc})", code="bad_output") from None
-    remove_stale_temps(folder)
+    if clean:
+        remove_stale_temps(folder)
     return folder
