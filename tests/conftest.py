@@ -55,3 +55,21 @@ def model_card(size: int = 64, name: str = "unet", encoder: str | None = "resnet
 
     pp = {"stored_size": size, "size": size} | fields.pop("preprocessing", {})
     return ModelCard(model=Architecture(name=name, encoder=encoder), preprocessing=Preprocessing(**pp), **fields)
+
+
+#: a one-epoch U-Net-R18 at 64²: enough for tests of everything around a trained model
+TINY = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+
+
+def tiny_models(root: Path, n: int, seed: int, extra: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    """``n`` phantoms at 64² in ``root/ds``, a one-epoch pneumothorax model in ``root/run`` (``extra`` overrides)
+    and a one-epoch lung-field model at ``root/run/lungs``; returns ``(dataset, run)``."""
+    from ptxseg.config import load_config
+    from ptxseg.synth.dataset import synth_dataset
+    from ptxseg.train.engine import train
+
+    data, run = root / "ds", root / "run"
+    synth_dataset(data, n, size=64, seed=seed, positive_fraction=0.5)
+    train(load_config("default", [*TINY, *extra]), data, run, quiet=True)
+    train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
+    return data, run

@@ -12,27 +12,20 @@ import torch
 
 from ptxseg.bundle import read_bundle
 from ptxseg.cli import main
-from ptxseg.config import load_config
 from ptxseg.errors import PtxsegError
 from ptxseg.export import export_bundle
 from ptxseg.infer import TTA_TRANSFORMS, Predictor, tta_members_with_cls
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import read_image
-from ptxseg.synth.dataset import synth_dataset
-from ptxseg.train.engine import train
 
-TINY = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+from .conftest import tiny_models
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A one-epoch model with a classifier head and a lung-field model at MODEL/lungs, on 24 phantoms; fp32 bundle."""
     root = tmp_path_factory.mktemp("export")
-    data = root / "ds"
-    synth_dataset(data, 24, size=64, seed=21, positive_fraction=0.5)
-    run = root / "run"
-    train(load_config("default", [*TINY, "model.aux_classifier=true"]), data, run, quiet=True)
-    train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
+    data, run = tiny_models(root, 24, seed=21, extra=("model.aux_classifier=true",))
     result = export_bundle(run, root / "bundle")
     return data, run, result
 
@@ -43,6 +36,7 @@ def test_fp32_bundle_matches_pytorch_and_deploys_the_head(trained):
     manifest, cards = read_bundle(bundle)
     assert result.precision == "fp32" and result.verification < 1e-4 and result.lungs.out == bundle / "lungs"
     assert manifest.members[0].outputs == ["logits", "cls"] and cards[0].model.aux_classifier
+    assert cards[0].lung_model.path == "lungs" and cards[0].lung_model.version == Predictor([bundle / "lungs"]).version
     assert {"member-0.onnx", "member-0.json", "MODEL_CARD.md", "lungs/bundle.json", "lungs/member-0.onnx"} <= set(manifest.files)
     assert "not a medical device" in (bundle / "MODEL_CARD.md").read_text()
     torch_model, onnx_model = Predictor([run]), Predictor([bundle])

@@ -13,27 +13,16 @@ import pydicom
 import pytest
 
 from ptxseg.cli import main
-from ptxseg.config import load_config
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import read_image, read_mask
-from ptxseg.synth.dataset import synth_dataset
-from ptxseg.train.engine import train
 
-from .conftest import shared_path
-
-TINY = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
+from .conftest import shared_path, tiny_models
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A one-epoch pneumothorax model with a one-epoch lung-field model stored at MODEL/lungs, on 16 phantoms."""
-    root = tmp_path_factory.mktemp("predict")
-    data = root / "ds"
-    synth_dataset(data, 16, size=64, seed=11, positive_fraction=0.5)
-    run = root / "run"
-    train(load_config("default", TINY), data, run, quiet=True)
-    train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
-    return data, run
+    return tiny_models(tmp_path_factory.mktemp("predict"), 16, seed=11)
 
 
 def _inputs(tmp_path, data):

@@ -56,9 +56,19 @@ class TrainingData(_Strict):
     val_images: int | None = None
 
 
+class LungModelRef(_Strict):
+    """The lung-field model a pneumothorax model is deployed with (set by ``ptxseg export``)."""
+
+    path: str  # relative to the card's bundle (``lungs``)
+    name: str
+    version: str
+    precision: str = "fp32"
+
+
 class ModelCard(_Strict):
     """A trained model's card (see the module docstring). ``metrics`` holds validation numbers, with ``ci95``
-    bootstrap intervals where computed; ``tuning`` is ``ptxseg tune``'s record; ``software`` the versions."""
+    bootstrap intervals where computed; ``tuning`` is ``ptxseg tune``'s record; ``lung_model`` the lung-field
+    model of a bundle; ``software`` the versions."""
 
     format: Literal["ptxseg-model-card/2"] = FORMAT
     model: Architecture
@@ -70,6 +80,7 @@ class ModelCard(_Strict):
     training_data: TrainingData | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     tuning: dict[str, Any] | None = None
+    lung_model: LungModelRef | None = None
     software: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("operating_point", mode="before")

@@ -149,6 +149,12 @@ def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str
         f"- Precision: {manifest.precision} (ONNX Runtime); TTA: {' + '.join(manifest.tta)}.",
         f"- Preprocessing: {card.preprocessing.describe()}.",
         f"- Operating point: {manifest.operating_point.to_dict()}.",
+        (
+            f"- Lung-field model: {card.lung_model.name} in `{card.lung_model.path}/`"
+            f" ({card.lung_model.precision}, {card.lung_model.version})."
+        )
+        if card.lung_model
+        else "- Lung-field model: none bundled (sides, ratios and severity stay null).",
         "",
         "## Data",
         f"- Trained on `{data.dataset if data else 'unknown'}` (fold {data.fold if data else '?'} held out for validation; "
@@ -242,8 +248,8 @@ def export_bundle(
     source, out = Path(source), Path(out)
     if int8 and calib is None:
         raise PtxsegError("--int8", "needs --calib DATASET: calibration images and a validation fold to measure the Dice change")
-    if not 0 <= tolerance < 1:
-        raise PtxsegError("--int8-tolerance", f"must be in [0, 1), got {tolerance}")
+    if not 0 <= tolerance <= 1:
+        raise PtxsegError("--int8-tolerance", f"must be in [0, 1], got {tolerance}")
     if calib_images < 1 or (eval_images is not None and eval_images < 1):
         raise PtxsegError("--calib-images/--eval-images", "must be at least 1")
     if out.exists() and not (out.is_dir() and (is_bundle(out) or not any(out.iterdir()))):
@@ -289,7 +295,8 @@ def export_bundle(
             )
             if int8 and lung_result.precision != "int8":
                 notes.append("lung model kept in fp32: the calibration dataset has no lungs/ masks to measure it on")
-            write_manifest(work, manifest)  # again: the hashes now cover lungs/
+            cards = _link_lungs(work, manifest, cards)
+            _finish(work, manifest, cards)  # again: the cards name the lung model, the hashes now cover lungs/
         read_bundle(work)  # the bundle as a user will load it: every hash checked
         if out.exists():
             shutil.rmtree(out)
@@ -300,6 +307,19 @@ def export_bundle(
         shutil.rmtree(work, ignore_errors=True)
         raise
     return ExportResult(out, len(members), manifest.precision, err, quantization, lung_result, notes)
+
+
+def _link_lungs(work: Path, manifest: BundleManifest, cards: list[ModelCard]) -> list[ModelCard]:
+    """Record the bundled lung-field model in each member's card."""
+    from ptxseg.card import LungModelRef
+    from ptxseg.infer import Predictor
+
+    lungs = Predictor([work / "lungs"])
+    ref = LungModelRef(path="lungs", name=lungs.card.model.name, version=lungs.version, precision=lungs.bundle.precision)
+    cards = [c.model_copy(update={"lung_model": ref}) for c in cards]
+    for member, card in zip(manifest.members, cards, strict=True):
+        write_card(work / member.card, card)
+    return cards
 
 
 def _lung_source(source: Path, lungs: str | PathLike[str] | bool | None) -> Path | None:

@@ -359,10 +359,13 @@ class Predictor:
             prepped = [self.preprocess(im) for im in chunk]
             net = self.predict_network(np.stack([x for x, _ in prepped]))
             for b, (_, frame) in enumerate(prepped):
+                prob = pp.to_source(net.prob[b], frame)
+                # one member (one model, one TTA transform, no MC dropout): the variance is zero, not worth mapping back
+                variance = pp.to_source(net.variance[b], frame) if net.member_scores.shape[-1] > 1 else np.zeros_like(prob)
                 out.append(
                     Prediction(
-                        pp.to_source(net.prob[b], frame),
-                        pp.to_source(net.variance[b], frame),
+                        prob,
+                        variance,
                         None if net.cls_prob is None else float(net.cls_prob[b]),
                         net.member_scores[b],
                     )

@@ -193,13 +193,13 @@ def _write_outputs(
         t_cam = time.perf_counter()
         heat = cam_for_image(pipeline.ptx, rad.image, analysis.mask)
         outputs["cam"] = f"{image_id}_cam.png"
-        write_png(under(out, outputs["cam"]), cam_overlay(rad.image, heat))
+        write_png(under(out, outputs["cam"]), cam_overlay(rad.image, heat), compression=1)
         doc["timings_s"]["cam_s"] = time.perf_counter() - t_cam
     write_png(under(out, outputs["mask"]), analysis.mask.astype(np.uint8) * np.uint8(255))
     if overlay:
         outputs["overlay"] = f"{image_id}_overlay.png"
         lungs = None if analysis.lungs is None or not analysis.lungs.found else (analysis.lungs.right, analysis.lungs.left)
-        write_png(under(out, outputs["overlay"]), clinical_overlay(rad.image, analysis.mask, lungs, analysis.report))
+        write_png(under(out, outputs["overlay"]), clinical_overlay(rad.image, analysis.mask, lungs, analysis.report), compression=1)
     if seg:
         if rad.dataset is None:
             doc["seg_note"] = "no DICOM SEG: the input is not a DICOM file"

@@ -68,15 +68,15 @@ def clinical_overlay(
     outlined cyan, the patient's R/L marked on their sides of the image, and the findings of ``report`` (QC warnings
     included) printed at the top; 640–1024 px on its longer side."""
     size = display_size(image.shape)
-    gray = _display_gray(image, size)
-    rgb = np.repeat(gray[..., None], 3, -1).astype(np.float32)
+    out = cv2.cvtColor(_display_gray(image, size), cv2.COLOR_GRAY2RGB)
 
     def small(m: np.ndarray) -> np.ndarray:
-        return cv2.resize(m.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
+        m = m.astype(np.uint8, copy=False)
+        return (m if m.shape[::-1] == size else cv2.resize(m, size, interpolation=cv2.INTER_NEAREST_EXACT)).astype(bool)
 
     ptx = small(mask)
-    rgb[ptx] = 0.6 * rgb[ptx] + 0.4 * np.array(YELLOW, np.float32)
-    out = rgb.astype(np.uint8)
+    if ptx.any():  # blend only the masked pixels: a whole-image float copy costs more than the rest of the overlay
+        out[ptx] = (0.6 * out[ptx] + 0.4 * np.array(YELLOW, np.float32)).astype(np.uint8)
     line = max(1, int(round(max(size) / 400)))
     for lung in lungs or ():
         contours, _ = cv2.findContours(small(lung).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

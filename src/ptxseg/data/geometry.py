@@ -48,6 +48,8 @@ class Geometry:
 
 def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     rows, cols = shape
+    if array.shape[:2] == (rows, cols):
+        return array.copy()
     shrinking = rows * cols < array.shape[0] * array.shape[1]
     return cv2.resize(array, (cols, rows), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 

@@ -155,8 +155,11 @@ def to_uint16(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
-def write_png(path: str | PathLike[str], array: np.ndarray) -> Path:
+def write_png(path: str | PathLike[str], array: np.ndarray, compression: int = 3) -> Path:
     """Write a 2-D uint8/uint16 array as a grayscale PNG, or an H×W×3 uint8 array as an RGB PNG, atomically.
+
+    ``compression`` is zlib's level (0–9): 3 by default; 1 for pictures written on a latency budget (an
+    overlay: twice as fast to encode, a few % larger).
 
     The PNG is encoded in memory and its bytes written and flushed, so a full
     disk raises :class:`OSError` (``ENOSPC``) instead of leaving a truncated file
@@ -167,7 +170,7 @@ def write_png(path: str | PathLike[str], array: np.ndarray) -> Path:
         raise PtxsegError(path, f"write_png needs a 2-D uint8/uint16 or H×W×3 uint8 array, got {array.dtype} {array.shape}")
     if rgb:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)  # OpenCV writes BGR
-    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    ok, buf = cv2.imencode(".png", array, [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
     if not ok:
         raise PtxsegError(path, "could not encode PNG")
     write_bytes_atomic(path, buf.tobytes())
