@@ -142,20 +142,25 @@ def evaluate_model(
     save_probs: str | PathLike[str] | None = None,
 ) -> Evaluation:
     """Predict ``ids`` with the model's TTA and stored operating point and score them
-    (with ``save_probs``, also keep each probability map there as ``<id>.npz``).
+    (with ``save_probs``, also keep each probability map there as ``<id>.npz``); pixels the dataset marks
+    unknown (``ignore/``) are left out.
 
     The image-level score for AUROC/AUPRC is the classifier head's probability
     when the model has one, else the maximum pixel probability.
     """
-    from ptxseg.infer import predict_dataset
+    from ptxseg.infer import predict_dataset, read_ignore
 
     op = predictor.operating_point
     parts = []
     if save_probs is not None:
         Path(save_probs).mkdir(parents=True, exist_ok=True)
-    pairs = predict_dataset(predictor, dataset, ids, save_probs)
-    for pred, truth in progress(pairs, len(ids)) if progress else pairs:
-        parts.append(ImageStats.of(pred.mask(op), truth, score=[float(pred.score)]))
+    pairs = zip(ids, predict_dataset(predictor, dataset, ids, save_probs), strict=True)
+    for image_id, (pred, truth) in progress(pairs, len(ids)) if progress else pairs:
+        mask = pred.mask(op)
+        ignore = read_ignore(dataset, image_id)
+        if ignore is not None:  # an annotator's "unknown" pixels count for neither side
+            mask, truth = np.where(ignore, 0, mask), np.where(ignore, 0, truth)
+        parts.append(ImageStats.of(mask, truth, score=[float(pred.score)]))
     stats = ImageStats.concat(parts)
     metrics = evaluate(stats, min_case_px=min_case_px, n_boot=n_boot, seed=seed)
     metrics["operating_point"] = op.to_dict()

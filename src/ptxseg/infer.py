@@ -430,6 +430,15 @@ def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: 
     return read_mask(path) if path.is_file() else np.zeros(shape, np.uint8)
 
 
+def read_ignore(dataset: str | PathLike[str], image_id: str) -> np.ndarray | None:
+    """The dataset's "unknown" pixels of an image (bool, stored size; ``ignore/<id>.png``), or None when it has none."""
+    from ptxseg.data.manifest import IGNORE_DIR
+    from ptxseg.io.images import read_mask
+
+    path = under(Path(dataset) / IGNORE_DIR, f"{check_name(image_id, dataset)}.png")
+    return read_mask(path).astype(bool) if path.is_file() else None
+
+
 def predict_dataset(
     predictor: Predictor, dataset: str | PathLike[str], ids: Sequence[str], save_probs: str | PathLike[str] | None = None
 ):

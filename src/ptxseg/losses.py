@@ -211,6 +211,23 @@ class CurriculumLoss(nn.Module):
         return sum(w * loss(logits, target) for w, loss in zip(self.weights(), self.stages, strict=True) if w > 0)
 
 
+#: logit given to an unknown pixel: sigmoid(-100) ≈ 4e-44, so with target 0 it is a certain, correct background
+IGNORED_LOGIT = -100.0
+
+
+def drop_ignored(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and target (same B×1×H×W shape) with the unknown pixels (target < 0) made inert for any loss.
+
+    An unknown pixel becomes a constant, confidently correct background pixel: it adds nothing to BCE, focal,
+    soft Dice, Tversky or the Lovász hinge (either sign) and passes no gradient, so every registered loss ignores
+    it without an ``ignore_index`` of its own. Tensors without unknown pixels are returned as they are.
+    """
+    ignore = target < 0
+    if not bool(ignore.any()):
+        return logits, target
+    return logits.masked_fill(ignore, IGNORED_LOGIT), target.clamp_min(0)
+
+
 class SegmentationLoss(nn.Module):
     """The training criterion for any model output: tensor logits or a :class:`SegOutput`.
 
@@ -230,12 +247,12 @@ class SegmentationLoss(nn.Module):
 
     def forward(self, output: torch.Tensor | SegOutput, target: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, SegOutput):
-            return self.loss(output, target)
-        total = self.loss(output.logits, target)
+            return self.loss(*drop_ignored(output, target))
+        total = self.loss(*drop_ignored(output.logits, target))
         norm = 1.0
         for w, aux in zip(output.aux_weights, output.aux, strict=True):
             small = F.interpolate(target.float(), size=aux.shape[-2:], mode="nearest")
-            total = total + w * self.loss(aux, small)
+            total = total + w * self.loss(*drop_ignored(aux, small))
             norm += w
         total = total / norm
         if output.cls is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from ptxseg.gridsearch import TuneResult, collect, search
 from ptxseg.io.names import check_name, under
@@ -38,7 +39,18 @@ def _stored_pairs(probs: Path, dataset: Path, ids: list[str], target: str):
         truth = read_truth(dataset, image_id, target, prob.shape)
         if truth.shape != prob.shape:
             prob = cv2.resize(prob, truth.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        prob, truth = _known(dataset, image_id, prob, truth)
         yield (prob, truth) if cls is None else (prob, truth, cls)
+
+
+def _known(dataset: Path, image_id: str, prob: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Probability and truth with the dataset's unknown pixels (``ignore/``) zeroed in both: they count for neither."""
+    from ptxseg.infer import read_ignore
+
+    ignore = read_ignore(dataset, image_id)
+    if ignore is None:
+        return prob, truth
+    return np.where(ignore, 0, prob).astype(prob.dtype), np.where(ignore, 0, truth).astype(truth.dtype)
 
 
 def tune_model(
@@ -112,8 +124,8 @@ def tune_model(
         if save_probs is not None:
             Path(save_probs).mkdir(parents=True, exist_ok=True)
         items = (
-            (p.prob, truth) if p.cls_prob is None else (p.prob, truth, p.cls_prob)
-            for p, truth in predict_dataset(predictor, dataset, ids, save_probs)
+            (*_known(dataset, i, p.prob, truth),) if p.cls_prob is None else (*_known(dataset, i, p.prob, truth), p.cls_prob)
+            for i, (p, truth) in zip(ids, predict_dataset(predictor, dataset, ids, save_probs), strict=True)
         )
     result = search(collect(items, len(ids), progress=progress, workers=workers))
     if out is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +31,12 @@ def print_convert_summary(result: ConvertResult) -> None:
     table.add_row("converted now / resumed", f"{result.converted} / {result.resumed}")
     table.add_row("images written", str(images))
     table.add_row("  with pneumothorax", str(pos))
+    lungs = sum(r.get("lung_area") is not None and r["has_image"] == 1 for r in rows)
+    if lungs:
+        table.add_row("  with lung fields", str(lungs))
+    unknown = sum(r.get("ignore_area") is not None and r["has_image"] == 1 for r in rows)
+    if unknown:
+        table.add_row("  with unknown regions (ignore/)", str(unknown))
     table.add_row("  test split", str(sum(r["split"] == "test" and r["has_image"] == 1 for r in rows)))
     if result.dropped:
         table.add_row("dropped by --drop-qc", str(result.dropped))
@@ -43,14 +50,23 @@ def print_convert_summary(result: ConvertResult) -> None:
 
 @app.command("convert")
 def convert(
-    src: Annotated[Path, typer.Argument(help="Source folder (Kaggle DICOM tree or PNG layout).")],
+    src: Annotated[Path, typer.Argument(help="Source folder (Kaggle DICOM tree, PNG layout or images/ + masks/ folders).")],
     out: Annotated[Path, typer.Argument(help="Output canonical dataset folder (created; re-run to resume).")],
     rle_csv: Annotated[
         Path | None, typer.Option(help="RLE CSV of the Kaggle layout (default: the one *rle*.csv[.gz] in SRC).")
     ] = None,
     rle_format: Annotated[str, typer.Option(help="RLE format: auto, relative (SIIM stage 1) or absolute.")] = "auto",
     rle_size: Annotated[int, typer.Option(help="Side of the image grid the RLE is written on (SIIM: 1024).")] = 1024,
-    layout: Annotated[str, typer.Option(help="Source layout: auto, kaggle or png.")] = "auto",
+    layout: Annotated[str, typer.Option(help="Source layout: auto, kaggle, png or folders (images/ + masks/).")] = "auto",
+    target: Annotated[
+        str, typer.Option(help="folders layout: what the masks outline, pneumothorax (masks/) or lungs (lungs/, sided).")
+    ] = "pneumothorax",
+    ignore_value: Annotated[
+        int, typer.Option(help="folders layout: mask value meaning 'unknown' (left out of losses and metrics); 0 for none.")
+    ] = 127,
+    stratify: Annotated[
+        str | None, typer.Option(help="folders layout: a column of SRC/manifest.csv whose shares every fold keeps.")
+    ] = None,
     size: Annotated[int, typer.Option(help="Stored image side in pixels.")] = 1024,
     aspect: Annotated[str, typer.Option(help="Non-square images: pad (keep proportions) or stretch.")] = "pad",
     drop_qc: Annotated[bool, typer.Option("--drop-qc", help="Leave items with any QC tag out of the manifest.")] = False,
@@ -64,7 +80,15 @@ def convert(
     input is tagged in the manifest and the summary; it does not stop the run.
     """
     check_grid_side(rle_size, "--rle-size")
-    opts = ConvertOptions(size=size, aspect=aspect, drop_qc=drop_qc, apply_voi=not no_voi)  # type: ignore[arg-type]
+    opts = ConvertOptions(
+        size=size,
+        aspect=aspect,  # type: ignore[arg-type]
+        drop_qc=drop_qc,
+        apply_voi=not no_voi,
+        target=target,  # type: ignore[arg-type]
+        ignore_value=ignore_value or None,
+        stratify=stratify,
+    )
     result = convert_dataset(
         src,
         out,
@@ -93,10 +117,13 @@ def split(
     table = split_dataset(dataset, folds, seed)
     summary = fold_summary(table)
     out = Table(title=f"{folds} folds of {dataset} (seed {seed})")
-    for col in ("fold", "images", "patients", "positive", "positive share"):
+    strata = [c for c in summary.columns if c.startswith("stratum ")]
+    for col in ("fold", "images", "patients", "positive", "positive share", *strata):
         out.add_column(col, justify="right")
     for fold, row in summary.iterrows():
-        out.add_row(str(fold), str(row["images"]), str(row["patients"]), str(row["positive"]), f"{row['positive_share']:.3f}")
+        share = "—" if math.isnan(row["positive_share"]) else f"{row['positive_share']:.3f}"
+        cells = [str(int(row[c])) for c in ("images", "patients", "positive", *strata)]
+        out.add_row(str(fold), *cells[:3], share, *cells[3:])
     console.print(out)
     console.print(f"wrote {Path(dataset) / 'folds.csv'}", highlight=False)
     return 0

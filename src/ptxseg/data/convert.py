@@ -1,6 +1,6 @@
 """``ptxseg convert``: build the canonical dataset folder from a source layout.
 
-Two source layouts are understood:
+Three source layouts are understood:
 
 ``kaggle``
     a tree of ``<SOPInstanceUID>.dcm`` files plus an RLE CSV (either format).
@@ -9,6 +9,12 @@ Two source layouts are understood:
     the PNG layout of published work: ``train/png_images/train_image_<id>_<y>.png``
     with ``train/png_masks/train_mask_<id>_<y>.png`` (and ``test/`` likewise),
     ``y`` = 1 when a pneumothorax is present.
+``folders``
+    ``images/<id>.<png|jpg|jpeg|dcm>`` with ``masks/<id>.png`` of the same size and an optional
+    ``manifest.csv`` (``id``; ``patient``, ``view``, ``split`` and any other columns are kept). The masks are
+    pneumothorax masks or, with ``target="lungs"``, lung-field annotations (stored as ``lungs/`` with the
+    patient's right lung 1 and left lung 2); pixels equal to ``ignore_value`` (127 by default: an annotator's
+    "unknown" region) are stored in ``ignore/`` and left out of training losses and validation metrics.
 
 Each item is converted independently (in parallel with ``workers > 1``); the
 item's manifest row is saved as ``.convert/items/<id>.json`` after its PNGs,
@@ -31,18 +37,23 @@ from typing import Literal
 import numpy as np
 
 from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
-from ptxseg.data.manifest import META_COLUMNS, StoredGeometry, write_dataset_info, write_manifest
+from ptxseg.data.manifest import MANIFEST_COLUMNS, META_COLUMNS, StoredGeometry, write_dataset_info, write_manifest
 from ptxseg.data.qc import REFUSAL_TAGS, image_warnings, join_tags
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
-from ptxseg.io.images import read_mask, read_radiograph, to_uint16, write_png
+from ptxseg.io.images import read_image, read_mask, read_radiograph, to_uint16, write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import check_name, is_safe_name, safe_name, under
 from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
+from ptxseg.lungs import side_labels
 from ptxseg.parallel import process_map
 
-Layout = Literal["auto", "kaggle", "png"]
+Layout = Literal["auto", "kaggle", "png", "folders"]
+Target = Literal["pneumothorax", "lungs"]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+#: source manifest columns with a canonical name of their own
+SOURCE_COLUMNS = {"patient": "PatientID", "view": "ViewPosition"}
 _PNG_NAME = re.compile(r"^(?P<split>train|test)_(?P<kind>image|mask)_(?P<id>.+)_(?P<y>[01])\.png\Z", re.IGNORECASE)
 STATE_DIR = ".convert"
 
@@ -55,12 +66,14 @@ class Item:
     source: str  # path relative to the source root ("" when there is no image file)
     split: str
     image_path: str | None = None
-    mask_path: str | None = None  # png layout
+    mask_path: str | None = None  # png and folders layouts
     runs: tuple[np.ndarray, np.ndarray] | None = None  # kaggle layout, 0-based column-major
     rle_shape: tuple[int, int] | None = None
     label: int | None = None  # annotation's own positive flag, None when unknown
     tags: list[str] = field(default_factory=list)
     unsafe_reason: str = ""  # why the source id was refused as a file name (tag unsafe_id)
+    extra: dict = field(default_factory=dict)  # manifest columns from the source's own manifest (folders layout)
+    ignore_value: int | None = None  # mask value meaning "unknown" (folders layout)
 
 
 @dataclass
@@ -71,12 +84,19 @@ class ConvertOptions:
     aspect: Aspect = "pad"
     drop_qc: bool = False
     apply_voi: bool = True
+    target: Target = "pneumothorax"  # what the masks of the folders layout outline
+    ignore_value: int | None = 127  # mask value meaning "unknown" in the folders layout; None: no such value
+    stratify: str | None = None  # source manifest column copied to ``stratum`` (folds keep its shares)
 
     def validate(self) -> None:
         if not 32 <= self.size <= 8192:
             raise PtxsegError("--size", f"must be between 32 and 8192 pixels, got {self.size}")
         if self.aspect not in ASPECTS:
             raise PtxsegError("--aspect", f"must be one of {', '.join(ASPECTS)}, got {self.aspect!r}")
+        if self.target not in ("pneumothorax", "lungs"):
+            raise PtxsegError("--target", f"must be pneumothorax or lungs, got {self.target!r}")
+        if self.ignore_value is not None and not 0 < self.ignore_value < 256:
+            raise PtxsegError("--ignore-value", f"must be a mask value in 1..255, got {self.ignore_value}")
 
 
 @dataclass
@@ -97,13 +117,16 @@ class ConvertResult:
 # ------------------------------------------------------------------ discovery
 
 
-def detect_layout(src: Path) -> Literal["kaggle", "png"]:
-    """``png`` if ``src`` has ``*/png_images``, else ``kaggle`` if it holds ``.dcm`` files."""
+def detect_layout(src: Path) -> Literal["kaggle", "png", "folders"]:
+    """``png`` if ``src`` has ``*/png_images``, ``folders`` if it has ``images/`` and ``masks/``, else ``kaggle``
+    if it holds ``.dcm`` files."""
     if any(src.glob("*/png_images")):
         return "png"
+    if (src / "images").is_dir() and (src / "masks").is_dir():
+        return "folders"
     if next(src.rglob("*.dcm"), None) is not None:
         return "kaggle"
-    raise PtxsegError(src, "unknown layout: no */png_images folder and no .dcm files")
+    raise PtxsegError(src, "unknown layout: no */png_images folder, no images/ + masks/ folders and no .dcm files")
 
 
 def _find_rle_csv(src: Path) -> Path:
@@ -192,6 +215,63 @@ def png_items(src: Path) -> list[Item]:
     return _mark_duplicates(out)
 
 
+def _source_manifest(src: Path, stratify: str | None) -> dict[str, dict]:
+    """Rows of ``SRC/manifest.csv`` by id, as manifest columns (``{}`` when the file is absent)."""
+    import pandas as pd
+
+    from ptxseg.errors import reading
+
+    path = src / "manifest.csv"
+    if not path.is_file():
+        if stratify:
+            raise PtxsegError("--stratify", f"needs {path} with a {stratify!r} column")
+        return {}
+    with reading(path, "manifest"):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if "id" not in table.columns:
+        raise PtxsegError(path, "lacks an 'id' column")
+    if stratify and stratify not in table.columns:
+        raise PtxsegError(path, f"has no {stratify!r} column to stratify by (columns: {', '.join(table.columns)})")
+    if table["id"].duplicated().any():
+        raise PtxsegError(path, f"id {table['id'][table['id'].duplicated()].iloc[0]!r} appears twice")
+    rows = {}
+    for rec in table.to_dict("records"):
+        row = {}
+        for key, value in rec.items():
+            if key == "id":
+                continue
+            # a source column never overwrites one that convert computes (e.g. a data-source "source" column)
+            name = SOURCE_COLUMNS.get(key, key if key not in MANIFEST_COLUMNS or key == "split" else f"source_{key}")
+            row[name] = value
+        if stratify:
+            row["stratum"] = rec[stratify]
+        rows[rec["id"]] = row
+    return rows
+
+
+def folder_items(src: Path, stratify: str | None = None) -> list[Item]:
+    """Items of the ``folders`` layout: ``images/<id>.*`` paired with ``masks/<id>.png`` by file stem."""
+    masks = {p.stem: p for p in sorted((src / "masks").iterdir()) if p.suffix.lower() == ".png"}
+    meta = _source_manifest(src, stratify)
+    items, seen = [], set()
+    for path in sorted((src / "images").iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue
+        extra = dict(meta.get(path.stem, {}))
+        split = extra.pop("split", "") or "train"
+        if split not in ("train", "test"):
+            raise PtxsegError(src / "manifest.csv", f"split of {path.stem!r} must be train or test, got {split!r}")
+        item = Item(id=path.stem, source=str(path.relative_to(src)), split=split, image_path=str(path), extra=extra)
+        if path.stem in masks:
+            item.mask_path = str(masks[path.stem])
+        seen.add(path.stem)
+        items.append(item)
+    for stem, path in masks.items():
+        if stem not in seen:
+            items.append(Item(id=stem, source="", split="train", mask_path=str(path), tags=["mask_without_image"]))
+    return _mark_duplicates(items)
+
+
 # ------------------------------------------------------------------ one item
 
 
@@ -203,25 +283,51 @@ def _meta_columns(meta: DicomMetadata) -> dict:
     return row
 
 
-def _load_mask(item: Item, shape: tuple[int, int]) -> np.ndarray | None:
-    """The item's full-resolution 0/1 mask, or None when it has no annotation."""
+def _read_mask_and_ignore(path: str, ignore_value: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A source mask as uint8 0/1 and its "unknown" pixels (bool, None when there are none): pixels equal to
+    ``ignore_value`` are unknown, the rest is foreground where at least half the remaining maximum."""
+    if ignore_value is None:
+        return read_mask(path), None
+    raw = read_image(path, radiograph=False)  # [0, 1]: back to 8-bit steps to compare with the value
+    ignore = np.rint(raw * 255.0) == ignore_value
+    rest = np.where(ignore, 0, raw)
+    peak = float(rest.max())
+    mask = (rest >= peak / 2).astype(np.uint8) if peak > 0 else np.zeros(raw.shape, np.uint8)
+    return mask, (ignore if ignore.any() else None)
+
+
+def _load_mask(item: Item, shape: tuple[int, int], ignore_value: int | None = None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The item's full-resolution 0/1 mask (None when it has no annotation) and its unknown pixels (or None)."""
     if item.runs is not None:
         if item.rle_shape != shape:
             item.tags.append("mask_shape_mismatch")
-            return None
-        return runs_to_mask(item.runs[0], item.runs[1], shape)
+            return None, None
+        return runs_to_mask(item.runs[0], item.runs[1], shape), None
     if item.mask_path is not None:
         try:
-            mask = read_mask(item.mask_path)
+            mask, ignore = _read_mask_and_ignore(item.mask_path, ignore_value)
         except PtxsegError as exc:
             raise PtxsegError(item.mask_path, exc.reason, code="corrupt") from None
         if mask.shape != shape:
             item.tags.append("mask_shape_mismatch")
-            return None
+            return None, None
         if item.label is not None and int(mask.any()) != item.label:
             item.tags.append("label_mask_disagree")
-        return mask
-    return None
+        return mask, ignore
+    return None, None
+
+
+def _write_annotation(out: Path, item_id: str, mask: np.ndarray, geom, opts: ConvertOptions) -> int:
+    """Store a source-grid mask as the target's canonical file; returns its stored foreground pixels."""
+    if opts.target == "lungs":
+        sides = side_labels(mask)
+        right, left = (resize_mask((sides == k).astype(np.uint8), geom, opts.size) for k in (1, 2))
+        stored = np.where(right > 0, 1, np.where(left > 0, 2, 0)).astype(np.uint8)
+        write_png(under(out / "lungs", f"{item_id}.png"), stored)
+        return int((stored > 0).sum())
+    stored = resize_mask(mask, geom, opts.size)
+    write_png(under(out / "masks", f"{item_id}.png"), stored * np.uint8(255))
+    return int(stored.sum())
 
 
 def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
@@ -230,7 +336,7 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
     Never raises for bad input: a refused file becomes a row with a refusal tag
     and ``qc_reason``.
     """
-    row: dict = {"id": item.id, "source": item.source, "split": item.split, "positive": item.label}
+    row: dict = {**item.extra, "id": item.id, "source": item.source, "split": item.split, "positive": item.label}
     row.update(mask_area=None, qc_reason="", has_image=0)
     tags = item.tags
     if "unsafe_id" in tags:
@@ -241,19 +347,25 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
             image, meta = read_radiograph(item.image_path, apply_voi=opts.apply_voi)
             tags.extend(image_warnings(meta.warnings, image.shape))
             row.update(_meta_columns(meta))
-            mask = _load_mask(item, image.shape)
+            # the source manifest's own values (patient, view, ...) win over what a raster file cannot say
+            row.update({k: v for k, v in item.extra.items() if v not in ("", None)})
+            mask, ignore = _load_mask(item, image.shape, item.ignore_value)
             if mask is None and item.split == "train" and "mask_shape_mismatch" not in tags:
                 tags.append("image_without_mask")
             keep = not (opts.drop_qc and tags)
             stored, geom = resize_image(image, opts.size, opts.aspect)
             row.update(asdict(geom))
-            if mask is not None:
-                stored_mask = resize_mask(mask, geom, opts.size)
-                row["positive"] = int(mask.any())
-                row["mask_area"] = int(stored_mask.sum())
             if keep:
                 if mask is not None:
-                    write_png(under(out / "masks", f"{item.id}.png"), stored_mask * np.uint8(255))
+                    area = _write_annotation(out, item.id, mask, geom, opts)
+                    if opts.target == "lungs":
+                        row["lung_area"] = area  # no pneumothorax annotation: "positive" stays unknown
+                    else:
+                        row["positive"], row["mask_area"] = int(mask.any()), area
+                if ignore is not None:
+                    stored_ignore = resize_mask(ignore.astype(np.uint8), geom, opts.size)
+                    write_png(under(out / "ignore", f"{item.id}.png"), stored_ignore * np.uint8(255))
+                    row["ignore_area"] = int(stored_ignore.sum())
                 write_png(under(out / "images", f"{item.id}.png"), to_uint16(stored))
                 row["has_image"] = 1
         except PtxsegError as exc:
@@ -285,7 +397,7 @@ def _check_options(out: Path, opts: ConvertOptions) -> None:
     params_path = out / STATE_DIR / "params.json"
     wanted = asdict(opts)
     if params_path.is_file():
-        done = read_json_object(params_path)
+        done = {**asdict(ConvertOptions()), **read_json_object(params_path)}  # settings added later: their defaults
         if done != wanted:
             diff = ", ".join(f"{k}={done.get(k)!r}" for k in wanted if done.get(k) != wanted[k])
             raise PtxsegError(out, f"was converted with other settings ({diff}); use a new output folder")
@@ -305,7 +417,7 @@ def convert_dataset(
     workers: int = 1,
     progress: Callable[[Iterable, int], Iterable] | None = None,
 ) -> ConvertResult:
-    """Convert a Kaggle- or PNG-layout source into a canonical dataset folder at ``out``.
+    """Convert a Kaggle-, PNG- or folders-layout source into a canonical dataset folder at ``out``.
 
     Re-running on the same ``out`` skips items already converted (resume). The
     manifest is written last, atomically.
@@ -325,10 +437,17 @@ def convert_dataset(
         items = kaggle_items(src, Path(rle_csv) if rle_csv else None, rle_format, rle_shape)
     elif layout == "png":
         items = png_items(src)
+    elif layout == "folders":
+        items = folder_items(src, opts.stratify)
+        for item in items:
+            item.ignore_value = opts.ignore_value
     else:
-        raise PtxsegError("--layout", f"must be auto, kaggle or png, got {layout!r}")
+        raise PtxsegError("--layout", f"must be auto, kaggle, png or folders, got {layout!r}")
     if not items:
         raise PtxsegError(src, f"no items found in the {layout} layout")
+    if layout != "folders" and (opts.target != "pneumothorax" or opts.stratify):
+        option = "--target" if opts.target != "pneumothorax" else "--stratify"
+        raise PtxsegError(option, f"applies to the folders layout only, not {layout}")
     prepare_output_dir(out)
     _check_options(out, opts)
 

@@ -5,6 +5,8 @@ A canonical dataset (written by ``ptxseg convert`` and ``ptxseg synth``)::
     DATASET/
       images/<id>.png     16-bit grayscale, stored size × stored size
       masks/<id>.png      8-bit, 0 = background, 255 = pneumothorax
+      lungs/<id>.png      8-bit lung fields: 0 background, 1 the patient's right lung, 2 the left (phantoms, folders layout)
+      ignore/<id>.png     8-bit, 255 = unknown: left out of training losses and validation metrics (optional)
       manifest.csv        one row per source item (columns below)
       dataset.json        how the images were stored: side, aspect (pad/stretch), DICOM VOI
       folds.csv           written by ``ptxseg split``
@@ -14,7 +16,7 @@ A canonical dataset (written by ``ptxseg convert`` and ``ptxseg synth``)::
 ``id``                 file stem of the image and mask
 ``source``             source file, relative to the converted folder
 ``split``              ``train`` or ``test`` as the source layout says
-``positive``           1 pneumothorax, 0 none, empty when unknown (no annotation)
+``positive``           1 pneumothorax, 0 none, empty when unknown (no annotation, or a lungs-only dataset)
 ``mask_area``          foreground pixels of ``masks/<id>.png`` (stored size)
 ``qc``                 ``ok`` or ``;``-joined QC tags (see :mod:`ptxseg.data.qc`)
 ``qc_reason``          the reason for a refused item, else empty
@@ -25,6 +27,10 @@ A canonical dataset (written by ``ptxseg convert`` and ``ptxseg synth``)::
 DICOM metadata         SOPInstanceUID … PatientAge, and ``PixelSpacingRow``/
                        ``PixelSpacingCol`` in mm of the *source* image
                        (stored spacing = source spacing / scale)
+``lung_area``, ``ignore_area``   foreground pixels of ``lungs/<id>.png`` and ``ignore/<id>.png`` when converted
+                       from lung-field annotations / masks with unknown regions (folders layout)
+``stratum``            a group whose share every fold keeps (e.g. adult / child), when the source names one
+other columns          copied from a folders-layout source's ``manifest.csv``
 """
 
 from __future__ import annotations
@@ -69,12 +75,14 @@ MANIFEST_COLUMNS = (
     "pad_left",
     *META_COLUMNS,
 )
-_INT_COLUMNS = ("positive", "mask_area", "has_image", "orig_rows", "orig_cols", "pad_top", "pad_left")
+_INT_COLUMNS = ("positive", "mask_area", "has_image", "orig_rows", "orig_cols", "pad_top", "pad_left", "lung_area", "ignore_area")
 
 
 DATASET_FORMAT = "ptxseg-dataset/1"
 #: training target → folder of a canonical dataset holding its masks
 MASK_DIRS = {"pneumothorax": "masks", "lungs": "lungs"}
+#: folder of a canonical dataset holding the optional "unknown" masks (255 = leave out of losses and metrics)
+IGNORE_DIR = "ignore"
 
 
 @dataclass(frozen=True)
@@ -137,7 +145,8 @@ def write_manifest(path: str | PathLike[str], records: list[dict]) -> pd.DataFra
     extra = [c for c in df.columns if c not in MANIFEST_COLUMNS]
     df = df.reindex(columns=[*MANIFEST_COLUMNS, *extra])
     for col in _INT_COLUMNS:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
     write_text_atomic(path, df.to_csv(index=False))
     return df
 
@@ -148,7 +157,8 @@ def read_manifest(dataset: str | PathLike[str]) -> pd.DataFrame:
     if not path.is_file():
         raise PtxsegError(dataset, "not a ptxseg dataset (no manifest.csv); create one with 'ptxseg convert'")
     with reading(path, "manifest"):
-        df = pd.read_csv(path, dtype={"id": str, "PatientID": str, "SOPInstanceUID": str, "PatientAge": str}, encoding="utf-8-sig")
+        text = {"id": str, "PatientID": str, "SOPInstanceUID": str, "PatientAge": str, "stratum": str}
+        df = pd.read_csv(path, dtype=text, encoding="utf-8-sig")
     missing = [c for c in ("id", "split", "positive", "qc", "has_image") if c not in df.columns]
     if missing:
         raise PtxsegError(path, f"manifest lacks columns {', '.join(missing)}")

@@ -1,11 +1,11 @@
 """``ptxseg split``: patient-grouped, label-stratified K-fold assignment.
 
-Only training rows with an image and a known label take part; rows of the
-``test`` split are never assigned. All images of one patient (``PatientID``;
-the image id when the patient is unknown) fall in the same fold, so no patient
-is seen in training and validation at once, and each fold's share of
-positive images is as close to the whole set's as the grouping allows
-(scikit-learn's ``StratifiedGroupKFold``). The same seed gives the same folds.
+Only training rows with an image and an annotation (a known pneumothorax label, or a lung-field mask in a
+lungs-only dataset, whose label is written as -1 = unknown) take part; rows of the ``test`` split are never
+assigned. All images of one patient (``PatientID``; the image id when the patient is unknown) fall in the
+same fold, so no patient is seen in training and validation at once, and each fold's share of positive
+images — and of each ``stratum`` (e.g. adult / child) when the manifest has that column — is as close to the
+whole set's as the grouping allows (scikit-learn's ``StratifiedGroupKFold``). The same seed gives the same folds.
 """
 
 from __future__ import annotations
@@ -34,9 +34,15 @@ def pos_weight_from_counts(positive_px: int, total_px: int) -> float:
     return (total_px - positive_px) / positive_px
 
 
+UNKNOWN = -1  # folds.csv label of an image without a pneumothorax annotation (lungs-only datasets)
+
+
 def eligible_rows(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Training rows with a written image and a known positive flag."""
-    ok = (manifest["split"] == "train") & (manifest["has_image"] == 1) & manifest["positive"].notna()
+    """Training rows with a written image and an annotation: a known positive flag or a lung-field mask."""
+    annotated = manifest["positive"].notna()
+    if "lung_area" in manifest.columns:
+        annotated |= manifest["lung_area"].notna()
+    ok = (manifest["split"] == "train") & (manifest["has_image"] == 1) & annotated
     return manifest.loc[ok]
 
 
@@ -44,7 +50,8 @@ def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42) -> pd.Dat
     """Assign each eligible row a fold in ``0 .. folds-1``.
 
     Returns:
-        A frame with columns ``id, patient, positive, fold`` in manifest order.
+        A frame with columns ``id, patient, positive, fold`` (and ``stratum`` when the manifest has one) in
+        manifest order; ``positive`` is -1 for an image without a pneumothorax annotation.
 
     Raises:
         PtxsegError: if ``folds < 2`` or there are fewer patients than folds.
@@ -59,18 +66,23 @@ def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42) -> pd.Dat
     n_groups = groups.nunique()
     if n_groups < folds:
         raise PtxsegError("--folds", f"{folds} folds need at least {folds} patients; the dataset has {n_groups}")
-    labels = rows["positive"].astype(int).to_numpy()
-    n_pos = int(labels.sum())
+    labels = rows["positive"].fillna(UNKNOWN).astype(int).to_numpy()
+    strata = labels.astype(str)
+    if "stratum" in rows.columns:
+        strata = np.char.add(np.char.add(strata, "|"), rows["stratum"].astype("string").fillna("").to_numpy(str))
     # StratifiedGroupKFold warns and degrades when a class has fewer members than folds.
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     fold = pd.Series(-1, index=rows.index, dtype=int)
-    if 0 < n_pos < len(labels):
-        split_iter = splitter.split(rows, labels, groups.to_numpy())
+    if len(set(strata)) > 1:
+        split_iter = splitter.split(rows, strata, groups.to_numpy())
     else:  # one class only: group folds without stratification
         split_iter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(rows, labels, groups.to_numpy())
     for k, (_, val_idx) in enumerate(split_iter):
         fold.iloc[val_idx] = k
-    return pd.DataFrame({"id": rows["id"], "patient": groups, "positive": labels, "fold": fold}).reset_index(drop=True)
+    table = pd.DataFrame({"id": rows["id"], "patient": groups, "positive": labels, "fold": fold})
+    if "stratum" in rows.columns:
+        table["stratum"] = rows["stratum"]
+    return table.reset_index(drop=True)
 
 
 def split_dataset(dataset: str | PathLike[str], folds: int = 5, seed: int = 42) -> pd.DataFrame:
@@ -83,15 +95,21 @@ def split_dataset(dataset: str | PathLike[str], folds: int = 5, seed: int = 42) 
 
 def fold_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per fold: images, patients, positives and positive share."""
-    g = table.groupby("fold")
-    return pd.DataFrame(
+    known = table.assign(pos=(table["positive"] == 1).astype(int), known=table["positive"] != UNKNOWN)
+    g = known.groupby("fold")
+    out = pd.DataFrame(
         {
             "images": g.size(),
             "patients": g["patient"].nunique(),
-            "positive": g["positive"].sum(),
-            "positive_share": g["positive"].mean().round(3),
+            "positive": g["pos"].sum(),
+            "positive_share": (g["pos"].sum() / g["known"].sum().where(lambda n: n > 0)).round(3),
         }
     )
+    if "stratum" in table.columns:
+        counts = pd.crosstab(table["fold"], table["stratum"].fillna(""))
+        for name in counts.columns:
+            out[f"stratum {name}"] = counts[name]
+    return out
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ out fold, the validation set is that fold (:func:`ptxseg.data.split.fold_split`)
 ``split=test`` rows are never read.
 
 Each sample is a float32 ``1×S×S`` image (normalised) and a float32
-``1×S×S`` mask in {0, 1}. Augmentation is seeded by ``(seed, epoch, index)``,
+``1×S×S`` mask in {0, 1}, or -1 where the dataset's ``ignore/<id>.png`` marks a pixel unknown (losses and
+validation metrics leave those pixels out). Augmentation is seeded by ``(seed, epoch, index)``,
 so a sample's augmentation does not depend on which worker loads it, on the
 number of workers or processes, or on whether the run was resumed.
 """
@@ -24,12 +25,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from ptxseg.config import Config
 from ptxseg.data.augment import build_pipeline
-from ptxseg.data.manifest import MASK_DIRS
+from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Preprocessing, crop_box, resize_mask_to
 from ptxseg.data.samplers import EpochSampler, PositiveShareSampler, ShuffleSampler, WeightedSampler, class_balanced_weights
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import under
+
+#: label of an unknown pixel in the uint8 masks that go through augmentation (-1 in the target tensor)
+IGNORED = 255
 
 
 class SegmentationDataset(Dataset):
@@ -61,7 +65,8 @@ class SegmentationDataset(Dataset):
         return len(self.ids)
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image (float32 [0, 1]) and mask (uint8 {0, 1}) of item ``i`` at the stored size, cropped."""
+        """Image (float32 [0, 1]) and mask (uint8: 0, 1, or ``IGNORED`` for unknown pixels) of item ``i`` at the
+        stored size, cropped."""
         sid = self.ids[i]
         image, _ = self.pp.crop_stored(read_image(under(self.root / "images", f"{sid}.png")))
         mask_path = under(self.root / MASK_DIRS[self.target], f"{sid}.png")
@@ -73,6 +78,15 @@ class SegmentationDataset(Dataset):
             mask = mask[r0:r1, c0:c1]
         else:
             mask = np.zeros(image.shape, np.uint8)
+        ignore_path = under(self.root / IGNORE_DIR, f"{sid}.png")
+        if ignore_path.is_file():
+            ignore = read_mask(ignore_path)
+            r0, r1, c0, c1 = crop_box(ignore.shape, self.pp.crop)
+            ignore = ignore[r0:r1, c0:c1]
+            if ignore.shape != mask.shape:
+                ignore = cv2.resize(ignore, mask.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+            # one uint8 label map, so augmentation moves "unknown" with the mask (nearest neighbour, fill 0)
+            mask = np.where(ignore > 0, IGNORED, mask).astype(np.uint8)
         if mask.shape != image.shape:
             mask = cv2.resize(mask, image.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
         return image, mask
@@ -86,7 +100,8 @@ class SegmentationDataset(Dataset):
             image, mask = out["image"], out["mask"]
         x = self.pp.finish(image)
         y = resize_mask_to(np.ascontiguousarray(mask, dtype=np.uint8), self.pp.size)
-        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(y.astype(np.float32))[None]
+        target = np.where(y == IGNORED, -1.0, y > 0).astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(target)[None]
 
 
 def build_sampler(

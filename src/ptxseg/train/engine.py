@@ -218,9 +218,11 @@ class Trainer:
             if not bool(torch.isfinite(logits).all()) or (cls is not None and not bool(torch.isfinite(cls).all())):
                 raise _diverged(self.run.path, "the model's validation output")
             c = None if cls is None else torch.sigmoid(cls.float()).reshape(len(x)).cpu().numpy()
-            losses.append(F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean((1, 2, 3)).numpy())
-            p = torch.sigmoid(logits)[:, 0].numpy()
-            t = y[:, 0].numpy()
+            known = (y >= 0).float()  # unknown pixels (-1) count in neither the loss nor the Dice
+            bce = F.binary_cross_entropy_with_logits(logits, y.clamp_min(0), reduction="none") * known
+            losses.append((bce.sum((1, 2, 3)) / known.sum((1, 2, 3)).clamp_min(1)).numpy())
+            p = (torch.sigmoid(logits) * known)[:, 0].numpy()
+            t = y.clamp_min(0)[:, 0].numpy()
             dices.append(dice_per_image(apply_operating_point(p, op, c), t))
             heads.append(np.full(len(x), np.nan) if c is None else c)
             positives.append(t.reshape(len(t), -1).any(1))
@@ -306,7 +308,12 @@ class Trainer:
         D.barrier(self.dist)
         if not self.dist.main:
             split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed, create=False)
-        if cfg.sampler.kind == "positive_share" and split.train_labels.sum() == 0:
+        unknown = int((split.train_labels < 0).sum() + (split.val_labels < 0).sum())
+        if cfg.data.target == "pneumothorax" and unknown:
+            raise PtxsegError(
+                self.dataset, f"{unknown} images of fold {self.fold} have no pneumothorax annotation (a lungs-only dataset?)"
+            )
+        if cfg.sampler.kind == "positive_share" and (split.train_labels == 1).sum() == 0:
             raise PtxsegError("sampler.kind", "positive_share needs positive training images; this fold has none")
         saved: dict[str, Any] | None = None
         if self.resume:
