@@ -1,12 +1,15 @@
-"""Training throughput (images/s) of U-Net-ResNet-34 on this machine: 256² and 512², fp32 vs bf16, channels-last on/off.
+"""Training throughput (images/s) of U-Nets on this machine: sizes × encoders × fp32/bf16 × channels-last on/off.
 
 Each setting runs the same training step as ``ptxseg train`` (forward under
 autocast when bf16, BCE + Dice, backward, Adam step) on random tensors,
 after warm-up steps, in one process, one after another, so the ratios are
-measured side by side. Prints a table and the ratios against fp32 NCHW at
-each size.
+measured side by side. Prints a table and the ratios against the first
+setting at each size (first encoder, fp32, NCHW). Choosing the lung-field model's encoder and size:
 
-    .venv/bin/python benchmarks/train_throughput.py [--sizes 256 512] [--batch 4] [--steps 5] [--encoder resnet34]
+    .venv/bin/python benchmarks/train_throughput.py --sizes 256 320 --encoders resnet18 resnet34 efficientnet-b0 \
+        --precisions fp32 --layouts nchw --batch 8
+
+    .venv/bin/python benchmarks/train_throughput.py [--sizes 256 512] [--batch 4] [--steps 5] [--encoders resnet34]
 """
 
 from __future__ import annotations
@@ -50,21 +53,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--encoder", default="resnet34")
+    ap.add_argument("--encoders", nargs="+", default=["resnet34"])
+    ap.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    ap.add_argument("--layouts", nargs="+", choices=["nchw", "channels-last"], default=["nchw", "channels-last"])
     args = ap.parse_args()
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, U-Net/{args.encoder}, "
-        f"batch {args.batch}, {args.steps} timed steps"
-    )
-    print(f"{'size':>5} {'precision':>9} {'layout':>13} {'images/s':>9} {'vs fp32 NCHW':>13}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, U-Net, batch {args.batch}, {args.steps} timed steps")
+    print(f"{'size':>5} {'encoder':>16} {'precision':>9} {'layout':>13} {'images/s':>9} {'vs first':>9}")
     for size in args.sizes:
         base = None
-        for amp in ("fp32", "bf16"):
-            for cl in (False, True):
-                ips = measure(size, args.batch, args.steps, args.warmup, amp, cl, args.encoder)
-                base = base or ips
-                layout = "channels-last" if cl else "NCHW"
-                print(f"{size:>5} {amp:>9} {layout:>13} {ips:>9.2f} {ips / base:>12.2f}×", flush=True)
+        for encoder in args.encoders:
+            for amp in args.precisions:
+                for layout in args.layouts:
+                    ips = measure(size, args.batch, args.steps, args.warmup, amp, layout == "channels-last", encoder)
+                    base = base or ips
+                    print(f"{size:>5} {encoder:>16} {amp:>9} {layout:>13} {ips:>9.2f} {ips / base:>8.2f}×", flush=True)
 
 
 if __name__ == "__main__":

@@ -179,12 +179,16 @@ def test_qc_travels_to_json_summary_and_overlay(tmp_path):
     out = tmp_path / "out"
     assert main(["predict", str(model.parent), str(tmp_path / "in"), "--out", str(out), "--no-lungs", "-q"]) == 0
     summary = pd.read_csv(out / "summary.csv", dtype={"id": str}).set_index("id")
-    assert summary.loc["1.2.3.1", "qc"] == "lateral_view" and summary.loc["1.2.3.2", "qc"] == "ok"
+    assert summary.loc["1.2.3.1", "qc"] == "lateral_view;not_frontal" and summary.loc["1.2.3.2", "qc"] == "no_lung_model"
+    assert not summary.loc["1.2.3.1", "triage_eligible"] and pd.isna(summary.loc["1.2.3.2", "triage_eligible"])
     lateral = json.loads((out / "1.2.3.1.json").read_text())
     assert lateral["qc"]["verdict"] == "warning" and lateral["qc"]["warnings"] == ["lateral_view"]
-    assert "lateral" in lateral["qc"]["meaning"]["lateral_view"].lower()
-    assert json.loads((out / "1.2.3.2.json").read_text())["qc"] == {"verdict": "ok", "warnings": [], "meaning": {}}
-    assert findings_lines(lateral)[-1][0] == "QC: lateral_view - check the input"
+    assert lateral["qc"]["flags"] == ["not_frontal"] and lateral["qc"]["triage_eligible"] is False
+    assert "lateral" in lateral["qc"]["meaning"]["lateral_view"].lower() and "frontal" in lateral["qc"]["triage_reasons"][0]
+    frontal = json.loads((out / "1.2.3.2.json").read_text())["qc"]
+    assert frontal["verdict"] == "ok" and frontal["warnings"] == [] and frontal["triage_eligible"] is None
+    assert frontal["flags"] == ["no_lung_model"]  # without lung fields the gate cannot say yes
+    assert [line for line, _ in findings_lines(lateral)[-2:]] == ["QC: lateral_view - check the input", "NOT FIT FOR TRIAGE: not_frontal"]
     plain = {**lateral, "qc": {"verdict": "ok", "warnings": [], "meaning": {}}}
     image = ramp.astype(np.float32) / ramp.max()
     mask = np.zeros_like(image, bool)

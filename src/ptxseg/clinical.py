@@ -27,6 +27,7 @@ from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
 from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
+from ptxseg.quality import GATE_FLAGS, quality_gate
 from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, quantify
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -141,12 +142,24 @@ def load_radiograph(path: str | PathLike[str]) -> Radiograph:
     return Radiograph(path, safe_name(meta.SOPInstanceUID or path.stem), image, meta.PixelSpacing, ds, ids, list(meta.warnings))
 
 
-def find_lung_model(model: str | PathLike[str]) -> Path | None:
-    """The lung-field model stored with a pneumothorax model (``MODEL/lungs``), if any."""
+#: the lung-field model shipped inside the package (a bundle; ``docs/lungs.md``), absent in a checkout without it
+SHIPPED_LUNG_MODEL = Path(__file__).resolve().parent / "weights" / "lungs"
+_MODEL_MARKERS = ("best.safetensors", "model.safetensors", "bundle.json")  # a run directory, a weights folder or a bundle
+
+
+def shipped_lung_model() -> Path | None:
+    """The lung-field model that ships with ptxseg, or None when this installation has none."""
+    return SHIPPED_LUNG_MODEL if (SHIPPED_LUNG_MODEL / "bundle.json").is_file() else None
+
+
+def find_lung_model(model: str | PathLike[str], shipped: bool = True) -> Path | None:
+    """The lung-field model for a pneumothorax model: the one stored with it (``MODEL/lungs``), else (``shipped``)
+    the one that ships with ptxseg; None when there is neither."""
     p = Path(model)
     candidate = (p if p.is_dir() else p.parent) / "lungs"
-    markers = ("best.safetensors", "model.safetensors", "bundle.json")  # a run directory, a weights folder or a bundle
-    return candidate if any((candidate / m).is_file() for m in markers) else None
+    if any((candidate / m).is_file() for m in _MODEL_MARKERS):
+        return candidate
+    return shipped_lung_model() if shipped else None
 
 
 @dataclass
@@ -192,7 +205,7 @@ class ClinicalPipeline:
         lung_path = None if lungs is False else (find_lung_model(model) if lungs is None else Path(lungs))
         self.lungs = None
         if lung_path is None:
-            self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs)"
+            self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs; none ships here)"
         else:
             self.lungs = Predictor([lung_path], device=device, threads=threads)
             if self.lungs.target != "lungs":
@@ -241,16 +254,8 @@ class ClinicalPipeline:
             lung_notes = [*lung_notes, "per-side values are null: no lung field to size against"]
         report = {
             "format": FORMAT,
-            "input": {
-                "path": str(rad.path),
-                "id": rad.id,
-                "kind": "dicom" if rad.dataset is not None else "image",
-                "rows": int(rad.image.shape[0]),
-                "columns": int(rad.image.shape[1]),
-                "pixel_spacing_mm": None if rad.spacing_mm is None else list(rad.spacing_mm),
-                **rad.identifiers,
-            },
-            "qc": qc_verdict(image_warnings(rad.warnings, rad.image.shape)),
+            "input": input_block(rad),
+            "qc": qc_block(rad, fields),
             "model": self.model_info,
             "lung_model": self.lung_info,
             "operating_point": self.op.to_dict(),
@@ -274,6 +279,37 @@ class ClinicalPipeline:
             "timings_s": t,
         }
         return Analysis(mask, fields, pred, report)
+
+
+def input_block(rad: Radiograph) -> dict[str, Any]:
+    """The ``input`` block of a result document: path, id, kind, size, pixel spacing and the DICOM identifiers."""
+    return {
+        "path": str(rad.path),
+        "id": rad.id,
+        "kind": "dicom" if rad.dataset is not None else "image",
+        "rows": int(rad.image.shape[0]),
+        "columns": int(rad.image.shape[1]),
+        "pixel_spacing_mm": None if rad.spacing_mm is None else list(rad.spacing_mm),
+        **rad.identifiers,
+    }
+
+
+def qc_block(rad: Radiograph, fields: LungFields | None) -> dict[str, Any]:
+    """The ``qc`` block of a result document: the reader's warnings, then the quality gate's flags and triage
+    eligibility (decided from the lung ``fields``; ``triage_eligible`` null when there are none)."""
+    warnings = image_warnings(rad.warnings, rad.image.shape)
+    gate = quality_gate(None if fields is None else fields.right, None if fields is None else fields.left, warnings)
+    block = qc_verdict(warnings)
+    if gate.eligible is False:
+        block["verdict"] = "warning"
+    block.update(
+        flags=gate.flags,
+        triage_eligible=gate.eligible,
+        triage_reasons=gate.reasons,
+        measures=gate.measures,
+    )
+    block["meaning"].update({f: GATE_FLAGS[f] for f in gate.flags})
+    return block
 
 
 def uncertainty(pred: Prediction, mask: np.ndarray) -> dict[str, Any]:

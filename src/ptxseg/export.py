@@ -328,7 +328,7 @@ def _lung_source(source: Path, lungs: str | PathLike[str] | bool | None) -> Path
     if lungs is False:
         return None
     if lungs is None or lungs is True:
-        return find_lung_model(source)
+        return find_lung_model(source, shipped=False)  # the model's own; predict falls back to the shipped one
     return Path(lungs)
 
 

@@ -13,9 +13,7 @@ probability first; failures last) is rewritten at the end.
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptxseg.clinical import SEVERITY_RANK, ClinicalPipeline, Radiograph, load_radiograph, unique_ids
+from ptxseg.batch import run_batch
+from ptxseg.clinical import SEVERITY_RANK, ClinicalPipeline, Radiograph
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.images import write_png
@@ -37,6 +36,7 @@ SUMMARY_COLUMNS = [
     "status",
     "reason",
     "qc",
+    "triage_eligible",
     "present",
     "probability",
     "max_severity",
@@ -75,13 +75,14 @@ def _complete(
     return doc
 
 
-def _row(path: Path, image_id: str, status: str, reason: str = "", doc: dict | None = None, seconds: float | None = None) -> dict:
+def _row(path: Path, image_id: str, status: str, reason: str, doc: dict | None, seconds: float | None) -> dict:
     row = dict.fromkeys(SUMMARY_COLUMNS)
     row.update(input=str(path), id=image_id, status=status, reason=reason, seconds=seconds)
     if doc is not None:
         p = doc["pneumothorax"]
         row.update(
-            qc=";".join(doc["qc"]["warnings"]) or "ok",
+            qc=";".join([*doc["qc"]["warnings"], *doc["qc"].get("flags", [])]) or "ok",
+            triage_eligible=doc["qc"].get("triage_eligible"),
             present=p["present"],
             probability=p["probability"],
             max_severity=doc["max_severity"],
@@ -93,34 +94,6 @@ def _row(path: Path, image_id: str, status: str, reason: str = "", doc: dict | N
             probability_std=doc["uncertainty"]["probability_std"],
         )
     return row
-
-
-def _prefetch(paths: list[Path], workers: int) -> Iterator[tuple[Path, Radiograph | PtxsegError]]:
-    """Radiographs in input order, read ahead by ``workers`` threads (at most 2 × workers in memory)."""
-
-    def load(p: Path):
-        try:
-            return load_radiograph(p)
-        except PtxsegError as exc:
-            return exc
-
-    if workers <= 1:
-        for p in paths:
-            yield p, load(p)
-        return
-    with ThreadPoolExecutor(workers) as pool:
-        pending: deque = deque()
-        it = iter(paths)
-        for p in it:
-            pending.append((p, pool.submit(load, p)))
-            if len(pending) >= 2 * workers:
-                break
-        while pending:
-            p, fut = pending.popleft()
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append((nxt, pool.submit(load, nxt)))
-            yield p, fut.result()
 
 
 def predict_batch(
@@ -141,34 +114,16 @@ def predict_batch(
     input's fault: it stops the batch with an :class:`OSError` (completed inputs are kept and a re-run resumes).
     """
     out = prepare_output_dir(out)
-    rows, todo = [], []
     models = (pipeline.model_info["version"], (pipeline.lung_info or {}).get("version"))
-    # resume first, from ids and stored JSONs alone: complete inputs are not decoded again
-    for path, image_id in zip(inputs, unique_ids(inputs), strict=True):
-        done = _complete(out, image_id, seg, overlay, cam, models)
-        if done is None:
-            todo.append((path, image_id))
-        else:
-            rows.append(_row(path, image_id, "skipped", "complete outputs from an earlier run", done))
-    stream = _prefetch([p for p, _ in todo], workers)
-    for (path, loaded), (_, image_id) in zip(progress(stream, len(todo)) if progress else stream, todo, strict=True):
-        t0 = time.perf_counter()
-        if isinstance(loaded, PtxsegError):
-            rows.append(_row(path, image_id, "error", loaded.reason))
-            continue
-        try:
-            doc = _write_outputs(pipeline, loaded, image_id, out, seg, overlay, cam)
-        except PtxsegError as exc:
-            rows.append(_row(path, image_id, "error", exc.reason))
-            continue
-        except OSError:
-            raise  # the output folder's problem (ENOSPC, EROFS …), not the input's
-        except Exception as exc:  # noqa: BLE001 - one input's unexpected failure never stops the batch
-            rows.append(_row(path, image_id, "error", f"analysis failed ({type(exc).__name__}: {str(exc)[:200]})"))
-            continue
-        rows.append(_row(path, image_id, "ok", "", doc, time.perf_counter() - t0))
-        if on_result is not None:
-            on_result(doc)
+    rows = run_batch(
+        inputs,
+        lambda rad, image_id: _write_outputs(pipeline, rad, image_id, out, seg, overlay, cam),
+        lambda image_id: _complete(out, image_id, seg, overlay, cam, models),
+        _row,
+        workers,
+        progress,
+        on_result,
+    )
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     if len(table):
         rank = table["max_severity"].map(lambda v: SEVERITY_RANK.get(v if isinstance(v, str) else None, -1))

@@ -58,6 +58,8 @@ def findings_lines(report: dict[str, Any]) -> list[tuple[str, tuple[int, int, in
     qc = report.get("qc") or {}
     if qc.get("warnings"):
         lines.append((f"QC: {', '.join(qc['warnings'])} - check the input", ORANGE))
+    if qc.get("triage_eligible") is False:
+        lines.append((f"NOT FIT FOR TRIAGE: {', '.join(qc['flags'])}", ORANGE))
     return lines
 
 
