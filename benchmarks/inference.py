@@ -109,7 +109,14 @@ def dice_change(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         result = export_bundle(
-            args.run, Path(tmp) / "b", int8=True, calib=args.data, lungs=False, tolerance=1.0, eval_images=args.eval_images
+            args.run,
+            Path(tmp) / "b",
+            int8=True,
+            calib=args.data,
+            lungs=False,
+            tolerance=1.0,
+            eval_images=args.eval_images,
+            method=args.calib_method,
         )
         q = result.quantization
         print(
@@ -130,6 +137,7 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="a trained run directory: also measure its INT8 Dice change")
     ap.add_argument("--data", type=Path, help="with --run: its dataset (calibration folds and validation fold)")
     ap.add_argument("--eval-images", type=int, default=None)
+    ap.add_argument("--calib-method", choices=["minmax", "percentile", "entropy"], default="minmax")
     ap.add_argument("--skip-speed", action="store_true")
     args = ap.parse_args()
     if not args.skip_speed:

@@ -40,7 +40,14 @@ def _folders(root, n=12, shape=(300, 240)):
         cv2.imwrite(str(root / "images" / f"img{i:02d}.png"), image)
         cv2.imwrite(str(root / "masks" / f"img{i:02d}.png"), mask)
         rows.append(
-            {"id": f"img{i:02d}", "patient": f"p{i // 2}", "age_group": "adult" if i < 4 else "child", "view": "PA", "source": "x"}
+            {
+                "id": f"img{i:02d}",
+                "patient": f"p{i // 2}",
+                "age_group": "adult" if i < 4 else "child",
+                "view": "PA",
+                "source": "x",
+                "licence": "CC BY 4.0" if i % 2 else "CC BY 3.0",
+            }
         )
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     return rows
@@ -210,6 +217,9 @@ def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
     )
     result = train(cfg, out, tmp_path / "run", fold=0)
     assert np.isfinite(result.best_dice) and 0 <= result.best_dice <= 1
+    from ptxseg.card import read_card
+
+    assert read_card(tmp_path / "run" / "best.json").training_data.licences == {"CC BY 4.0": 5, "CC BY 3.0": 5}
     predictor = Predictor([tmp_path / "run"])
     ids = fold_split(out, 0, create=False).val_ids
     assert any((out / "ignore" / f"{i}.png").is_file() for i in ids)
@@ -223,3 +233,17 @@ def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
         assert dice == pytest.approx(float(dice_per_image(mask & known, truth & known)[0]))
         differs += dice != pytest.approx(float(dice_per_image(mask, truth)[0]))
     assert differs  # the model did predict inside an unknown region, and that was not counted against it
+
+    # a card written before cards carried licences takes them from its dataset when exported
+    from ptxseg.card import read_card, write_card
+    from ptxseg.export import export_bundle
+
+    card = read_card(tmp_path / "run" / "best.json")
+    write_card(
+        tmp_path / "run" / "best.json",
+        card.model_copy(update={"training_data": card.training_data.model_copy(update={"licences": None})}),
+    )
+    bundle = export_bundle(tmp_path / "run", tmp_path / "bundle").out
+    assert read_card(bundle / "member-0.json").training_data.licences == {"CC BY 4.0": 5, "CC BY 3.0": 5}
+    text = (bundle / "MODEL_CARD.md").read_text()
+    assert "CC BY 3.0 (5 images)" in text and "Phase I of ptxseg" in text

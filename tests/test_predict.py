@@ -188,7 +188,10 @@ def test_qc_travels_to_json_summary_and_overlay(tmp_path):
     frontal = json.loads((out / "1.2.3.2.json").read_text())["qc"]
     assert frontal["verdict"] == "ok" and frontal["warnings"] == [] and frontal["triage_eligible"] is None
     assert frontal["flags"] == ["no_lung_model"]  # without lung fields the gate cannot say yes
-    assert [line for line, _ in findings_lines(lateral)[-2:]] == ["QC: lateral_view - check the input", "NOT FIT FOR TRIAGE: not_frontal"]
+    assert [line for line, _ in findings_lines(lateral)[-2:]] == [
+        "QC: lateral_view - check the input",
+        "NOT FIT FOR TRIAGE: not_frontal",
+    ]
     plain = {**lateral, "qc": {"verdict": "ok", "warnings": [], "meaning": {}}}
     image = ramp.astype(np.float32) / ramp.max()
     mask = np.zeros_like(image, bool)

@@ -79,7 +79,7 @@ def test_lungs_too_small_for_the_image_and_header_views(real_fields):
     image_id, m = _eligible(real_fields)[0]
     h, w = m.shape
     canvas = np.zeros((4 * h, 4 * w), bool)  # a film mostly of something else: lungs a sliver of the image
-    canvas[: h, : w] = m
+    canvas[:h, :w] = m
     gate = quality_gate(*_sides(canvas))
     assert "lung_area_implausible" in gate.flags and gate.eligible is False
     right, left = _sides(m)

@@ -54,6 +54,7 @@ class TrainingData(_Strict):
     fingerprint: str | None = None
     train_images: int | None = None
     val_images: int | None = None
+    licences: dict[str, int] | None = None  # the dataset manifest's ``licence`` values → images under each
 
 
 class LungModelRef(_Strict):

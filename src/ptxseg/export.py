@@ -124,6 +124,23 @@ def _folds(card: ModelCard, dataset: Path, fold: int | None):
     return fold, fold_split(dataset, fold, create=False)
 
 
+INTENDED_USE = {
+    "pneumothorax": [
+        "- Research on pneumothorax triage: flag, outline and size a pneumothorax for a person to check.",
+        "- Frontal (PA/AP) adult chest radiographs as decoded by ptxseg; lateral views, other body parts and",
+        "  children are outside the training distribution (ptxseg reports such inputs in each prediction's `qc`).",
+        "- The classifier gate and thresholds were tuned on one validation fold; other populations need re-tuning.",
+    ],
+    "lungs": [
+        "- Phase I of ptxseg's pneumothorax quantification: the full (pre-collapse) lung fields that a pneumothorax is",
+        "  sized against, the patient's sides, and the quality gate that marks films not fit for triage.",
+        "- Frontal (PA/AP) chest radiographs; lateral views and other body parts are outside its training data.",
+        "- Its outline follows the annotation convention of its training masks (the whole lung including the part",
+        "  behind the heart); masks drawn to another convention score lower against it (see docs/lungs.md).",
+    ],
+}
+
+
 def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str:
     """``MODEL_CARD.md``: what the model is, what it was trained and measured on, how to use it, and its limits."""
     card = cards[0]
@@ -160,6 +177,14 @@ def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str
         f"- Trained on `{data.dataset if data else 'unknown'}` (fold {data.fold if data else '?'} held out for validation; "
         f"{data.train_images if data else '?'} training / {data.val_images if data else '?'} validation images; "
         f"fingerprint {data.fingerprint if data else '?'}).",
+        *(
+            [
+                f"- Licences of the training images and masks (attribute them in anything derived): {licence} ({n} images)."
+                for licence, n in (data.licences or {}).items()
+            ]
+            if data
+            else []
+        ),
         "- Models trained here on phantoms or on few real images say nothing about patients.",
         "",
         "## Validation metrics (the training run's validation pass: no TTA; at the operating point; bootstrap 95 % CIs)",
@@ -178,14 +203,8 @@ def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str
             f"- Validation SIIM mean Dice on {q['eval_images']} images: fp32 {q['dice_fp32']:.4f}, INT8 {q['dice_int8']:.4f} "
             f"(change {q['dice_int8'] - q['dice_fp32']:+.4f}; tolerance {q['tolerance']}).",
         ]
+    lines += ["", "## Intended use and limits", *INTENDED_USE[card.target], ""]
     lines += [
-        "",
-        "## Intended use and limits",
-        "- Research on pneumothorax triage: flag, outline and size a pneumothorax for a person to check.",
-        "- Frontal (PA/AP) adult chest radiographs as decoded by ptxseg; lateral views, other body parts and",
-        "  children are outside the training distribution (ptxseg reports such inputs in each prediction's `qc`).",
-        "- The classifier gate and thresholds were tuned on one validation fold; other populations need re-tuning.",
-        "",
         "## Files",
         "Every file of this bundle is listed with its SHA-256 in `bundle.json`; ptxseg refuses a bundle that does not match.",
         "",
@@ -206,6 +225,23 @@ def _write_members(predictor, folder: Path, atol: float) -> tuple[list[BundleMem
         members.append(BundleMember(onnx=onnx, card=card_name, weight=float(weight), outputs=outputs))
         cards.append(card)
     return members, cards, worst
+
+
+def _with_licences(folder: Path, members: list[BundleMember], cards: list[ModelCard]) -> list[ModelCard]:
+    """Cards whose training data name their licences: a card trained before cards carried them takes them from its
+    dataset's manifest, when that dataset is still there."""
+    from ptxseg.data.manifest import dataset_licences
+
+    out = []
+    for member, card in zip(members, cards, strict=True):
+        data = card.training_data
+        if data is not None and data.licences is None and data.dataset:
+            licences = dataset_licences(data.dataset)
+            if licences:
+                card = card.model_copy(update={"training_data": data.model_copy(update={"licences": licences})})
+                write_card(folder / member.card, card)
+        out.append(card)
+    return out
 
 
 def _finish(folder: Path, manifest: BundleManifest, cards: list[ModelCard]) -> None:
@@ -260,6 +296,7 @@ def export_bundle(
     work.mkdir()
     try:
         members, cards, err = _write_members(predictor, work, atol)
+        cards = _with_licences(work, members, cards)
         manifest = BundleManifest(
             format=FORMAT,
             members=members,

@@ -7,7 +7,8 @@ recipe for a few minutes, tune its operating point on the validation fold,
 evaluate it with TTA on the held-out test split, write the HTML report, train
 the phase-I lung-field model (stored with the pneumothorax model at
 ``DIR/model/lungs``) and run ``ptxseg predict`` on test DICOMs (JSON, overlay,
-DICOM SEG).
+DICOM SEG); then, when ``../shared/data`` exists, show the lung-field model that
+ships with ptxseg on real radiographs (``ptxseg lungs``).
 """
 
 from __future__ import annotations
@@ -45,19 +46,19 @@ def demo(
     budget = (0.0 if quick else 5.0) if minutes is None else minutes
     lung_budget = 0.0 if quick else 1.0
     source = out / "source"
-    console.print(f"[bold]1/9[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
+    console.print(f"[bold]1/10[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
     rows = synth_dataset(
         source, n, size=size, seed=seed, layout="kaggle", workers=2, progress=progress_bar("synthesising"), test_fraction=0.2
     )
     print_synth_summary(rows, source, "kaggle")
     dataset = out / "dataset"
-    console.print(f"[bold]2/9[/bold] ptxseg convert {source} {dataset} --rle-size {size} --size {size}")
+    console.print(f"[bold]2/10[/bold] ptxseg convert {source} {dataset} --rle-size {size} --size {size}")
     result = convert_dataset(
         source, dataset, rle_shape=(size, size), options=ConvertOptions(size=size), workers=2, progress=progress_bar("converting")
     )
     print_convert_summary(result)
     copy_lung_masks(source / "lung-masks", dataset)
-    console.print(f"[bold]3/9[/bold] ptxseg split {dataset} --folds {folds}")
+    console.print(f"[bold]3/10[/bold] ptxseg split {dataset} --folds {folds}")
     console.print(fold_summary(split_dataset(dataset, folds=folds, seed=seed)).to_string())
 
     from ptxseg.cli.evaluate import print_metrics
@@ -72,7 +73,7 @@ def demo(
     run = out / "model"
     sets = [f"data.size={size}", "data.workers=0"] + (["model.encoder=resnet18", "training.batch_size=4"] if quick else [])
     console.print(
-        f"[bold]4/9[/bold] ptxseg train --data {dataset} --out {run} --minutes {budget:g} " + " ".join(f"--set {s}" for s in sets)
+        f"[bold]4/10[/bold] ptxseg train --data {dataset} --out {run} --minutes {budget:g} " + " ".join(f"--set {s}" for s in sets)
     )
     cfg = load_config("default", sets)
 
@@ -84,21 +85,21 @@ def demo(
     trained = train(cfg, dataset, run, minutes=budget, quiet=quick, on_epoch=on_epoch)
     console.print(f"  {trained.epochs_run} epochs ({trained.stop_reason}), best validation Dice {trained.best_dice:.4f}")
 
-    console.print(f"[bold]5/9[/bold] ptxseg tune {run}")
+    console.print(f"[bold]5/10[/bold] ptxseg tune {run}")
     tuned = tune_model(run, progress=progress_bar("predicting")).result
     print_tables(tuned)
     console.print(f"  operating point: {tuned.best.to_dict()} (validation Dice {tuned.best_dice:.4f})", highlight=False)
 
-    console.print(f"[bold]6/9[/bold] ptxseg evaluate --model {run} --data {dataset} --split test")
+    console.print(f"[bold]6/10[/bold] ptxseg evaluate --model {run} --data {dataset} --split test")
     predictor = Predictor([run])
     test_ids = dataset_ids(dataset, split="test")
     ev = evaluate_model(predictor, dataset, test_ids, progress=progress_bar("predicting"))
     print_metrics(ev.metrics, f"held-out test split ({len(test_ids)} phantoms, TTA {'+'.join(predictor.tta)})")
     evaluation = {**ev.metrics, "per_image_dice": dict(zip(ev.ids, map(float, ev.dice), strict=True)), "note": NOTE}
 
-    console.print(f"[bold]7/9[/bold] ptxseg report → {out / 'report'}")
+    console.print(f"[bold]7/10[/bold] ptxseg report → {out / 'report'}")
     page = report_model([run], dataset, test_ids, out / "report", evaluation, note=NOTE)
-    console.print(f"[bold]8/9[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
+    console.print(f"[bold]8/10[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
     lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18"] + (["training.batch_size=4"] if quick else [])
     lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, run / "lungs", minutes=lung_budget, quiet=True)
     console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.best_dice:.4f}")
@@ -107,19 +108,45 @@ def demo(
     from ptxseg.predict import predict_batch
 
     dicoms = sorted((source / "dicom-images-test").rglob("*.dcm"))[: 4 if quick else 8]
-    console.print(f"[bold]9/9[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --seg --out {out / 'predictions'}")
+    console.print(f"[bold]9/10[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --seg --out {out / 'predictions'}")
     table = predict_batch(ClinicalPipeline(run), dicoms, out / "predictions", seg=True, progress=progress_bar("predicting"))
     shown = table[["id", "present", "probability", "max_severity", "ratio_right_pct", "ratio_left_pct"]].head(8)
     console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
+    real_lungs = shipped_lungs_on_real(out / "lungs_real", quick)
     m = ev.metrics
     console.print(
         f"\n[bold]SIIM mean Dice {m['mean_dice']:.4f}[/bold] (95% CI {m['ci95']['mean_dice'][0]:.3f}–{m['ci95']['mean_dice'][1]:.3f}),"
         f" case sensitivity {m['case_sensitivity']:.3f}, specificity {m['case_specificity']:.3f}"
         f" on {len(test_ids)} held-out test phantoms; {time.monotonic() - t0:.0f} s in all.\n"
         f"Model: {run} (lung-field model: {run / 'lungs'})   Report: {page}\n"
-        f"Clinical outputs (JSON, overlay, DICOM SEG, summary.csv): {out / 'predictions'}\n{NOTE}",
+        f"Clinical outputs (JSON, overlay, DICOM SEG, summary.csv): {out / 'predictions'}\n{NOTE}"
+        + (f"\nShipped lung-field model on real radiographs: {real_lungs}" if real_lungs else ""),
         highlight=False,
     )
+
+
+#: real radiographs shown to the shipped lung model when ../shared/data exists beside the working folder
+REAL_EXAMPLES = ("dicom/chest_pa_cr_mono1.dcm", "lungs/lungs/CHNCXR_0001_0.png", "siim/real_sample")
+
+
+def shipped_lungs_on_real(out: Path, quick: bool) -> Path | None:
+    """Step 10: the lung-field model that ships with ptxseg on real radiographs from ``../shared/data`` (when that
+    folder and the shipped model exist): label maps, areas and the quality gate; returns the output folder."""
+    from ptxseg.clinical import gather_inputs, shipped_lung_model
+    from ptxseg.lung_segment import LungSegmenter, segment_lungs_batch
+
+    shared = Path.cwd().parent / "shared" / "data"
+    model = shipped_lung_model()
+    if not shared.is_dir() or model is None:
+        why = "no ../shared/data here" if not shared.is_dir() else "no shipped lung model in this installation"
+        console.print(f"[bold]10/10[/bold] shipped lung-field model on real radiographs: skipped ({why})")
+        return None
+    inputs = gather_inputs([shared / p for p in REAL_EXAMPLES if (shared / p).exists()])[: 3 if quick else 8]
+    console.print(f"[bold]10/10[/bold] ptxseg lungs <{len(inputs)} real radiographs from {shared}> --out {out}")
+    table = segment_lungs_batch(LungSegmenter(model), inputs, out, progress=progress_bar("segmenting lungs"))
+    shown = table[["id", "status", "right_area_px", "left_area_px", "triage_eligible", "qc"]]
+    console.print(shown.to_string(index=False), highlight=False)
+    return out
 
 
 def copy_lung_masks(folder: Path, dataset: Path) -> int:

@@ -174,3 +174,17 @@ def check_ids(ids, where: str | PathLike[str]) -> None:
     for image_id in ids:
         if not is_safe_name(image_id):
             check_name(image_id, where)  # raises, naming the file and showing the id
+
+
+def dataset_licences(dataset: str | PathLike[str]) -> dict[str, int] | None:
+    """The ``licence`` column of a dataset's manifest (copied there from a folders-layout source) as licence →
+    number of images, for model cards; None when the dataset is gone or states no licences."""
+    path = Path(dataset) / "manifest.csv"
+    if not path.is_file():
+        return None
+    manifest = read_manifest(dataset)
+    if "licence" not in manifest.columns:
+        return None
+    values = manifest.loc[manifest["has_image"] == 1, "licence"].dropna().astype(str)
+    counts = values[values != ""].value_counts()
+    return {str(k): int(v) for k, v in counts.items()} or None

@@ -36,7 +36,7 @@ from ptxseg.card import Architecture, ModelCard, TrainingData
 from ptxseg.checkpoint import load_state, save_state, save_weights, unwrap
 from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
-from ptxseg.data.manifest import read_dataset_info
+from ptxseg.data.manifest import dataset_licences, read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
@@ -189,6 +189,7 @@ class Trainer:
                 fingerprint=split.fingerprint,
                 train_images=len(split.train_ids),
                 val_images=len(split.val_ids),
+                licences=dataset_licences(self.dataset),
             ),
             metrics=metrics,
             software=self.software,
