@@ -101,3 +101,39 @@ def test_phantom_lungs_pass_and_every_flag_is_documented(tmp_path):
         passed += bool(quality_gate(ph.lung_right > 0, ph.lung_left > 0).eligible)
     assert passed >= 5
     assert all(GATE_FLAGS[f] for f in ("not_frontal", "lung_missing", "lung_area_implausible", "lung_cut_off", "rotated"))
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from ptxseg.clinical import shipped_lung_model
+    from ptxseg.infer import Predictor
+
+    path = shipped_lung_model()
+    if path is None:
+        pytest.skip("no shipped lung-field model in this installation (src/ptxseg/weights/lungs)")
+    return Predictor([path])
+
+
+def _gate_of(predictor, image, warnings=()):
+    from ptxseg.lungs import split_lungs
+
+    fields = split_lungs(predictor.predict([image])[0].mask(predictor.operating_point))
+    return quality_gate(fields.right, fields.left, list(warnings))
+
+
+def test_the_shipped_model_gates_real_films_and_their_cut_and_rotated_versions(shipped):
+    from ptxseg.io.images import read_image
+
+    films = sorted(shared_path("lungs", "lungs").glob("*.png"))[:4]
+    for path in films:
+        image = read_image(path)
+        gate = _gate_of(shipped, image)
+        assert gate.eligible, (path.name, gate.reasons)
+        h, w = image.shape
+        cut = image[int(0.3 * h) :]  # the apices above the film
+        assert "lung_cut_off" in _gate_of(shipped, cut).flags, path.name
+        big = np.zeros((2 * h, 2 * w), np.float32)
+        big[h // 2 : h // 2 + h, w // 2 : w // 2 + w] = image
+        turned = cv2.warpAffine(big, cv2.getRotationMatrix2D((w, h), 35, 1.0), (2 * w, 2 * h), flags=cv2.INTER_LINEAR)
+        assert "rotated" in _gate_of(shipped, turned).flags, path.name
+        assert _gate_of(shipped, image, ["lateral_view"]).flags[0] == "not_frontal"
