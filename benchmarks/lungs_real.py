@@ -51,7 +51,11 @@ def score(pred: np.ndarray, right_t: np.ndarray, left_t: np.ndarray, known: np.n
     f = split_lungs(pred)
     both = float(dice_per_image(pred, right_t | left_t)[0])
     swapped = (f.right & left_t).sum() > (f.right & right_t).sum() or (f.left & right_t).sum() > (f.left & left_t).sum()
+    truth = right_t | left_t
     return {
+        "fp": int((pred & ~truth).sum()),
+        "fn": int((truth & ~pred).sum()),
+        "tp": int((pred & truth).sum()),
         "both": both,
         "right": float(dice_per_image(f.right, right_t)[0]),
         "left": float(dice_per_image(f.left, left_t)[0]),
@@ -65,7 +69,13 @@ def report(name: str, rows: list[dict]) -> None:
         m, lo, hi = ci([r[key] for r in rows])
         parts.append(f"{key} {m:.4f} [{lo:.4f}, {hi:.4f}]")
     swaps = sum(r["swapped"] for r in rows)
-    print(f"{name} ({len(rows)} images): Dice {'; '.join(parts)}; sides swapped in {swaps}", flush=True)
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    print(
+        f"{name} ({len(rows)} images): Dice {'; '.join(parts)}; sides swapped in {swaps}; pixel precision "
+        f"{tp / max(tp + fp, 1):.4f}, recall {tp / max(tp + fn, 1):.4f}; of the disagreeing pixels "
+        f"{fp / max(fp + fn, 1):.0%} are predicted lung outside the mask",
+        flush=True,
+    )
 
 
 def tile(image, pred, truth, label, side=384):

@@ -13,7 +13,7 @@ import pytest
 from ptxseg.cli import app, main
 from ptxseg.io.dicom import write_dicom
 
-from .conftest import shared_path
+from .conftest import ROOT, shared_path
 
 COMMANDS = sorted(c.name for c in app.registered_commands)
 
@@ -126,3 +126,10 @@ def test_demo_quick(tmp_path):
     assert (tmp_path / "demo" / "report" / "report.html").is_file()
     assert "SIIM mean Dice" in proc.stdout and "case sensitivity" in proc.stdout
     assert "not how a model does on patients" in proc.stdout
+    from ptxseg.clinical import shipped_lung_model
+
+    if shipped_lung_model() is not None and (ROOT.parent / "shared" / "data").is_dir():
+        # step 10: the shipped lung model on real radiographs, each answered (areas and the gate's verdict)
+        real = pd.read_csv(tmp_path / "demo" / "lungs_real" / "summary.csv")
+        assert len(real) == 3 and (real.status == "ok").all() and (real.right_area_px > 0).all()
+        assert "Shipped lung-field model on real radiographs" in proc.stdout

@@ -92,10 +92,9 @@ def quantize_int8(fp32: Path, out: Path, inputs: list[np.ndarray], method: str =
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=methods[method],
-            # min-max: merge the ranges every 4 images (same result, bounded memory). The histogram methods
-            # (percentile, entropy) hold every activation of every calibration image whatever this says: 64 images
-            # at 512² exceeded 22 GB here, so docs/deploy.md advises fewer --calib-images with them.
-            extra_options={"CalibMaxIntermediateOutputs": 4},
+            # No CalibMaxIntermediateOutputs: in this onnxruntime it drops every chunk but the last instead of
+            # merging them. The histogram methods (percentile, entropy) hold every activation of every calibration
+            # image (64 images at 512² exceeded 22 GB here): docs/deploy.md advises fewer --calib-images with them.
         )
     finally:
         pre.unlink(missing_ok=True)
