@@ -18,8 +18,22 @@ from typing import Any
 from ptxseg.clinical import Radiograph, load_radiograph, unique_ids
 from ptxseg.errors import PtxsegError
 
+#: the first columns of every batch command's summary.csv
+BASE_COLUMNS = ["input", "id", "status", "reason", "qc", "triage_eligible"]
+
 #: (input path, id, status, reason, document or None, seconds or None) → one summary row
 RowMaker = Callable[[Path, str, str, str, "dict[str, Any] | None", "float | None"], dict]
+
+
+def base_row(columns: list[str], path: Path, image_id: str, status: str, reason: str, doc: dict | None, seconds: float | None) -> dict:
+    """A summary row with ``columns`` (None where unknown): the input, its status and, from a result document,
+    the ``qc`` column (reader warnings and gate flags, or ``ok``) and ``triage_eligible``."""
+    row = dict.fromkeys(columns)
+    row.update(input=str(path), id=image_id, status=status, reason=reason, seconds=seconds)
+    if doc is not None:
+        qc = doc["qc"]
+        row.update(qc=";".join([*qc["warnings"], *qc.get("flags", [])]) or "ok", triage_eligible=qc.get("triage_eligible"))
+    return row
 
 
 def prefetch(paths: list[Path], workers: int) -> Iterator[tuple[Path, Radiograph | PtxsegError]]:

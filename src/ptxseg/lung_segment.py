@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptxseg.batch import run_batch
+from ptxseg.batch import BASE_COLUMNS, base_row, run_batch
 from ptxseg.clinical import Radiograph, input_block, qc_block, shipped_lung_model
 from ptxseg.errors import PtxsegError
 from ptxseg.infer import Predictor
@@ -29,12 +29,7 @@ from ptxseg.lungs import split_lungs
 
 FORMAT = "ptxseg-lungs/1"
 SUMMARY_COLUMNS = [
-    "input",
-    "id",
-    "status",
-    "reason",
-    "qc",
-    "triage_eligible",
+    *BASE_COLUMNS,
     "right_area_px",
     "left_area_px",
     "right_area_mm2",
@@ -104,15 +99,9 @@ def _complete(out: Path, image_id: str, version: str) -> dict[str, Any] | None:
 
 
 def _row(path: Path, image_id: str, status: str, reason: str, doc: dict | None, seconds: float | None) -> dict:
-    row = dict.fromkeys(SUMMARY_COLUMNS)
-    row.update(input=str(path), id=image_id, status=status, reason=reason, seconds=seconds)
+    row = base_row(SUMMARY_COLUMNS, path, image_id, status, reason, doc, seconds)
     if doc is not None:
-        qc = doc["qc"]
-        row.update(
-            qc=";".join([*qc["warnings"], *qc.get("flags", [])]) or "ok",
-            triage_eligible=qc.get("triage_eligible"),
-            **{f"{s}_area_{u}": doc[s][f"area_{u}"] for s in ("right", "left") for u in ("px", "mm2")},
-        )
+        row.update({f"{s}_area_{u}": doc[s][f"area_{u}"] for s in ("right", "left") for u in ("px", "mm2")})
     return row
 
 

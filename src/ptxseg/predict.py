@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptxseg.batch import run_batch
+from ptxseg.batch import BASE_COLUMNS, base_row, run_batch
 from ptxseg.clinical import SEVERITY_RANK, ClinicalPipeline, Radiograph
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
@@ -31,12 +31,7 @@ from ptxseg.io.names import is_safe_name, under
 from ptxseg.render import cam_overlay, clinical_overlay
 
 SUMMARY_COLUMNS = [
-    "input",
-    "id",
-    "status",
-    "reason",
-    "qc",
-    "triage_eligible",
+    *BASE_COLUMNS,
     "present",
     "probability",
     "max_severity",
@@ -76,13 +71,10 @@ def _complete(
 
 
 def _row(path: Path, image_id: str, status: str, reason: str, doc: dict | None, seconds: float | None) -> dict:
-    row = dict.fromkeys(SUMMARY_COLUMNS)
-    row.update(input=str(path), id=image_id, status=status, reason=reason, seconds=seconds)
+    row = base_row(SUMMARY_COLUMNS, path, image_id, status, reason, doc, seconds)
     if doc is not None:
         p = doc["pneumothorax"]
         row.update(
-            qc=";".join([*doc["qc"]["warnings"], *doc["qc"].get("flags", [])]) or "ok",
-            triage_eligible=doc["qc"].get("triage_eligible"),
             present=p["present"],
             probability=p["probability"],
             max_severity=doc["max_severity"],
