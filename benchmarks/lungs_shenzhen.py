@@ -24,7 +24,6 @@ from ptxseg.infer import Predictor
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.lungs import split_lungs
 from ptxseg.metrics import dice_per_image
-from ptxseg.postprocess import OperatingPoint
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
 
@@ -56,7 +55,7 @@ def main() -> None:
         )
         model = work / "run"
     predictor = Predictor([model])
-    op = OperatingPoint(**predictor.operating_point)
+    op = predictor.operating_point
     rows = []
     for image_path in sorted((SHENZHEN / "lungs").glob("*.png")):
         truth = read_mask(SHENZHEN / "lungmasks" / f"{image_path.stem}_mask.png")

@@ -13,7 +13,7 @@ film passes and only a clear departure is flagged (``docs/lungs.md`` lists the m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,9 +57,6 @@ class QualityGate:
     flags: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     measures: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _edges(mask: np.ndarray) -> dict[str, float]:

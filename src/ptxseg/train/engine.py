@@ -189,7 +189,7 @@ class Trainer:
                 fingerprint=split.fingerprint,
                 train_images=len(split.train_ids),
                 val_images=len(split.val_ids),
-                licences=dataset_licences(self.dataset),
+                licences=self.licences,
             ),
             metrics=metrics,
             software=self.software,
@@ -300,6 +300,7 @@ class Trainer:
     def run_all(self) -> TrainResult:
         cfg = self.cfg
         self.stored = read_dataset_info(self.dataset)
+        self.licences = dataset_licences(self.dataset)  # read once: every epoch's card names them
         env = environment()
         self.software = {
             k: env[k] for k in ("ptxseg", "git", "python", "torch", "segmentation_models_pytorch", "timm", "albumentations")
