@@ -86,7 +86,9 @@ def test_overrides():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer.name=adamx", "optimizer.name: Input should be 'adam', 'adamw' or 'sgd'"),
+        ("optimizer.name=adamx", "optimizer.name: unknown optimiser 'adamx'; choose one of adam, adamw, sgd"),
+        ("sampler.kind=balanced", "sampler.kind: unknown sampler 'balanced'; choose one of positive_share, shuffle, weighted"),
+        ("sampler={kind: shuffle, stratum_weights: {adult: 5}}", "stratum_weights needs kind: weighted"),
         ("data.size=100", "data.size: must be a multiple of 32"),
         ("model.name=segformer", "model.name: unknown architecture 'segformer'; choose one of"),
         ("model.nme=unet", "model.nme: unknown key"),

@@ -44,7 +44,7 @@ def test_tta_members_invert_exactly_on_a_non_symmetric_image():
     wide[..., 5:9, 3:30] = 2.0
     for name in ("identity", "hflip", "vflip"):
         assert torch.equal(tta_members(LogitOfInput(), wide, [name])[0], torch.sigmoid(wide))
-    with pytest.raises(PtxsegError, match="unknown transform 'rot180'"):
+    with pytest.raises(PtxsegError, match="unknown test-time augmentation 'rot180'"):
         tta_predict(LogitOfInput(), x, ["rot180"])
 
 

@@ -107,6 +107,25 @@ def test_curriculum_switches_and_blends():
         build_loss({"name": "curriculum", "stages": [[2, "bce"]]})
 
 
+def test_a_curriculum_inside_a_sum_advances():
+    bce, dice = build_loss("bce")(LOGITS, TARGET).item(), build_loss("dice")(LOGITS, TARGET).item()
+    combo = SegmentationLoss(
+        {"name": "sum", "terms": [[0.5, {"name": "curriculum", "stages": [[0, "bce"], [2, "dice"]]}], [1, "dice"]]}
+    )
+    combo.set_epoch(0)
+    assert combo(LOGITS, TARGET).item() == pytest.approx(0.5 * bce + dice)
+    combo.set_epoch(2)  # the nested curriculum has switched to Dice
+    assert combo(LOGITS, TARGET).item() == pytest.approx(0.5 * dice + dice)
+
+
+def test_a_loss_name_registered_twice_is_refused():
+    from ptxseg.losses import register_loss
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register_loss("dice")(torch.nn.L1Loss)
+    assert build_loss("dice")(LOGITS, TARGET).item() == pytest.approx(1 - (2 * 0.5 + 1) / (1.25 + 1 + 1))  # still soft Dice
+
+
 def test_deep_supervision_and_classifier():
     target = torch.zeros(2, 1, 8, 8)
     target[0, :, :4, :4] = 1  # image 0 positive, image 1 empty

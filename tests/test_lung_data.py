@@ -247,3 +247,44 @@ def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
     assert read_card(bundle / "member-0.json").training_data.licences == {"CC BY 4.0": 5, "CC BY 3.0": 5}
     text = (bundle / "MODEL_CARD.md").read_text()
     assert "CC BY 3.0 (5 images)" in text and "Phase I of ptxseg" in text
+
+
+def test_stratum_weights_draw_an_under_represented_group_more_often(tmp_path):
+    from ptxseg.config import load_config
+    from ptxseg.train.data import build_sampler
+    from ptxseg.train.engine import train
+
+    src = tmp_path / "src"
+    _folders(src, n=20)  # 4 adult films of 20
+    out = tmp_path / "ds"
+    convert_dataset(src, out, options=ConvertOptions(size=64, target="lungs", stratify="age_group"), workers=1)
+    split_dataset(out, folds=2)
+    split = fold_split(out, 0)
+    assert split.train_strata is not None and len(split.train_strata) == len(split.train_ids)
+    adult = np.array([s == "adult" for s in split.train_strata])
+    cfg = load_config("lungs_real_unet_r18_256_adult", overrides=["model.pretrained=null"])
+    assert cfg.sampler.stratum_weights == {"adult": 5}
+    sampler = build_sampler(cfg, split.train_labels, 0.5, 0, 1, 0, split.train_strata)
+    draws = np.concatenate([(sampler.set_epoch(e), np.fromiter(sampler, int))[1] for e in range(200)])
+    expected = 5 * adult.sum() / (5 * adult.sum() + (~adult).sum())  # share of adult draws with weight 5
+    assert adult[draws].mean() == pytest.approx(expected, abs=0.02) and adult.mean() < expected / 2
+    assert len(sampler) == len(split.train_ids)  # an epoch is as long as before, only who is drawn changes
+
+    # a stratum the data do not have, or a dataset without strata, is a config error naming the fix
+    for overrides, dataset, match in (
+        (["sampler.stratum_weights={elderly: 3}"], out, "no training image is in stratum 'elderly'"),
+        ([], None, "no 'stratum' column"),
+    ):
+        ds = dataset
+        if ds is None:
+            ds = tmp_path / "plain"
+            convert_dataset(src, ds, options=ConvertOptions(size=64, target="lungs"), workers=1)
+        bad = load_config(
+            "lungs_real_unet_r18_256_adult", overrides=["model.pretrained=null", "data.size=64", "training.epochs=1", *overrides]
+        )
+        with pytest.raises(PtxsegError, match=match):
+            train(bad, ds, tmp_path / f"run_{len(overrides)}", quiet=True)
+    with pytest.raises(PtxsegError, match="needs kind: weighted"):
+        load_config("lungs_real_unet_r18_256_adult", overrides=["model.pretrained=null", "sampler.kind=shuffle"])
+    with pytest.raises(PtxsegError, match="positive"):
+        load_config("lungs_real_unet_r18_256_adult", overrides=["model.pretrained=null", "sampler.stratum_weights={adult: 0}"])

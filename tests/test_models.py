@@ -162,6 +162,19 @@ def test_local_safetensors_weights_adapt_rgb(tmp_path):
         create_model("unet", pretrained=tmp_path / "w.pth")
 
 
+def test_a_whole_trained_model_is_a_starting_point(tmp_path):
+    from safetensors.torch import save_file
+
+    trained = create_model("unet", encoder="resnet18")
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, tmp_path / "best.safetensors")  # as a run saves it
+    tuned = create_model("unet", encoder="resnet18", pretrained=tmp_path / "best.safetensors")
+    for key, value in trained.state_dict().items():  # decoder and head too, not only the encoder
+        torch.testing.assert_close(tuned.state_dict()[key], value, msg=key)
+
+
 def test_imagenet_offline_is_one_clear_line():
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     code = "from ptxseg.models import create_model\ncreate_model('unet', pretrained='imagenet')"

@@ -7,7 +7,7 @@ import torch
 
 from ptxseg.config import SchedulerConfig
 from ptxseg.errors import PtxsegError
-from ptxseg.train.optim import Schedule, build_optimizer
+from ptxseg.optim import Schedule, build_optimizer
 from ptxseg.train.tracking import TensorboardTracker
 
 # these tests step schedules without optimiser steps, which torch warns about
@@ -71,3 +71,24 @@ def test_tensorboard_missing_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
     with pytest.raises(PtxsegError, match="tensorboard is not installed"):
         TensorboardTracker()
+
+
+def test_a_cosine_decay_fitted_to_the_epochs_a_budget_allows():
+    import math
+
+    opt = _opt()
+    s = Schedule(opt, SchedulerConfig(name="cosine", min_lr=0.01), epochs=30, steps_per_epoch=1)
+    s.step_epoch(0, 0.0)
+    planned_30 = s.lr
+    assert planned_30 == pytest.approx(0.01 + 0.99 * (1 + math.cos(math.pi / 30)) / 2)
+    assert s.fit_to(5)  # after one epoch the budget allows five in all
+    lrs = []
+    for epoch in range(1, 5):
+        s.step_epoch(epoch, 0.0)
+        lrs.append(s.lr)
+    assert lrs[-1] == pytest.approx(0.01)  # the decay ends with the budget, not 25 epochs after it
+    assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
+    assert not s.fit_to(3)  # an end already passed is not planned
+    fixed = Schedule(_opt(), SchedulerConfig(name="cosine", t_max=30), epochs=30, steps_per_epoch=1)
+    assert not fixed.fit_to(5)  # an explicit t_max is the recipe's own choice
+    assert not Schedule(_opt(), SchedulerConfig(name="plateau"), epochs=30, steps_per_epoch=1).fit_to(5)

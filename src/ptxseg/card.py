@@ -23,12 +23,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ptxseg.data.preprocess import CropSpec, Preprocessing
 from ptxseg.errors import PtxsegError
 from ptxseg.postprocess import OperatingPoint
+from ptxseg.tta import TTA_TRANSFORMS
 
 FORMAT = "ptxseg-model-card/2"
 LEGACY_FORMAT = "ptxseg-checkpoint/1"
 
 #: test-time augmentations a model may be applied with (implemented in :mod:`ptxseg.infer`)
-TTA = Literal["identity", "hflip", "vflip", "rot90", "rot270"]
+#: a registered test-time augmentation name (ptxseg.tta)
+TTA = TTA_TRANSFORMS.field()
 
 
 class _Strict(BaseModel):

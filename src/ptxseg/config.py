@@ -20,13 +20,19 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ptxseg.card import TTA
+from ptxseg.data.augment import build_transform, check_pipeline
 from ptxseg.data.preprocess import CropSpec
+from ptxseg.data.samplers import SAMPLERS
 from ptxseg.errors import PtxsegError
 from ptxseg.limits import MAX_CONFIG_BYTES, MAX_GRID_SIDE, MAX_NETWORK_SIZE
+from ptxseg.losses import build_loss, resolve_auto_pos_weight
+from ptxseg.models import MODELS, create_model, model_spec
+from ptxseg.optim import OPTIMIZERS, SCHEDULERS
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -39,7 +45,7 @@ class _Section(BaseModel):
 class ModelConfig(_Section):
     """Which network to build (:func:`ptxseg.models.create_model`)."""
 
-    name: str = Field("unet", description="Architecture from the registry (`ptxseg models` lists them).")
+    name: MODELS.field() = Field("unet", description="Architecture from the registry (`ptxseg models` lists them).")
     encoder: str | None = Field(
         "resnet34", description="Encoder (smp name, or tu-<timm name>); null for architectures with their own encoder."
     )
@@ -51,19 +57,8 @@ class ModelConfig(_Section):
     aux_classifier: bool = Field(False, description="Add the image-level 'any pneumothorax?' head (trained with BCE).")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra arguments of the architecture's builder.")
 
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from ptxseg.models import list_models
-
-        if v not in list_models():
-            raise ValueError(f"unknown architecture {v!r}; choose one of {', '.join(list_models())}")
-        return v
-
     @model_validator(mode="after")
     def _encoder_fits(self) -> ModelConfig:
-        from ptxseg.models import model_spec
-
         if not model_spec(self.name).takes_encoder:
             self.encoder = None
         return self
@@ -72,10 +67,6 @@ class ModelConfig(_Section):
     def _kwargs_build(self) -> ModelConfig:
         if not self.kwargs:
             return self
-        import torch
-
-        from ptxseg.models import create_model
-
         try:
             with torch.device("meta"):  # builds the architecture without allocating its weights: milliseconds
                 create_model(self.name, encoder=self.encoder, aux_classifier=self.aux_classifier, **self.kwargs)
@@ -120,12 +111,19 @@ class DataConfig(_Section):
 class SamplerConfig(_Section):
     """Which training images each epoch draws."""
 
-    kind: Literal["shuffle", "weighted", "positive_share"] = Field(
+    kind: SAMPLERS.field() = Field(
         "shuffle",
         description="shuffle: every image once; weighted: draws with class weights w_pos=N_neg/N, w_neg=N_pos/N; "
         "positive_share: all positives plus negatives so positives make `positive_share` of the epoch.",
     )
-    positive_share: float | list[float] = Field(0.5, description="Share of positives per epoch, or a list per epoch (last one holds).")
+    positive_share: float | list[float] = Field(
+        0.5, description="Share of positives per epoch, or a list per run-wide epoch (last one holds; stages continue it)."
+    )
+    stratum_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="weighted: multiply the draw weight of the images of a stratum (folds.csv's `stratum`, e.g. "
+        "{adult: 5} for a group the data under-represents); strata not named keep weight 1.",
+    )
 
     @field_validator("positive_share")
     @classmethod
@@ -135,16 +133,30 @@ class SamplerConfig(_Section):
             raise ValueError(f"shares must be in (0, 1], got {v}")
         return v
 
+    @field_validator("stratum_weights")
+    @classmethod
+    def _stratum_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if not w > 0}
+        if bad:
+            raise ValueError(f"weights must be positive, got {bad}")
+        return v
+
+    @model_validator(mode="after")
+    def _strata_need_weighted(self) -> SamplerConfig:
+        if self.stratum_weights and self.kind != "weighted":
+            raise ValueError(f"stratum_weights needs kind: weighted, not {self.kind!r}")
+        return self
+
 
 class OptimizerConfig(_Section):
-    name: Literal["adam", "adamw", "sgd"] = Field("adam", description="torch.optim optimiser.")
+    name: OPTIMIZERS.field() = Field("adam", description="torch.optim optimiser.")
     lr: float = Field(1e-3, gt=0, description="Learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 for adam/sgd, decoupled for adamw).")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
 
 
 class SchedulerConfig(_Section):
-    name: Literal["none", "plateau", "cosine", "cyclic", "onecycle"] = Field(
+    name: SCHEDULERS.field() = Field(
         "none",
         description="plateau: ReduceLROnPlateau on validation Dice; cosine: CosineAnnealingLR over t_max epochs; "
         "cyclic: CosineAnnealingWarmRestarts (t_0, t_mult), a snapshot at each cycle end; onecycle: OneCycleLR per step.",
@@ -201,9 +213,12 @@ class StageConfig(_Section):
     epochs: int = Field(..., ge=1, description="Epochs of this stage.")
     lr: float | None = Field(None, gt=0, description="Learning rate of this stage.")
     batch_size: int | None = Field(None, ge=1, le=4096)
-    loss: str | dict[str, Any] | None = Field(None, description="Loss of this stage.")
+    loss: str | dict[str, Any] | None = Field(
+        None,
+        description="Loss of this stage (a curriculum here counts from the stage's first epoch; the top-level one runs run-wide).",
+    )
     positive_share: float | list[float] | None = Field(
-        None, description="Sampler share(s) of this stage (sampler kind positive_share)."
+        None, description="Sampler share(s) of this stage, counted from its first epoch (sampler kind positive_share)."
     )
     scheduler: SchedulerConfig | None = None
     freeze_encoder_epochs: int | None = Field(None, ge=0)
@@ -236,7 +251,14 @@ class TrainingConfig(_Section):
         "blocks train (0 = frozen, 1 = all). Overrides freeze_encoder_epochs when given.",
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
-    top_k: int = Field(1, ge=1, description="Keep the k best checkpoints (by validation Dice) of each stage.")
+    top_k: int = Field(1, ge=1, description="Keep the k best checkpoints (by the selection Dice, `select_by`) of each stage.")
+    select_by: Literal["auto", "tuned", "fixed"] = Field(
+        "auto",
+        description="Which validation Dice chooses the best and top-k checkpoints, stops early and drives a plateau "
+        "schedule: `tuned` — at each epoch's own tuned operating point (threshold × minimum mask searched on the "
+        "validation fold, as `postprocess.tune` does at the end); `fixed` — at the configured `postprocess` point; "
+        "`auto` — tuned when `postprocess.tune` is true, else fixed.",
+    )
     snapshots: bool = Field(False, description="Save a snapshot at the end of each cyclic-LR cycle (snapshot ensembles).")
     checkpoint_every_steps: int = Field(50, ge=0, description="Save the resume state every N optimiser steps (0: per epoch only).")
 
@@ -273,8 +295,6 @@ class Config(_Section):
     @field_validator("loss")
     @classmethod
     def _loss_builds(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
-        from ptxseg.losses import build_loss, resolve_auto_pos_weight
-
         try:
             build_loss(resolve_auto_pos_weight(v, 1.0))  # "auto" is computed from the training masks when training starts
         except PtxsegError as exc:
@@ -284,8 +304,6 @@ class Config(_Section):
     @field_validator("augment")
     @classmethod
     def _augment_builds(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from ptxseg.data.augment import build_transform
-
         for spec in v:
             try:
                 build_transform(spec)
@@ -297,8 +315,6 @@ class Config(_Section):
     def _augment_runs(self) -> Config:
         # on a 1024² image (SIIM's stored size): catches transforms that cannot run at all; the engine checks again
         # on the dataset's real (cropped) stored size before any DataLoader worker starts
-        from ptxseg.data.augment import check_pipeline
-
         if self.augment:
             side = max(1024, self.data.size, *(s.size or 0 for s in self.stages))
             try:
@@ -315,8 +331,6 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _stages_valid(self) -> Config:
-        from ptxseg.losses import build_loss, resolve_auto_pos_weight
-
         for k, stage in enumerate(self.stages):
             if stage.loss is not None:
                 try:
@@ -325,27 +339,48 @@ class Config(_Section):
                     raise ValueError(f"stages.{k}.loss: {exc.reason}") from None
         return self
 
-    def resolved_stages(self) -> list[StageConfig]:
-        """The stages with every value filled in from the top level (one stage when ``stages`` is empty)."""
+    def resolved_stages(self) -> list[ResolvedStage]:
+        """The stages with every value filled in from the top level (one stage when ``stages`` is empty).
+
+        Which clock each schedule follows: the top-level ``loss`` curriculum and ``sampler.positive_share``
+        list describe the whole run, so a stage that inherits them continues at the run-wide epoch (stage 2 of
+        a 12 + 8 epoch recipe starts at epoch 12 of the curriculum); a stage's own ``loss`` or
+        ``positive_share`` counts from that stage's first epoch. The LR schedule restarts in every stage, from
+        the stage's ``lr``.
+        """
         stages = self.stages or [StageConfig(epochs=self.training.epochs)]
         out = []
+        first = 0
         for s in stages:
+            share: float | list[float] = s.positive_share if s.positive_share is not None else self.sampler.positive_share
+            if s.positive_share is None and isinstance(share, list):
+                share = share[first:] or share[-1:]  # the run-wide schedule from this stage's first epoch
             out.append(
-                StageConfig(
+                ResolvedStage(
                     size=s.size or self.data.size,
                     epochs=s.epochs,
                     lr=s.lr or self.optimizer.lr,
                     batch_size=s.batch_size or self.training.batch_size,
                     loss=s.loss if s.loss is not None else self.loss,
-                    positive_share=s.positive_share if s.positive_share is not None else self.sampler.positive_share,
+                    positive_share=share,
                     scheduler=s.scheduler or self.scheduler,
                     freeze_encoder_epochs=s.freeze_encoder_epochs
                     if s.freeze_encoder_epochs is not None
                     else self.training.freeze_encoder_epochs,
                     unfreeze=s.unfreeze if s.unfreeze is not None else self.training.unfreeze,
+                    first_epoch=first,
+                    loss_epoch_offset=first if s.loss is None else 0,
                 )
             )
+            first += s.epochs
         return out
+
+
+class ResolvedStage(StageConfig):
+    """A stage with every value filled in, and where it sits in the run."""
+
+    first_epoch: int = 0  # run-wide index of the stage's first epoch
+    loss_epoch_offset: int = 0  # added to the stage's epoch for the loss curriculum (run-wide when inherited)
 
 
 # ----------------------------------------------------------------------------- loading

@@ -136,26 +136,37 @@ def collect(
         rows = (r for window in _windows(stream, 4 * workers) for r in pool.map(stat, window))
     else:
         pool, rows = None, map(stat, stream)
-    rows_area, rows_inter, rows_top, t_areas, heads, shapes = [], [], [], [], [], set()
     try:
-        for area, inter, top, t_area, head, shape in rows:
-            rows_area.append(area)
-            rows_inter.append(inter)
-            rows_top.append(top)
-            t_areas.append(t_area)
-            heads.append(head)
-            shapes.add(shape)
+        return stats_from_rows(list(rows), thresholds, component_px, top_thresholds, at_size)
     finally:
         if pool is not None:
             pool.terminate()
-    scale = None
-    if shapes:
-        if len(shapes) > 1:
-            raise ValueError(f"probability maps of different sizes: {sorted(shapes)[:3]}")
-        h, w = shapes.pop()
-        scale = h * w / float(at_size * at_size)
-    if scale is None:
+
+
+def stats_from_rows(
+    rows: list[tuple],
+    thresholds: tuple[float, ...] = THRESHOLDS,
+    component_px: tuple[int, ...] = COMPONENT_PX,
+    top_thresholds: tuple[float, ...] = TOP_THRESHOLDS,
+    at_size: int = 1024,
+) -> GridStats:
+    """:class:`GridStats` from :func:`map_statistics` rows (one per map, all maps of one size, computed with the
+    same grid) — so maps can be reduced to their rows where they are made (a training epoch's validation pass)
+    and scored together later."""
+    rows_area, rows_inter, rows_top, t_areas, heads, shapes = [], [], [], [], [], set()
+    for area, inter, top, t_area, head, shape in rows:
+        rows_area.append(area)
+        rows_inter.append(inter)
+        rows_top.append(top)
+        t_areas.append(t_area)
+        heads.append(head)
+        shapes.add(tuple(shape))
+    if not shapes:
         raise ValueError("no probability maps to tune on")
+    if len(shapes) > 1:
+        raise ValueError(f"probability maps of different sizes: {sorted(shapes)[:3]}")
+    h, w = shapes.pop()
+    scale = h * w / float(at_size * at_size)
     known = [h is not None for h in heads]
     if any(known) and not all(known):
         raise ValueError("classifier probabilities are given for some maps only")
@@ -166,7 +177,7 @@ def collect(
         at_size,
         np.stack(rows_area, -1),
         np.stack(rows_inter, -1),
-        np.asarray(rows_top).T,
+        np.asarray(rows_top, dtype=np.int64).reshape(len(rows_area), len(top_thresholds)).T,
         np.asarray(t_areas),
         scale,
         np.asarray(heads, dtype=np.float64) if all(known) else None,

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -28,26 +28,7 @@ from ptxseg.data.preprocess import Frame, Preprocessing
 from ptxseg.errors import PtxsegError
 from ptxseg.io.names import check_name, under
 from ptxseg.postprocess import OperatingPoint
-
-#: name → (forward, inverse) on ``B×C×H×W`` tensors
-TTA_TRANSFORMS: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
-    "identity": (lambda x: x, lambda y: y),
-    "hflip": (lambda x: x.flip(-1), lambda y: y.flip(-1)),
-    "vflip": (lambda x: x.flip(-2), lambda y: y.flip(-2)),
-    "rot90": (lambda x: torch.rot90(x, 1, (-2, -1)), lambda y: torch.rot90(y, -1, (-2, -1))),
-    "rot270": (lambda x: torch.rot90(x, -1, (-2, -1)), lambda y: torch.rot90(y, 1, (-2, -1))),
-}
-
-
-def check_tta(tta: Sequence[str]) -> list[str]:
-    """The TTA list, validated (non-empty, known names, no repeats)."""
-    names = list(tta) or ["identity"]
-    unknown = [t for t in names if t not in TTA_TRANSFORMS]
-    if unknown:
-        raise PtxsegError("--tta", f"unknown transform {unknown[0]!r}; choose from {', '.join(TTA_TRANSFORMS)}")
-    if len(set(names)) != len(names):
-        raise PtxsegError("--tta", f"repeated transform in {names}")
-    return names
+from ptxseg.tta import TTA_TRANSFORMS, check_tta
 
 
 @torch.no_grad()

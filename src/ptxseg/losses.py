@@ -29,22 +29,20 @@ from torch import nn
 from ptxseg.data.split import pos_weight_from_counts
 from ptxseg.errors import PtxsegError
 from ptxseg.models.output import SegOutput
+from ptxseg.registry import Registry
 
-_LOSSES: dict[str, Callable[..., nn.Module]] = {}
+#: every loss a config can name (``[weight, spec]`` terms of ``sum`` and ``curriculum`` name them too)
+LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss", "loss.name")
 
 
 def register_loss(name: str) -> Callable:
-    """Decorator: register a loss class or factory under ``name``."""
-
-    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _LOSSES[name] = factory
-        return factory
-
-    return wrap
+    """Decorator: register a loss class or factory under ``name`` (a name registered twice is refused)."""
+    return LOSSES.register(name)
 
 
 def list_losses() -> list[str]:
-    return sorted(_LOSSES)
+    """Registered loss names."""
+    return LOSSES.names()
 
 
 def build_loss(spec: str | dict[str, Any] | nn.Module) -> nn.Module:
@@ -57,10 +55,9 @@ def build_loss(spec: str | dict[str, Any] | nn.Module) -> nn.Module:
         raise PtxsegError("loss", f"expected a loss name or a mapping with 'name', got {spec!r}")
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     name = spec["name"]
-    if name not in _LOSSES:
-        raise PtxsegError("loss.name", f"unknown loss {name!r}; choose one of {', '.join(list_losses())}")
+    factory = LOSSES[name]
     try:
-        return _LOSSES[name](**kwargs)
+        return factory(**kwargs)
     except (TypeError, ValueError, AssertionError) as exc:
         raise PtxsegError(f"loss.{name}", f"bad arguments {kwargs}: {exc}") from None
 
@@ -171,6 +168,12 @@ class WeightedSumLoss(nn.Module):
         self.weights = [float(w) for w, _ in terms]
         self.terms = nn.ModuleList(build_loss(spec) for _, spec in terms)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Pass the epoch to every term that follows one (a curriculum inside a sum advances too)."""
+        for loss in self.terms:
+            if hasattr(loss, "set_epoch"):
+                loss.set_epoch(epoch)
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return sum(w * loss(logits, target) for w, loss in zip(self.weights, self.terms, strict=True))
 
@@ -194,7 +197,11 @@ class CurriculumLoss(nn.Module):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the run-wide epoch (and pass it on to stage losses that follow one themselves)."""
         self.epoch = int(epoch)
+        for loss in self.stages:
+            if hasattr(loss, "set_epoch"):
+                loss.set_epoch(epoch)
 
     def weights(self) -> list[float]:
         """The weight of each stage's loss at the current epoch."""

@@ -23,12 +23,13 @@ part-way (resuming mid-epoch).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from ptxseg.errors import PtxsegError
+from ptxseg.registry import Registry
 
 
 def class_balanced_weights(labels: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -166,3 +167,48 @@ class PositiveShareSampler(EpochSampler):
 
     def _epoch_size(self) -> int:
         return self.pos.size + self._n_negatives()
+
+
+def stratum_factors(strata: Sequence[str] | None, weights: Mapping[str, float]) -> np.ndarray:
+    """Per-image draw multipliers (float64, one per entry of ``strata``): ``weights[stratum]``, 1 for others.
+
+    Raises:
+        PtxsegError: ``strata`` is None (the dataset names none) or ``weights`` names a stratum no image is in.
+    """
+    if strata is None:
+        raise PtxsegError("sampler.stratum_weights", "the dataset's folds.csv has no 'stratum' column (convert --stratify COLUMN)")
+    unknown = sorted(set(weights) - set(strata))
+    if unknown:
+        raise PtxsegError(
+            "sampler.stratum_weights",
+            f"no training image is in stratum {', '.join(map(repr, unknown))} "
+            f"(the strata are {', '.join(map(repr, sorted(set(strata))))})",
+        )
+    return np.array([weights.get(s, 1.0) for s in strata], dtype=np.float64)
+
+
+#: ``builder(labels, share, factors, seed, num_replicas, rank) -> EpochSampler``; ``factors`` multiply each
+#: image's draw weight (samplers that draw by weight use them; the others refuse factors other than 1)
+SAMPLERS: Registry[Callable[..., EpochSampler]] = Registry("sampler", "sampler.kind")
+
+
+def _no_factors(kind: str, factors: np.ndarray) -> None:
+    if not np.all(factors == 1):
+        raise PtxsegError("sampler.stratum_weights", f"sampler {kind!r} draws every image alike; use kind: weighted")
+
+
+@SAMPLERS.register("shuffle")
+def _shuffle(labels, share, factors, seed, num_replicas, rank) -> EpochSampler:
+    _no_factors("shuffle", factors)
+    return ShuffleSampler(len(labels), seed, num_replicas, rank)
+
+
+@SAMPLERS.register("weighted")
+def _weighted(labels, share, factors, seed, num_replicas, rank) -> EpochSampler:
+    return WeightedSampler(class_balanced_weights(labels) * factors, len(labels), seed, num_replicas, rank)
+
+
+@SAMPLERS.register("positive_share")
+def _positive_share(labels, share, factors, seed, num_replicas, rank) -> EpochSampler:
+    _no_factors("positive_share", factors)
+    return PositiveShareSampler(labels, share, seed, num_replicas, rank)

@@ -123,6 +123,7 @@ class FoldSplit:
     fingerprint: str
     train_mask_px: int = 0  # foreground pixels of the training masks (stored size)
     train_total_px: int = 0  # all pixels of the training images (stored size)
+    train_strata: tuple[str, ...] | None = None  # the training images' ``stratum`` (folds.csv), when it has that column
 
     def auto_pos_weight(self) -> float:
         """``N_neg / N_pos`` pixels over the training masks (``pos_weight: auto``)."""
@@ -166,4 +167,5 @@ def fold_split(dataset: str | PathLike[str], fold: int, folds: int = 5, split_se
         digest,
         int(areas.sum()),
         first.size * len(train),
+        tuple(train["stratum"].astype("string").fillna("").astype(str)) if "stratum" in train.columns else None,
     )

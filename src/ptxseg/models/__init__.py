@@ -5,6 +5,6 @@
 """
 
 from ptxseg.models.output import SegOutput
-from ptxseg.models.registry import ENCODERS, SegmentationModel, create_model, list_models, model_spec, register_model
+from ptxseg.models.registry import ENCODERS, MODELS, SegmentationModel, create_model, list_models, model_spec, register_model
 
-__all__ = ["ENCODERS", "SegOutput", "SegmentationModel", "create_model", "list_models", "model_spec", "register_model"]
+__all__ = ["ENCODERS", "MODELS", "SegOutput", "SegmentationModel", "create_model", "list_models", "model_spec", "register_model"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from ptxseg.errors import PtxsegError
 from ptxseg.models.output import SegOutput
+from ptxseg.registry import Registry
 
 #: Encoders of the published works, by their smp/timm names.
 ENCODERS: tuple[str, ...] = (
@@ -77,7 +78,13 @@ _PASSED = frozenset(
 )
 
 
-_REGISTRY: dict[str, ModelSpec] = {}
+def _load_builtin() -> None:
+    # Importing the architecture modules registers them.
+    from ptxseg.models import gated_unet, nnunet, pdeseray, smp_models  # noqa: F401
+
+
+#: every architecture ``create_model`` can build (``ptxseg models`` lists them)
+MODELS: Registry[ModelSpec] = Registry("architecture", "model.name", loader=_load_builtin)
 
 
 def register_model(
@@ -96,10 +103,8 @@ def register_model(
     """
 
     def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(
-            name, builder, takes_encoder, default_encoder, description or builder.__doc__ or "", multiple, options
+        MODELS.register(
+            name, ModelSpec(name, builder, takes_encoder, default_encoder, description or builder.__doc__ or "", multiple, options)
         )
         return builder
 
@@ -108,20 +113,12 @@ def register_model(
 
 def list_models() -> list[str]:
     """Registered architecture names."""
-    _load_builtin()
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def model_spec(name: str) -> ModelSpec:
-    _load_builtin()
-    if name not in _REGISTRY:
-        raise PtxsegError("model", f"unknown architecture {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def _load_builtin() -> None:
-    # Importing the architecture modules registers them.
-    from ptxseg.models import gated_unet, nnunet, pdeseray, smp_models  # noqa: F401
+    """The registered architecture ``name`` (one error listing the choices when unknown)."""
+    return MODELS[name]
 
 
 class SegmentationModel(nn.Module):
@@ -196,8 +193,12 @@ def _load_local_weights(model: nn.Module, path: Path) -> None:
     bad = non_finite_tensors(state)
     if bad:
         raise PtxsegError(path, f"{len(bad)} pretrained weight tensors hold NaN or infinity (first: {bad[0]})", code="non_finite")
+    if state and all(k.startswith("net.") for k in state):
+        # a run's best.safetensors holds the whole SegmentationModel, whose network sits under "net."
+        state = {k[4:]: v for k, v in state.items()}
     encoder = getattr(model, "encoder", None)
-    target = encoder if encoder is not None and not any(k.startswith("encoder.") for k in state) else model
+    whole = encoder is None or bool(set(state) & set(model.state_dict()))
+    target = model if whole else encoder
     own = target.state_dict()
     adapted = {}
     for key, value in state.items():

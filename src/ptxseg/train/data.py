@@ -27,7 +27,7 @@ from ptxseg.config import Config
 from ptxseg.data.augment import build_pipeline
 from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Preprocessing, crop_box, resize_mask_to
-from ptxseg.data.samplers import EpochSampler, PositiveShareSampler, ShuffleSampler, WeightedSampler, class_balanced_weights
+from ptxseg.data.samplers import SAMPLERS, EpochSampler, stratum_factors
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import under
@@ -105,15 +105,22 @@ class SegmentationDataset(Dataset):
 
 
 def build_sampler(
-    cfg: Config, labels: np.ndarray, share: float | list[float], seed: int, num_replicas: int, rank: int
+    cfg: Config,
+    labels: np.ndarray,
+    share: float | list[float],
+    seed: int,
+    num_replicas: int,
+    rank: int,
+    strata: Sequence[str] | None = None,
 ) -> EpochSampler:
-    """The training sampler the config names (each of them rank-aware and resumable)."""
-    kind = cfg.sampler.kind
-    if kind == "weighted":
-        return WeightedSampler(class_balanced_weights(labels), len(labels), seed, num_replicas, rank)
-    if kind == "positive_share":
-        return PositiveShareSampler(labels, share, seed, num_replicas, rank)
-    return ShuffleSampler(len(labels), seed, num_replicas, rank)
+    """The training sampler the config names (each of them rank-aware and resumable).
+
+    ``strata`` (one name per training image, from folds.csv) feeds ``sampler.stratum_weights``; naming a stratum
+    the training images do not have is a config error, not a silent no-op.
+    """
+    weights = cfg.sampler.stratum_weights
+    factors = stratum_factors(strata, weights) if weights else np.ones(len(labels))
+    return SAMPLERS[cfg.sampler.kind](labels, share, factors, seed, num_replicas, rank)
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -40,15 +40,15 @@ from ptxseg.data.manifest import dataset_licences, read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
-from ptxseg.gridsearch import collect, search
+from ptxseg.gridsearch import map_statistics, search, stats_from_rows
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
 from ptxseg.metrics import dice_per_image
 from ptxseg.models import SegOutput, create_model
+from ptxseg.optim import Schedule, build_optimizer
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.train import distributed as D
 from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader
 from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
-from ptxseg.train.optim import Schedule, build_optimizer
 from ptxseg.train.rundir import RunDir, environment
 
 #: validation probabilities kept for tuning the operating point are stored at most at this side (float16)
@@ -100,6 +100,34 @@ class StageBook:
     seconds: float = 0.0
 
 
+@dataclass
+class Validation:
+    """One validation pass: per-image numbers over the fold (in dataset order) and the epoch's tuned point."""
+
+    dice: np.ndarray  # N, at the configured operating point
+    loss: np.ndarray  # N, BCE over the known pixels
+    positive: np.ndarray  # N bool: the truth is not empty
+    tuned_point: OperatingPoint  # threshold × minimum mask that maximises mean Dice on this pass
+    tuned_dice: float
+    probs: np.ndarray | None = None  # N × s × s float16 (kept on request)
+    truths: np.ndarray | None = None
+    heads: np.ndarray | None = None  # N classifier-head probabilities, when the model has a head
+
+    def record(self) -> dict[str, Any]:
+        """The epoch record's validation fields."""
+        d, pos = self.dice, self.positive
+        return {
+            "val_dice": float(d.mean()),
+            "val_loss": float(self.loss.mean()),
+            "val_dice_pos": float(d[pos].mean()) if pos.any() else float("nan"),
+            "val_empty_correct": float(d[~pos].mean()) if (~pos).any() else float("nan"),
+            "val_images": int(len(d)),
+            "val_dice_tuned": float(self.tuned_dice),
+            "val_tuned_threshold": float(self.tuned_point.threshold),
+            "val_tuned_min_mask_px": int(self.tuned_point.min_mask_px),
+        }
+
+
 def _float_output(out: torch.Tensor | SegOutput) -> torch.Tensor | SegOutput:
     if isinstance(out, SegOutput):
         return SegOutput(
@@ -136,6 +164,8 @@ class Trainer:
         self.run = RunDir(run_dir, writer=self.dist.main)
         self.resume = resume
         self.stages = cfg.resolved_stages()
+        select = cfg.training.select_by
+        self.select_tuned = select == "tuned" or (select == "auto" and cfg.postprocess.tune)
         self._signal: str | None = None
         self.t0 = time.monotonic()
 
@@ -201,13 +231,15 @@ class Trainer:
     # ------------------------------------------------------------------ validation
 
     @torch.no_grad()
-    def validate(self, model: torch.nn.Module, loader, op: OperatingPoint, keep_probs: bool = False):
-        """Per-image Dice at ``op``, mean BCE (``val_loss``, comparable across recipes whatever their training loss),
-        and optionally the probabilities for tuning; gathered over ranks."""
+    def validate(self, model: torch.nn.Module, loader, op: OperatingPoint, keep_probs: bool = False) -> Validation:
+        """One pass over the validation fold, gathered over ranks: per-image Dice at ``op``, BCE (``val_loss``,
+        comparable across recipes whatever their training loss), and the grid statistics from which the epoch's own
+        tuned operating point is found (threshold × minimum mask, on maps of at most ``TUNE_SIZE``²); with
+        ``keep_probs`` also those maps (float16) and truths for the end-of-training record."""
         net = unwrap(model)
         was_training = net.training
         net.eval()
-        dices, losses, positives, probs, truths, order, heads = [], [], [], [], [], [], []
+        dices, losses, positives, probs, truths, order, heads, rows = [], [], [], [], [], [], [], []
         amp = self._autocast()
         for x, y, idx in loader:
             x = x.to(self.dist.device, non_blocking=True)
@@ -228,14 +260,13 @@ class Trainer:
             heads.append(np.full(len(x), np.nan) if c is None else c)
             positives.append(t.reshape(len(t), -1).any(1))
             order.append(idx.numpy())
+            s = min(TUNE_SIZE, p.shape[-1])
+            small_p = F.interpolate(torch.from_numpy(p)[:, None], size=(s, s), mode="area")[:, 0].numpy() if s != p.shape[-1] else p
+            small_t = F.interpolate(torch.from_numpy(t)[:, None], size=(s, s), mode="nearest")[:, 0].numpy() if s != t.shape[-1] else t
+            for k in range(len(x)):
+                item = (small_p[k], small_t[k]) if c is None else (small_p[k], small_t[k], c[k])
+                rows.append(map_statistics(item, END_THRESHOLDS, (0,), (), op.at_size))
             if keep_probs:
-                s = min(TUNE_SIZE, p.shape[-1])
-                small_p = (
-                    F.interpolate(torch.from_numpy(p)[:, None], size=(s, s), mode="area")[:, 0].numpy() if s != p.shape[-1] else p
-                )
-                small_t = (
-                    F.interpolate(torch.from_numpy(t)[:, None], size=(s, s), mode="nearest")[:, 0].numpy() if s != t.shape[-1] else t
-                )
                 probs.append(small_p.astype(np.float16))
                 truths.append(small_t.astype(bool))
         net.train(was_training)
@@ -247,24 +278,17 @@ class Trainer:
             np.concatenate(probs) if probs else None,
             np.concatenate(truths) if truths else None,
             np.concatenate(heads) if heads else np.zeros(0),
+            rows,
         )
         parts = D.gather(local, self.dist)
         idx = np.concatenate([p[0] for p in parts])
         _, first = np.unique(idx, return_index=True)  # padded duplicates of a sharded set counted once
-        cat = [np.concatenate([p[k] for p in parts])[first] for k in (1, 2, 3)]
-        dice, loss, pos = cat
-        out = {
-            "val_dice": float(dice.mean()),
-            "val_loss": float(loss.mean()),
-            "val_dice_pos": float(dice[pos].mean()) if pos.any() else float("nan"),
-            "val_empty_correct": float(dice[~pos].mean()) if (~pos).any() else float("nan"),
-            "val_images": int(len(dice)),
-        }
-        if keep_probs:
-            head = np.concatenate([p[6] for p in parts])[first]
-            kept = [np.concatenate([p[k] for p in parts])[first] for k in (4, 5)]
-            return out, *kept, None if np.isnan(head).any() else head
-        return out
+        dice, loss, pos, head = (np.concatenate([p[k] for p in parts])[first] for k in (1, 2, 3, 6))
+        all_rows = [r for p in parts for r in p[7]]
+        grid = stats_from_rows([all_rows[i] for i in first], END_THRESHOLDS, (0,), (), op.at_size)
+        tuned = search(grid, bottom_thresholds=())
+        kept = [np.concatenate([p[k] for p in parts])[first] if keep_probs else None for k in (4, 5)]
+        return Validation(dice, loss, pos, tuned.best, tuned.best_dice, *kept, None if np.isnan(head).any() else head)
 
     def _autocast(self):
         amp = self.cfg.training.amp
@@ -389,7 +413,9 @@ class Trainer:
         target = cfg.data.target
         train_ds = SegmentationDataset(self.dataset, split.train_ids, pp, target, cfg.augment, train=True, seed=cfg.training.seed)
         val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, pp, target))
-        sampler = build_sampler(cfg, split.train_labels, stage.positive_share, cfg.training.seed + s_idx, d.world, d.rank)
+        sampler = build_sampler(
+            cfg, split.train_labels, stage.positive_share, cfg.training.seed + s_idx, d.world, d.rank, split.train_strata
+        )
         val_idx = list(range(d.rank, len(val_ds), d.world))
         val_loader = make_loader(torch.utils.data.Subset(val_ds, val_idx), cfg.training.val_batch_size, workers=cfg.data.workers)
         bs = stage.batch_size
@@ -428,7 +454,7 @@ class Trainer:
             epoch = book.epoch
             sampler.set_epoch(epoch)
             train_ds.set_epoch(epoch)
-            criterion.set_epoch(epoch)
+            criterion.set_epoch(stage.loss_epoch_offset + epoch)  # run-wide for an inherited curriculum
             if book.batch:
                 sampler.skip(book.batch * bs)
             frozen = (
@@ -490,9 +516,17 @@ class Trainer:
             if interrupted:
                 raise TrainingInterrupted(f"{self._signal}: state saved at stage {s_idx}, epoch {epoch + 1}, batch {book.batch}")
             seconds = time.monotonic() - t_epoch
-            metrics = self.validate(ddp_model, val_loader, op)
-            cycle_end = schedule.step_epoch(epoch, metrics["val_dice"])
-            improved = metrics["val_dice"] > book.best + cfg.training.early_stopping.min_delta
+            metrics = self.validate(ddp_model, val_loader, op).record()
+            metrics["val_select"] = chosen = metrics["val_dice_tuned" if self.select_tuned else "val_dice"]
+            cycle_end = schedule.step_epoch(epoch, chosen)
+            improved = chosen > book.best + cfg.training.early_stopping.min_delta
+            if self.minutes is not None and not budget_hit:
+                # fit a cosine decay to the epochs the budget still allows, measured on the epoch just done
+                spent = time.monotonic() - self.t0
+                epoch_seconds = time.monotonic() - t_epoch
+                fit = epoch + 1 + int(max(0.0, self.minutes * 60 - spent) // max(epoch_seconds, 1e-9))
+                if fit < stage.epochs and schedule.fit_to(fit):
+                    self.run.log(f"the budget allows about {fit} of {stage.epochs} epochs: cosine schedule fitted to {fit}")
             record = {
                 "stage": s_idx,
                 "epoch": epoch,
@@ -508,17 +542,17 @@ class Trainer:
             meta = self._card(
                 stage,
                 op,
-                {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss")}
+                {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss", "val_dice_tuned", "val_select")}
                 | {"epoch": epoch, "stage": s_idx},
                 split,
             )
-            if metrics["val_dice"] > book.best:
-                book.best, book.best_epoch = metrics["val_dice"], epoch
+            if chosen > book.best:
+                book.best, book.best_epoch = chosen, epoch
                 if d.main:
                     save_weights(best_path, model, meta)
             book.bad_epochs = 0 if improved else book.bad_epochs + 1
             record["best"] = book.best_epoch == epoch
-            self._keep_topk(book, s_idx, epoch, metrics["val_dice"], model, meta)
+            self._keep_topk(book, s_idx, epoch, chosen, model, meta)
             if cycle_end and cfg.training.snapshots and d.main:
                 save_weights(ckpt_dir / f"stage{s_idx}_snapshot_epoch{epoch}.safetensors", model, meta)
             self.run.append_metrics(record)
@@ -573,14 +607,12 @@ class Trainer:
             workers=self.cfg.data.workers,
         )
         op = self._op()
-        metrics, probs, truths, heads = self.validate(model, loader, op, keep_probs=True)
-        tuned_dice = metrics["val_dice"]
+        checked = self.validate(model, loader, op, keep_probs=True)
+        probs, truths, heads = checked.probs, checked.truths, checked.heads
+        tuned_dice = float(checked.dice.mean())
         if self.cfg.postprocess.tune:
-            items = zip(probs.astype(np.float32), truths, *([] if heads is None else [heads]), strict=True)
-            stats = collect(items, thresholds=END_THRESHOLDS, component_px=(0,), top_thresholds=(), at_size=op.at_size)
             # threshold × minimum mask (× classifier gate when there is a head); ptxseg tune searches the full grid
-            result = search(stats, bottom_thresholds=())
-            op, tuned_dice = result.best, result.best_dice
+            op, tuned_dice = checked.tuned_point, checked.tuned_dice
         # validation numbers at the chosen operating point, with bootstrap 95 % intervals, for the card
         masks = apply_operating_point(probs.astype(np.float32), op, heads)
         scores = heads if heads is not None else probs.reshape(len(probs), -1).max(1).astype(np.float64)

@@ -1,4 +1,6 @@
-"""Optimisers and learning-rate schedules from config values.
+"""Optimisers and learning-rate schedules from config values, each kind behind a registry.
+
+:data:`OPTIMIZERS` and :data:`SCHEDULERS` are the names a config can use (the schema takes them from here).
 
 :class:`Schedule` wraps one torch scheduler with the two clocks the recipes
 use: per optimiser step (linear warm-up, one-cycle) and per epoch (plateau on
@@ -8,26 +10,47 @@ end a warm-restart cycle, where snapshot ensembles save a model.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, OneCycleLR, ReduceLROnPlateau
 
-from ptxseg.config import OptimizerConfig, SchedulerConfig
+from ptxseg.registry import Registry
 
-_OPTIMIZERS = {
-    "adam": lambda params, c, lr: torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay),
-    "adamw": lambda params, c, lr: torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay),
-    "sgd": lambda params, c, lr: torch.optim.SGD(
-        params, lr=lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.momentum > 0
+if TYPE_CHECKING:
+    from ptxseg.config import OptimizerConfig, SchedulerConfig
+
+#: ``factory(params, optimizer config, lr) -> torch.optim.Optimizer``
+OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimiser", "optimizer.name")
+OPTIMIZERS.register("adam", lambda params, c, lr: torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register("adamw", lambda params, c, lr: torch.optim.AdamW(params, lr=lr, weight_decay=c.weight_decay))
+OPTIMIZERS.register(
+    "sgd",
+    lambda params, c, lr: torch.optim.SGD(params, lr=lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.momentum > 0),
+)
+
+#: ``factory(optimizer, scheduler config, epochs, steps per epoch) -> torch scheduler or None`` (None: constant LR)
+SCHEDULERS: Registry[Callable[..., Any]] = Registry("scheduler", "scheduler.name")
+SCHEDULERS.register("none", lambda opt, c, epochs, steps: None)
+SCHEDULERS.register(
+    "plateau", lambda opt, c, epochs, steps: ReduceLROnPlateau(opt, mode="max", factor=c.factor, patience=c.patience, min_lr=c.min_lr)
+)
+SCHEDULERS.register("cosine", lambda opt, c, epochs, steps: CosineAnnealingLR(opt, T_max=c.t_max or epochs, eta_min=c.min_lr))
+SCHEDULERS.register(
+    "cyclic", lambda opt, c, epochs, steps: CosineAnnealingWarmRestarts(opt, T_0=c.t_0, T_mult=c.t_mult, eta_min=c.min_lr)
+)
+SCHEDULERS.register(
+    "onecycle",
+    lambda opt, c, epochs, steps: OneCycleLR(
+        opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * steps, pct_start=c.pct_start
     ),
-}
+)
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig, lr: float | None = None) -> torch.optim.Optimizer:
     """The optimiser ``cfg.name`` over ``params`` (frozen parameters included: they get no gradient, so no update)."""
-    return _OPTIMIZERS[cfg.name](list(params), cfg, lr or cfg.lr)
+    return OPTIMIZERS[cfg.name](list(params), cfg, lr or cfg.lr)
 
 
 class Schedule:
@@ -40,18 +63,7 @@ class Schedule:
         self.step_count = 0
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         name = cfg.name
-        if name == "plateau":
-            self.sched: Any = ReduceLROnPlateau(optimizer, mode="max", factor=cfg.factor, patience=cfg.patience, min_lr=cfg.min_lr)
-        elif name == "cosine":
-            self.sched = CosineAnnealingLR(optimizer, T_max=cfg.t_max or epochs, eta_min=cfg.min_lr)
-        elif name == "cyclic":
-            self.sched = CosineAnnealingWarmRestarts(optimizer, T_0=cfg.t_0, T_mult=cfg.t_mult, eta_min=cfg.min_lr)
-        elif name == "onecycle":
-            self.sched = OneCycleLR(
-                optimizer, max_lr=self.base_lrs, total_steps=epochs * self.steps_per_epoch, pct_start=cfg.pct_start
-            )
-        else:
-            self.sched = None
+        self.sched: Any = SCHEDULERS[name](optimizer, cfg, epochs, self.steps_per_epoch)
         self.cycle_ends = self._cycle_ends(epochs) if name == "cyclic" else set()
         if self.warmup_steps:
             self._set_scale(1.0 / (self.warmup_steps + 1))
@@ -76,7 +88,7 @@ class Schedule:
     def step_batch(self) -> None:
         """After each optimiser step."""
         self.step_count += 1
-        if self.cfg.name == "onecycle":
+        if isinstance(self.sched, OneCycleLR):
             if self.step_count < self.sched.total_steps:
                 self.sched.step()
         elif self.step_count <= self.warmup_steps:
@@ -91,6 +103,20 @@ class Schedule:
         elif isinstance(self.sched, CosineAnnealingLR | CosineAnnealingWarmRestarts):
             self.sched.step()
         return epoch in self.cycle_ends
+
+    def fit_to(self, epochs: int) -> bool:
+        """Re-plan an epoch-length schedule to end after ``epochs`` epochs (a wall-clock budget allows no more).
+
+        Only a cosine decay without an explicit ``t_max`` follows the run's length; it then reaches ``min_lr`` at
+        the new end. Returns True when the plan changed.
+        """
+        if not isinstance(self.sched, CosineAnnealingLR) or self.cfg.t_max is not None:
+            return False
+        epochs = max(1, int(epochs))
+        if epochs == self.sched.T_max or epochs <= self.sched.last_epoch:
+            return False
+        self.sched.T_max = epochs
+        return True
 
     @property
     def lr(self) -> float:
