@@ -305,3 +305,23 @@ def test_split_writes_folds_csv(tmp_path, kaggle_tree):
     assert (on_disk.groupby("patient").fold.nunique() == 1).all()
     assert len(table) == len(on_disk)
     assert json.loads((out / ".convert" / "params.json").read_text())["size"] == SIZE
+
+
+def test_a_kaggle_tree_with_lung_masks_keeps_them_sided_in_the_dataset(tmp_path):
+    from ptxseg.io.images import read_image, read_mask
+    from ptxseg.synth.dataset import synth_dataset
+
+    src = tmp_path / "src"
+    synth_dataset(src, 6, size=96, seed=1, layout="kaggle", workers=1)
+    assert len(list((src / "lung-masks").glob("*.png"))) == 6
+    out = tmp_path / "ds"
+    convert_dataset(src, out, rle_shape=(96, 96), options=ConvertOptions(size=64), workers=1)
+    manifest = read_manifest(out).set_index("id")
+    for image_id, row in manifest.iterrows():
+        lab = np.rint(read_image(out / "lungs" / f"{image_id}.png", radiograph=False) * 255).astype(int)
+        source = read_mask(src / "lung-masks" / f"{image_id}.png") > 0
+        assert set(np.unique(lab)) == {0, 1, 2}
+        # the right lung (1) on the image's left; the stored area is the source's, scaled to the stored grid
+        assert np.nonzero(lab == 1)[1].mean() < np.nonzero(lab == 2)[1].mean()
+        assert row["lung_area"] == (lab > 0).sum()
+        assert (lab > 0).sum() == pytest.approx(source.sum() * (64 / 96) ** 2, rel=0.1)

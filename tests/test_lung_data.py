@@ -216,7 +216,7 @@ def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
         "lungs_real_unet_r18_256", overrides=["data.size=64", "training.epochs=1", "training.batch_size=4", "data.folds=2"]
     )
     result = train(cfg, out, tmp_path / "run", fold=0)
-    assert np.isfinite(result.best_dice) and 0 <= result.best_dice <= 1
+    assert result.epochs_run == 1 and result.history[0]["val_images"] == len(fold_split(out, 0, create=False).val_ids)
     from ptxseg.card import read_card
 
     assert read_card(tmp_path / "run" / "best.json").training_data.licences == {"CC BY 4.0": 5, "CC BY 3.0": 5}

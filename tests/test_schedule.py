@@ -89,6 +89,9 @@ def test_a_cosine_decay_fitted_to_the_epochs_a_budget_allows():
     assert lrs[-1] == pytest.approx(0.01)  # the decay ends with the budget, not 25 epochs after it
     assert all(a > b for a, b in zip(lrs, lrs[1:], strict=False))
     assert not s.fit_to(3)  # an end already passed is not planned
+    for epoch in range(5, 8):  # the budget allowed more than planned: the rate holds at its minimum, never climbs
+        s.step_epoch(epoch, 0.0)
+        assert s.lr == pytest.approx(0.01)
     fixed = Schedule(_opt(), SchedulerConfig(name="cosine", t_max=30), epochs=30, steps_per_epoch=1)
     assert not fixed.fit_to(5)  # an explicit t_max is the recipe's own choice
     assert not Schedule(_opt(), SchedulerConfig(name="plateau"), epochs=30, steps_per_epoch=1).fit_to(5)

@@ -56,8 +56,14 @@ def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
     result = train(cfg, phantoms, tmp_path / "run", minutes=0, quiet=True)  # budget spent: stop after the first step
     assert result.stop_reason == "budget" and result.epochs_run == 1
     record = result.history[0]
-    assert record["partial"] and record["val_images"] > 0 and 0 <= record["val_dice"] <= 1 and np.isfinite(record["train_loss"])
+    assert record["partial"] and record["val_images"] == len(fold_split(phantoms, cfg.data.fold).val_ids)
+    assert np.isfinite(record["train_loss"]) and record["train_loss"] > 0
     model, card = load_model(tmp_path / "run")
+    # the one step trained: the saved weights are not the seeded initialisation any more
+    torch.manual_seed(cfg.training.seed)
+    init = create_model(cfg.model.name, encoder=cfg.model.encoder, aux_classifier=cfg.model.aux_classifier, **cfg.model.kwargs)
+    changed = [k for k, v in init.state_dict().items() if v.is_floating_point() and not torch.equal(v, model.state_dict()[k])]
+    assert changed, "no weight moved in the training step"
     assert card.model.name == cfg.model.name and card.preprocessing.size == 64 and card.recipe == name
     with torch.no_grad():
         assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
@@ -176,7 +182,7 @@ def test_budget_early_stopping_topk_snapshots(phantoms, tmp_path):
             "scheduler={name: cyclic, t_0: 1}",
             "training.snapshots=true",
             "training.top_k=2",
-            "training.early_stopping={patience: 2, min_delta: 0.5}",  # no later epoch beats the first by 0.5
+            "training.early_stopping={patience: 2, min_delta: 1.0}",  # no Dice beats a positive first one by 1.0
         ],
     )
     result = train(cfg, phantoms, tmp_path / "run", quiet=True)
@@ -186,7 +192,8 @@ def test_budget_early_stopping_topk_snapshots(phantoms, tmp_path):
     assert sum("_top_" in n for n in ck) == 2
 
 
-def test_amp_bf16_channels_last_accumulation_clip(phantoms, tmp_path):
+def test_the_engine_trains_with_bf16_channels_last_accumulation_and_clipping_set(phantoms, tmp_path):
+    # what each option does is checked in tests/test_train_epoch.py; this is the wiring through a real run
     sets = [*TINY, "model.encoder=resnet18", "training.amp=bf16", "training.channels_last=true", "training.accum_steps=2"]
     cfg = load_config("default", [*sets, "training.clip_grad=0.5", "training.epochs=1", "scheduler={name: onecycle}"])
     result = train(cfg, phantoms, tmp_path / "run", quiet=True)

@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ptxseg.card import TTA, ModelCard, read_card
 from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.jsonfile import dumps, read_json
 from ptxseg.io.names import is_safe_name, under
 from ptxseg.postprocess import OperatingPoint
 
@@ -101,8 +103,6 @@ def _file_names(folder: Path) -> list[str]:
 
 def write_manifest(folder: str | PathLike[str], manifest: BundleManifest) -> Path:
     """Hash every file of ``folder`` (nested bundles' manifests included) into ``manifest.files`` and write it."""
-    from ptxseg.io.atomic import write_text_atomic
-    from ptxseg.io.jsonfile import dumps
 
     folder = Path(folder)
     files = {name: sha256_file(folder / name) for name in _file_names(folder)}
@@ -118,7 +118,6 @@ def read_bundle(folder: str | PathLike[str], verify: bool = True) -> tuple[Bundl
         PtxsegError: a malformed manifest, a member file missing from it or from the folder, or a file whose
             bytes do not match the recorded hash.
     """
-    from ptxseg.io.jsonfile import read_json
 
     folder = Path(folder)
     path = folder / MANIFEST

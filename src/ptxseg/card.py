@@ -20,8 +20,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ptxseg.data.manifest import read_dataset_info
 from ptxseg.data.preprocess import CropSpec, Preprocessing
 from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import write_text_atomic
+from ptxseg.io.jsonfile import dumps, read_json
 from ptxseg.postprocess import OperatingPoint
 from ptxseg.tta import TTA_TRANSFORMS
 
@@ -105,7 +108,6 @@ class ModelCard(_Strict):
 
     def to_json(self) -> str:
         """Standard JSON (the operating point as a plain mapping)."""
-        from ptxseg.io.jsonfile import dumps
 
         return dumps(self.model_dump(mode="json"), indent=2)
 
@@ -137,7 +139,6 @@ def parse_card(doc: object, where: str | PathLike[str]) -> ModelCard:
 
 def _upgrade(doc: dict[str, Any], where: str | PathLike[str]) -> dict[str, Any]:
     """A format-1 card as format 2, its stored geometry read from its training dataset (or refused)."""
-    from ptxseg.data.manifest import read_dataset_info
 
     inp = doc.get("input")
     if not isinstance(inp, dict):
@@ -180,14 +181,12 @@ def _upgrade(doc: dict[str, Any], where: str | PathLike[str]) -> dict[str, Any]:
 
 def read_card(path: str | PathLike[str]) -> ModelCard:
     """Read and validate a model card file (``best.json``, ``model.json``)."""
-    from ptxseg.io.jsonfile import read_json
 
     return parse_card(read_json(path), path)
 
 
 def write_card(path: str | PathLike[str], card: ModelCard) -> Path:
     """Write a model card atomically (standard JSON)."""
-    from ptxseg.io.atomic import write_text_atomic
 
     write_text_atomic(path, card.to_json())
     return Path(path)

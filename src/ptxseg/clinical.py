@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pydicom
 
 from ptxseg.data.qc import image_warnings, qc_verdict
 from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
+from ptxseg.io.dicom import is_dicom_file
+from ptxseg.io.images import read_radiograph_dataset
 from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
 from ptxseg.quality import GATE_FLAGS, quality_gate
@@ -57,7 +60,6 @@ def gather_inputs(paths: list[str | PathLike[str]], exclude: str | PathLike[str]
     Files under ``exclude`` (the output folder, which may lie inside an input folder) are left out, so a run
     never ingests its own outputs; a list file that lists itself (or a cycle of list files) is read once.
     """
-    from ptxseg.io.dicom import is_dicom_file
 
     skip = Path(os.path.realpath(exclude)) if exclude is not None else None
     seen_lists: set[Path] = set()
@@ -98,7 +100,6 @@ def input_id(path: str | PathLike[str]) -> str:
     """The safe file name an input's outputs are named by, cheaply (a DICOM's header only): its SOPInstanceUID,
     else the file stem — through :func:`ptxseg.io.names.safe_name`, so an identifier read from a file never
     becomes a path (an unsafe UID is mapped to a readable prefix plus its hash)."""
-    import pydicom
 
     path = Path(path)
     if path.suffix.lower() not in IMAGE_SUFFIXES and path.is_file():
@@ -132,7 +133,6 @@ def load_radiograph(path: str | PathLike[str]) -> Radiograph:
     Raises:
         PtxsegError: naming the file and the reason — for any failure of reading it, never another exception.
     """
-    from ptxseg.io.images import read_radiograph_dataset
 
     path = Path(path)
     image, meta, ds = read_radiograph_dataset(path)

@@ -17,7 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ptxseg.data.manifest import read_manifest
+from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
+from ptxseg.infer import predict_dataset, read_ignore
+from ptxseg.io.images import read_mask
+from ptxseg.io.rle import read_rle_csv
 from ptxseg.metrics import ImageStats, evaluate
 
 #: the metrics of an evaluation, in the order tables and reports show them, with their labels
@@ -51,7 +56,6 @@ class PngMasks(Mapping[str, np.ndarray]):
             raise PtxsegError(folder, "no .png masks in this folder")
 
     def __getitem__(self, image_id: str) -> np.ndarray:
-        from ptxseg.io.images import read_mask
 
         mask = read_mask(self.paths[image_id])
         if mask.shape != self.shape:
@@ -67,7 +71,6 @@ class PngMasks(Mapping[str, np.ndarray]):
 
 def open_masks(source: str | PathLike[str], size: int = 1024) -> Mapping[str, np.ndarray]:
     """An RLE CSV or a folder of PNG masks as a mapping ImageId → ``size × size`` uint8 mask."""
-    from ptxseg.io.rle import read_rle_csv
 
     p = Path(source)
     if p.is_dir():
@@ -117,8 +120,6 @@ def evaluate_masks(
 
 def dataset_ids(dataset: str | PathLike[str], fold: int | None = None, split: str | None = None) -> list[str]:
     """Images of a canonical dataset to evaluate: a fold of ``folds.csv`` or every image of a manifest split."""
-    from ptxseg.data.manifest import read_manifest
-    from ptxseg.data.split import fold_split
 
     if (fold is None) == (split is None):
         raise PtxsegError("--fold/--split", "give exactly one of --fold K or --split NAME")
@@ -148,7 +149,6 @@ def evaluate_model(
     The image-level score for AUROC/AUPRC is the classifier head's probability
     when the model has one, else the maximum pixel probability.
     """
-    from ptxseg.infer import predict_dataset, read_ignore
 
     op = predictor.operating_point
     parts = []

@@ -24,8 +24,17 @@ from typing import Any
 import numpy as np
 
 from ptxseg.bundle import FORMAT, MANIFEST, BundleManifest, BundleMember, is_bundle, read_bundle, write_manifest
-from ptxseg.card import ModelCard, write_card
+from ptxseg.card import LungModelRef, ModelCard, write_card
+from ptxseg.clinical import find_lung_model
+from ptxseg.data.manifest import dataset_licences
+from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
+from ptxseg.evaluate import evaluate_model
+from ptxseg.infer import Predictor
+from ptxseg.io.atomic import prepare_output_dir
+from ptxseg.io.images import read_image
+from ptxseg.io.names import check_name, under
+from ptxseg.models.export import export_onnx, has_head
 
 #: INT8 may lose at most this much validation SIIM mean Dice against fp32
 DEFAULT_TOLERANCE = 0.005
@@ -46,8 +55,6 @@ class ExportResult:
 
 def _calibration_inputs(card: ModelCard, dataset: Path, ids: list[str], n: int, seed: int = 0) -> list[np.ndarray]:
     """Network inputs (``1×1×S×S``) of ``n`` images of ``ids`` drawn with ``seed``, through the card's preprocessing."""
-    from ptxseg.io.images import read_image
-    from ptxseg.io.names import check_name, under
 
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(ids), size=min(n, len(ids)), replace=False)
@@ -104,7 +111,6 @@ def quantize_int8(fp32: Path, out: Path, inputs: list[np.ndarray], method: str =
 
 def _load_source(source: Path):
     """The PyTorch predictor of a run directory, weights file or ensemble file (models, cards, weights, TTA, point)."""
-    from ptxseg.infer import Predictor
 
     predictor = Predictor([source])
     if predictor.bundle is not None:
@@ -113,14 +119,11 @@ def _load_source(source: Path):
 
 
 def _dice(bundle: Path, dataset: Path, ids: list[str], progress=None) -> float:
-    from ptxseg.evaluate import evaluate_model
-    from ptxseg.infer import Predictor
 
     return float(evaluate_model(Predictor([bundle]), dataset, ids, n_boot=0, progress=progress).metrics["mean_dice"])
 
 
 def _folds(card: ModelCard, dataset: Path, fold: int | None):
-    from ptxseg.data.split import fold_split
 
     if fold is None:
         fold = card.training_data.fold if card.training_data is not None and card.training_data.fold is not None else 0
@@ -217,7 +220,6 @@ def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str
 
 
 def _write_members(predictor, folder: Path, atol: float) -> tuple[list[BundleMember], list[ModelCard], float]:
-    from ptxseg.models.export import export_onnx, has_head
 
     members, cards, worst = [], [], 0.0
     for k, (model, card, weight) in enumerate(zip(predictor.models, predictor.cards, predictor.weights, strict=True)):
@@ -233,7 +235,6 @@ def _write_members(predictor, folder: Path, atol: float) -> tuple[list[BundleMem
 def _with_licences(folder: Path, members: list[BundleMember], cards: list[ModelCard]) -> list[ModelCard]:
     """Cards whose training data name their licences: a card trained before cards carried them takes them from its
     dataset's manifest, when that dataset is still there."""
-    from ptxseg.data.manifest import dataset_licences
 
     out = []
     for member, card in zip(members, cards, strict=True):
@@ -281,8 +282,6 @@ def export_bundle(
         PtxsegError: a bad source or option, an export that does not match PyTorch, or an INT8 bundle that loses
             more than ``tolerance`` (nothing is written to ``out`` then).
     """
-    from ptxseg.bundle import BundleManifest
-    from ptxseg.io.atomic import prepare_output_dir
 
     source, out = Path(source), Path(out)
     if int8 and calib is None:
@@ -351,8 +350,6 @@ def export_bundle(
 
 def _link_lungs(work: Path, manifest: BundleManifest, cards: list[ModelCard]) -> list[ModelCard]:
     """Record the bundled lung-field model in each member's card."""
-    from ptxseg.card import LungModelRef
-    from ptxseg.infer import Predictor
 
     lungs = Predictor([work / "lungs"])
     ref = LungModelRef(path="lungs", name=lungs.card.model.name, version=lungs.version, precision=lungs.bundle.precision)
@@ -363,7 +360,6 @@ def _link_lungs(work: Path, manifest: BundleManifest, cards: list[ModelCard]) ->
 
 
 def _lung_source(source: Path, lungs: str | PathLike[str] | bool | None) -> Path | None:
-    from ptxseg.clinical import find_lung_model
 
     if lungs is False:
         return None

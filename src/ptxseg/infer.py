@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -24,10 +25,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from ptxseg import __version__
+from ptxseg.bundle import is_bundle, read_bundle
+from ptxseg.checkpoint import load_model, resolve_weights
+from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Frame, Preprocessing
-from ptxseg.errors import PtxsegError
+from ptxseg.ensemble import is_ensemble_file, read_ensemble
+from ptxseg.errors import PtxsegError, reading
+from ptxseg.io.atomic import atomic_path
+from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import check_name, under
-from ptxseg.postprocess import OperatingPoint
+from ptxseg.limits import max_pixels
+from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.tta import TTA_TRANSFORMS, check_tta
 
 
@@ -83,8 +92,6 @@ class OrtModel:
     def __init__(self, path: str | PathLike[str], threads: int | None = None, device: str = "cpu") -> None:
         import onnxruntime as ort
 
-        from ptxseg.errors import reading
-
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -139,7 +146,6 @@ class Prediction:
 
     def mask(self, op) -> np.ndarray:
         """The binary mask (bool, shape of ``prob``) at an :class:`~ptxseg.postprocess.OperatingPoint`."""
-        from ptxseg.postprocess import apply_operating_point
 
         return apply_operating_point(self.prob, op, self.cls_prob)
 
@@ -174,9 +180,6 @@ class Predictor:
         mc_seed: int = 0,
         threads: int | None = None,
     ) -> None:
-        from ptxseg.bundle import is_bundle, read_bundle
-        from ptxseg.checkpoint import load_model, resolve_weights
-        from ptxseg.ensemble import is_ensemble_file, read_ensemble
 
         if mc_dropout < 0:
             raise PtxsegError("--mc-dropout", f"must be 0 (off) or a number of passes, got {mc_dropout}")
@@ -253,9 +256,6 @@ class Predictor:
     def version(self) -> str:
         """``ptxseg X / weights <first 12 hex of the SHA-256 of the weight files>`` (+ the ONNX Runtime precision):
         identifies the exact model(s) behind a prediction."""
-        import hashlib
-
-        from ptxseg import __version__
 
         h = hashlib.sha256()
         for path in self.weight_files:
@@ -357,7 +357,6 @@ class Predictor:
 def save_probability_map(path: str | PathLike[str], prob: np.ndarray, dtype: str = "uint8", cls_prob: float | None = None) -> Path:
     """Store a probability map compressed (``.npz``): uint8 (1/255 steps) or float16, with the classifier head's
     image probability when there is one."""
-    from ptxseg.io.atomic import atomic_path
 
     if dtype == "uint8":
         data = np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8)
@@ -379,8 +378,6 @@ def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float |
     The file is untrusted: its uncompressed size is checked before decompressing (no zip bomb), no pickle
     is loaded, and a map or probability that is not finite and within ``[0, 1]`` is refused.
     """
-    from ptxseg.errors import reading
-    from ptxseg.limits import max_pixels
 
     with reading(path, "probability map"):
         with np.load(path, allow_pickle=False) as z:
@@ -404,8 +401,6 @@ def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float |
 def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: tuple[int, int]) -> np.ndarray:
     """The stored 0/1 mask of ``target`` (``pneumothorax``: ``masks/``, ``lungs``: ``lungs/``) for an image of a
     canonical dataset; all zeros of ``shape`` when the image has none."""
-    from ptxseg.data.manifest import MASK_DIRS
-    from ptxseg.io.images import read_mask
 
     path = under(Path(dataset) / MASK_DIRS[target], f"{check_name(image_id, dataset)}.png")
     return read_mask(path) if path.is_file() else np.zeros(shape, np.uint8)
@@ -413,8 +408,6 @@ def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: 
 
 def read_ignore(dataset: str | PathLike[str], image_id: str) -> np.ndarray | None:
     """The dataset's "unknown" pixels of an image (bool, stored size; ``ignore/<id>.png``), or None when it has none."""
-    from ptxseg.data.manifest import IGNORE_DIR
-    from ptxseg.io.images import read_mask
 
     path = under(Path(dataset) / IGNORE_DIR, f"{check_name(image_id, dataset)}.png")
     return read_mask(path).astype(bool) if path.is_file() else None
@@ -429,7 +422,6 @@ def predict_dataset(
     lung-field model; all zeros when the image has none). With
     ``save_probs`` each map is also written there as ``<id>.npz`` (uint8).
     """
-    from ptxseg.io.images import read_image
 
     target = predictor.target
     for image_id in ids:

@@ -61,6 +61,7 @@ class Schedule:
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.warmup_steps = 0 if cfg.name == "onecycle" else round(cfg.warmup_epochs * self.steps_per_epoch)
         self.step_count = 0
+        self.fitted = False  # fit_to re-planned the decay to a budget
         self.base_lrs = [g["lr"] for g in optimizer.param_groups]
         name = cfg.name
         self.sched: Any = SCHEDULERS[name](optimizer, cfg, epochs, self.steps_per_epoch)
@@ -100,6 +101,8 @@ class Schedule:
             self._set_scale(1.0)  # epoch schedulers compute from the scheduled LR, not a warm-up value
         if isinstance(self.sched, ReduceLROnPlateau):
             self.sched.step(val_dice)
+        elif self.fitted and self.sched.last_epoch >= self.sched.T_max:
+            pass  # a budget-fitted decay that has ended holds min_lr (a cosine stepped on would climb again)
         elif isinstance(self.sched, CosineAnnealingLR | CosineAnnealingWarmRestarts):
             self.sched.step()
         return epoch in self.cycle_ends
@@ -116,6 +119,7 @@ class Schedule:
         if epochs == self.sched.T_max or epochs <= self.sched.last_epoch:
             return False
         self.sched.T_max = epochs
+        self.fitted = True
         return True
 
     @property
@@ -123,9 +127,14 @@ class Schedule:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def state_dict(self) -> dict[str, Any]:
-        return {"step_count": self.step_count, "sched": self.sched.state_dict() if self.sched is not None else None}
+        return {
+            "step_count": self.step_count,
+            "fitted": self.fitted,
+            "sched": self.sched.state_dict() if self.sched is not None else None,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step_count = int(state["step_count"])
+        self.fitted = bool(state.get("fitted", False))
         if self.sched is not None and state["sched"] is not None:
             self.sched.load_state_dict(state["sched"])

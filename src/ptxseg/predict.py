@@ -24,10 +24,12 @@ import pandas as pd
 from ptxseg.batch import BASE_COLUMNS, base_row, run_batch
 from ptxseg.clinical import SEVERITY_RANK, ClinicalPipeline, Radiograph
 from ptxseg.errors import PtxsegError
+from ptxseg.explain import cam_for_image
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name, under
+from ptxseg.io.seg import write_seg
 from ptxseg.render import cam_overlay, clinical_overlay
 
 SUMMARY_COLUMNS = [
@@ -135,8 +137,6 @@ def _write_outputs(
     doc = analysis.report
     outputs = {"mask": f"{image_id}_mask.png", "overlay": None, "seg": None, "cam": None}
     if cam:
-        from ptxseg.explain import cam_for_image
-
         t_cam = time.perf_counter()
         heat = cam_for_image(pipeline.ptx, rad.image, analysis.mask)
         outputs["cam"] = f"{image_id}_cam.png"
@@ -151,8 +151,6 @@ def _write_outputs(
         if rad.dataset is None:
             doc["seg_note"] = "no DICOM SEG: the input is not a DICOM file"
         else:
-            from ptxseg.io.seg import write_seg
-
             outputs["seg"] = f"{image_id}_seg.dcm"
             lungs = None if analysis.lungs is None or not analysis.lungs.found else (analysis.lungs.right, analysis.lungs.left)
             write_seg(under(out, outputs["seg"]), rad.dataset, analysis.mask, lungs, pipeline.model_info["version"])

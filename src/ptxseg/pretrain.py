@@ -32,6 +32,7 @@ from torch import nn
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
+from ptxseg.io.images import read_radiograph
 from ptxseg.io.jsonfile import dumps
 from ptxseg.io.tensors import non_finite_tensors, write_tensors
 from ptxseg.parallel import process_map
@@ -81,7 +82,6 @@ def find_images(inputs: Iterable[str | PathLike[str]]) -> list[Path]:
 
 
 def _load(job: tuple[str, int]) -> tuple[str, np.ndarray | None, str]:
-    from ptxseg.io.images import read_radiograph
 
     path, size = job
     try:

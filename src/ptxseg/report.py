@@ -13,15 +13,23 @@ from __future__ import annotations
 
 import html
 import shutil
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ptxseg.checkpoint import read_model_card, resolve_weights
+from ptxseg.data.manifest import read_manifest
+from ptxseg.ensemble import FORMAT as ENSEMBLE_FORMAT
+from ptxseg.ensemble import read_ensemble
+from ptxseg.errors import PtxsegError
+from ptxseg.evaluate import ROWS, dataset_ids, evaluate_model
+from ptxseg.infer import Predictor, predict_dataset
 from ptxseg.io.atomic import write_text_atomic
-from ptxseg.io.images import write_png
-from ptxseg.io.jsonfile import dumps
+from ptxseg.io.images import read_image, write_png
+from ptxseg.io.jsonfile import dumps, read_json
 from ptxseg.io.names import check_name, is_safe_name, under
 from ptxseg.render import case_tile, confusion_figure
 
@@ -43,7 +51,6 @@ def _table(rows: list[tuple[str, str, str]], head: tuple[str, ...]) -> str:
 
 def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: dict[str, list[tuple[str, np.ndarray]]]) -> Path:
     """Write ``out/report.html`` and its PNGs from an evaluation document and rendered tiles."""
-    from ptxseg.evaluate import ROWS
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -123,8 +130,6 @@ def write_report(evaluation: dict[str, Any], out: str | PathLike[str], tiles: di
 
 def render_cases(predictor, dataset: str | PathLike[str], cases: dict[str, list[str]], dice: dict[str, float]) -> dict:
     """Overlay tiles of the picked cases (re-predicted: maps are not kept during evaluation)."""
-    from ptxseg.infer import predict_dataset
-    from ptxseg.io.images import read_image
 
     op = predictor.operating_point
     tiles: dict[str, list[tuple[str, np.ndarray]]] = {}
@@ -150,9 +155,6 @@ def report_model(
 ) -> Path:
     """Evaluate (unless ``evaluation`` is given) and write the HTML report of ``model`` (one model, several, or an
     ensemble file) on ``ids``."""
-    from ptxseg.data.manifest import read_manifest
-    from ptxseg.evaluate import evaluate_model
-    from ptxseg.infer import Predictor
 
     predictor = Predictor(model, weights=weights, tta=tta)
     if evaluation is None:
@@ -180,3 +182,64 @@ def report_model(
         "_figures": figures,
     }
     return write_report(evaluation, out, render_cases(predictor, dataset, cases, per_image))
+
+
+@dataclass
+class ReportRequest:
+    """What ``ptxseg report SOURCE`` reports on, resolved from SOURCE (a run directory or bundle, an ensemble file,
+    or an evaluation JSON) and the options."""
+
+    models: list[Path]
+    data: Path
+    ids: list[str]
+    out: Path
+    evaluation: dict | None = None  # an evaluation JSON's numbers, reused instead of predicting again
+    weights: list[float] | None = None
+    tta: list[str] | None = None
+
+
+def resolve_report_source(
+    source: Path,
+    data: Path | None = None,
+    fold: int | None = None,
+    split: str | None = None,
+    out: Path | None = None,
+    tta: list[str] | None = None,
+) -> ReportRequest:
+    """Detect what SOURCE is and decide the models, dataset, image ids and output folder of its report.
+
+    Raises:
+        PtxsegError: a JSON that is neither an ensemble nor an evaluation of a model; TTA that contradicts an
+            evaluation's; a model that does not record its dataset when no ``data`` is given; an ensemble without an
+            explicit fold or split.
+    """
+    doc = None
+    if source.is_file() and source.suffix == ".json":
+        doc = read_json(source)
+        if not isinstance(doc, dict):
+            raise PtxsegError(source, "not an evaluation JSON or ensemble file")
+    if doc is not None and doc.get("format") != ENSEMBLE_FORMAT:
+        if "model_paths" not in doc or "data" not in doc:
+            raise PtxsegError(source, "not an evaluation of a model (write one with 'ptxseg evaluate --model ... --data ... --json')")
+        if tta and tta != doc.get("tta"):
+            raise PtxsegError("--tta", "an evaluation JSON was made with its own TTA; re-run 'ptxseg evaluate --tta ...' instead")
+        return ReportRequest(
+            [Path(p) for p in doc["model_paths"]],
+            Path(doc["data"]),
+            list(doc["per_image_dice"]),
+            out or source.parent / "report",
+            doc,
+            doc.get("model_weights"),
+            doc.get("tta"),
+        )
+    card = read_model_card(resolve_weights(read_ensemble(source).members[0] if doc is not None else source))
+    trained = card.training_data
+    if data is None and (trained is None or trained.dataset is None):
+        raise PtxsegError("--data", "the model does not record its dataset; pass --data")
+    data = data or Path(trained.dataset)
+    if split is None and fold is None:
+        if doc is not None:  # members of an ensemble may have trained on each other's validation folds
+            raise PtxsegError("--fold/--split", "an ensemble is reported on an explicit --split (e.g. test) or --fold")
+        fold = trained.fold if trained is not None and trained.fold is not None else 0
+    ids = dataset_ids(data, fold, split)
+    return ReportRequest([source], data, ids, out or (source if source.is_dir() else source.parent) / "report", tta=tta)

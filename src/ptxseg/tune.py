@@ -12,7 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ptxseg.card import write_card
+from ptxseg.checkpoint import read_model_card, resolve_weights
+from ptxseg.data.manifest import read_manifest
+from ptxseg.data.split import fold_split
+from ptxseg.ensemble import Ensemble, write_ensemble
+from ptxseg.errors import PtxsegError
 from ptxseg.gridsearch import TuneResult, collect, search
+from ptxseg.infer import Predictor, load_probability_map, predict_dataset, read_ignore, read_truth
 from ptxseg.io.names import check_name, under
 from ptxseg.render import threshold_curves
 
@@ -32,7 +39,6 @@ class TuneOutcome:
 
 def _stored_pairs(probs: Path, dataset: Path, ids: list[str], target: str):
     """``(prob, truth[, cls])`` from ``probs/<id>.npz`` maps (resized to the stored mask's size when they differ)."""
-    from ptxseg.infer import load_probability_map, read_truth
 
     for image_id in ids:
         prob, cls = load_probability_map(under(probs, f"{check_name(image_id, dataset)}.npz"))
@@ -45,7 +51,6 @@ def _stored_pairs(probs: Path, dataset: Path, ids: list[str], target: str):
 
 def _known(dataset: Path, image_id: str, prob: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probability and truth with the dataset's unknown pixels (``ignore/``) zeroed in both: they count for neither."""
-    from ptxseg.infer import read_ignore
 
     ignore = read_ignore(dataset, image_id)
     if ignore is None:
@@ -83,14 +88,6 @@ def tune_model(
     The point goes into the single model's ``.json``, into the ensemble file
     given, or into ``out``. Writes ``threshold_curves.png`` beside it.
     """
-    from pathlib import Path
-
-    from ptxseg.card import write_card
-    from ptxseg.checkpoint import read_model_card, resolve_weights
-    from ptxseg.data.split import fold_split
-    from ptxseg.ensemble import Ensemble, write_ensemble
-    from ptxseg.errors import PtxsegError
-    from ptxseg.infer import Predictor, predict_dataset
 
     models = [models] if isinstance(models, (str, Path)) else list(models)
     predictor = Predictor(models, weights=weights, tta=tta)
@@ -110,8 +107,6 @@ def tune_model(
         if fold is not None:
             ids = fold_split(dataset, fold, create=False).val_ids
         else:
-            from ptxseg.data.manifest import read_manifest
-
             known = set(read_manifest(dataset)["id"])
             ids = sorted(p.stem for p in probs.glob("*.npz") if p.stem in known)
         missing = [i for i in ids if not (probs / f"{i}.npz").is_file()]

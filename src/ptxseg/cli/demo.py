@@ -3,7 +3,8 @@
 Synthesise phantom chest radiographs as a SIIM-shaped source tree (DICOM +
 RLE CSV, with a patient-level test split), ingest them through the real
 conversion path, split the training images into folds, train the CPU default
-recipe for a few minutes, tune its operating point on the validation fold,
+recipe for a fixed number of seeded epochs (the same numbers on every machine;
+only the time differs), tune its operating point on the validation fold,
 evaluate it with TTA on the held-out test split, write the HTML report, train
 the phase-I lung-field model (stored with the pneumothorax model at
 ``DIR/model/lungs``) and run ``ptxseg predict`` on test DICOMs (JSON, overlay,
@@ -34,17 +35,18 @@ NOTE = "These are synthetic phantoms: the numbers show the pipeline works end to
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its data, model and report.")] = Path("demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes and a one-step training, for smoke tests.")] = False,
-    minutes: Annotated[
-        float | None,
-        typer.Option(help="Pneumothorax training budget in minutes (default 5, plus 1 for the lung model; --quick: one step)."),
-    ] = None,
+    epochs: Annotated[
+        int,
+        typer.Option(min=1, help="Pneumothorax training epochs (seeded: the same numbers on every machine; ≈ 10 s each on 2 cores)."),
+    ] = 30,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Synthesise a SIIM-shaped phantom set, ingest and split it, train, tune, evaluate on the test split, report."""
     t0 = time.monotonic()
     n, size, folds = (32, 64, 3) if quick else (240, 128, 5)
-    budget = (0.0 if quick else 5.0) if minutes is None else minutes
-    lung_budget = 0.0 if quick else 1.0
+    # --quick trains one step (a zero budget stops after the first); otherwise fixed epochs, no wall clock
+    budget, lung_budget = (0.0, 0.0) if quick else (None, None)
+    lung_epochs = 4
     source = out / "source"
     console.print(f"[bold]1/10[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
     rows = synth_dataset(
@@ -57,7 +59,6 @@ def demo(
         source, dataset, rle_shape=(size, size), options=ConvertOptions(size=size), workers=2, progress=progress_bar("converting")
     )
     print_convert_summary(result)
-    copy_lung_masks(source / "lung-masks", dataset)
     console.print(f"[bold]3/10[/bold] ptxseg split {dataset} --folds {folds}")
     console.print(fold_summary(split_dataset(dataset, folds=folds, seed=seed)).to_string())
 
@@ -71,10 +72,10 @@ def demo(
     from ptxseg.tune import tune_model
 
     run = out / "model"
-    sets = [f"data.size={size}", "data.workers=0"] + (["model.encoder=resnet18", "training.batch_size=4"] if quick else [])
-    console.print(
-        f"[bold]4/10[/bold] ptxseg train --data {dataset} --out {run} --minutes {budget:g} " + " ".join(f"--set {s}" for s in sets)
+    sets = [f"data.size={size}", "data.workers=0", f"training.epochs={epochs}"] + (
+        ["model.encoder=resnet18", "training.batch_size=4"] if quick else []
     )
+    console.print(f"[bold]4/10[/bold] ptxseg train --data {dataset} --out {run} " + " ".join(f"--set {s}" for s in sets))
     cfg = load_config("default", sets)
 
     def on_epoch(r: dict) -> None:
@@ -100,7 +101,9 @@ def demo(
     console.print(f"[bold]7/10[/bold] ptxseg report → {out / 'report'}")
     page = report_model([run], dataset, test_ids, out / "report", evaluation, note=NOTE)
     console.print(f"[bold]8/10[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
-    lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18"] + (["training.batch_size=4"] if quick else [])
+    lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18", f"training.epochs={lung_epochs}"] + (
+        ["training.batch_size=4"] if quick else []
+    )
     lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, run / "lungs", minutes=lung_budget, quiet=True)
     console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.best_dice:.4f}")
 
@@ -147,25 +150,3 @@ def shipped_lungs_on_real(out: Path, quick: bool) -> Path | None:
     shown = table[["id", "status", "right_area_px", "left_area_px", "triage_eligible", "qc"]]
     console.print(shown.to_string(index=False), highlight=False)
     return out
-
-
-def copy_lung_masks(folder: Path, dataset: Path) -> int:
-    """Put the phantoms' lung fields (``lung-masks/<id>.png`` of the synthetic source tree) into ``dataset/lungs/``
-    at the stored image size (the lung-field model's training target); return how many were copied."""
-    import cv2
-
-    from ptxseg.data.manifest import read_manifest
-    from ptxseg.io.images import read_image, write_png
-
-    count = 0
-    for image_id in read_manifest(dataset)["id"]:
-        src = folder / f"{image_id}.png"
-        if not src.is_file():
-            continue
-        lungs = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
-        shape = read_image(dataset / "images" / f"{image_id}.png").shape
-        if lungs.shape != shape:
-            lungs = cv2.resize(lungs, shape[::-1], interpolation=cv2.INTER_NEAREST)
-        write_png(dataset / "lungs" / f"{image_id}.png", lungs)
-        count += 1
-    return count

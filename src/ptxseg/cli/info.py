@@ -6,41 +6,11 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
 import typer
 
 from ptxseg.cli import app
-from ptxseg.data.qc import image_warnings
-from ptxseg.errors import PtxsegError
-from ptxseg.io.images import read_radiograph
+from ptxseg.data.qc import inspect_file
 from ptxseg.progress import console
-
-
-def inspect_file(path: Path, apply_voi: bool = True) -> dict:
-    """Read one file; return its metadata, decoded size, intensity range and QC verdict.
-
-    ``verdict`` is ``ok``, ``warning`` (accepted, see ``warnings``) or
-    ``refused`` (see ``reason``). Never raises for bad input.
-    """
-    try:
-        image, meta = read_radiograph(path, apply_voi=apply_voi)
-    except PtxsegError as exc:
-        return {"file": str(path), "verdict": "refused", "code": exc.code, "reason": exc.reason}
-    warnings = image_warnings(meta.warnings, image.shape)
-    return {
-        "file": str(path),
-        "verdict": "warning" if warnings else "ok",
-        "warnings": warnings,
-        "decoded_shape": list(image.shape),
-        "intensity": {
-            "min": round(float(image.min()), 4),
-            "max": round(float(image.max()), 4),
-            "mean": round(float(image.mean()), 4),
-            "p01": round(float(np.percentile(image, 1)), 4),
-            "p99": round(float(np.percentile(image, 99)), 4),
-        },
-        "metadata": meta.to_dict(),
-    }
 
 
 def _print_report(report: dict) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -64,11 +63,6 @@ def config_schema() -> int:
     return 0
 
 
-def _default_run_dir(name: str, fold: int) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{name}-fold{fold}-{stamp}"
-
-
 @app.command("train")
 def train_command(
     config: Annotated[
@@ -93,33 +87,31 @@ def train_command(
     """Train a segmentation model on a dataset and write a self-contained run directory."""
     from ptxseg.config import load_config
     from ptxseg.io.atomic import prepare_output_dir
-    from ptxseg.io.jsonfile import read_json_object
     from ptxseg.train.engine import TrainingInterrupted, train
+    from ptxseg.train.rundir import (
+        check_dataset,
+        check_new_run,
+        default_run_dir,
+        resume_target,
+    )
     from ptxseg.train.tracking import MlflowTracker, TensorboardTracker
 
     if resume is not None:
-        run_json = resume / "run.json"
-        if not run_json.is_file() or not (resume / "config.yaml").is_file():
-            raise PtxsegError(resume, "not a run directory (no run.json/config.yaml)")
         if config is not None or overrides:
             raise PtxsegError("--resume", "a resumed run keeps its own config; do not pass CONFIG or --set")
-        info = read_json_object(run_json)
-        if not isinstance(info.get("dataset"), str) or not isinstance(info.get("fold"), int):
-            raise PtxsegError(run_json, "lacks the dataset path and fold of the run")
-        cfg = load_config(resume / "config.yaml")
-        data = data or Path(info["dataset"])
-        fold = info["fold"] if fold is None else fold
+        target = resume_target(resume)
+        cfg = load_config(target.config)
+        data = data or target.dataset
+        fold = target.fold if fold is None else fold
         out = resume
+        check_dataset(data)
     else:
         if data is None:
             raise PtxsegError("--data", "a dataset folder is required (ptxseg convert or ptxseg synth make one)")
         cfg = load_config(config, overrides or [])
         fold = cfg.data.fold if fold is None else fold
-        out = out or _default_run_dir(cfg.name, fold)
-        if (out / "state" / "state.json").is_file():
-            raise PtxsegError(out, "already holds a run; use --resume to continue it or choose another --out")
-    if not (data / "manifest.csv").is_file():
-        raise PtxsegError(data, "not a ptxseg dataset (no manifest.csv)")
+        out = out or default_run_dir(cfg.name, fold)
+        check_new_run(out, data)
     if int(os.environ.get("RANK", "0")) == 0:
         prepare_output_dir(out, "run directory")
     trackers = ([MlflowTracker()] if mlflow else []) + ([TensorboardTracker()] if tensorboard else [])

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 
 from ptxseg.data.geometry import ASPECTS, Aspect, resize_image, resize_mask
 from ptxseg.data.manifest import MANIFEST_COLUMNS, META_COLUMNS, StoredGeometry, write_dataset_info, write_manifest
 from ptxseg.data.qc import REFUSAL_TAGS, image_warnings, join_tags
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
 from ptxseg.io.images import read_image, read_mask, read_radiograph, to_uint16, write_png
@@ -74,6 +75,7 @@ class Item:
     unsafe_reason: str = ""  # why the source id was refused as a file name (tag unsafe_id)
     extra: dict = field(default_factory=dict)  # manifest columns from the source's own manifest (folders layout)
     ignore_value: int | None = None  # mask value meaning "unknown" (folders layout)
+    lung_mask_path: str | None = None  # a lung-field mask beside a pneumothorax annotation (LUNG_MASK_DIR)
 
 
 @dataclass
@@ -156,8 +158,14 @@ def _mark_duplicates(items: list[Item]) -> list[Item]:
     return items
 
 
+#: a Kaggle-layout source may hold lung-field masks, ``<LUNG_MASK_DIR>/<ImageId>.png`` at the image's size (as
+#: ``ptxseg synth`` writes them): conversion stores them in ``lungs/`` with the right lung 1 and the left 2
+LUNG_MASK_DIR = "lung-masks"
+
+
 def kaggle_items(src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_shape: tuple[int, int] = SIIM_SHAPE) -> list[Item]:
-    """Items of a Kaggle-layout tree: DICOM files joined with RLE annotations by ImageId.
+    """Items of a Kaggle-layout tree: DICOM files joined with RLE annotations by ImageId (and with lung-field masks
+    of ``LUNG_MASK_DIR`` when the tree has them).
 
     ``rle_shape`` is the (rows, cols) grid the RLE strings are written on: the
     native image size (1024×1024 for SIIM).
@@ -174,6 +182,9 @@ def kaggle_items(src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_
         if image_id in masks:
             item.runs, item.rle_shape = masks.runs(image_id), masks.shape
             item.label = int(masks.is_positive(image_id))
+        lungs = src / LUNG_MASK_DIR / f"{image_id}.png"
+        if is_safe_name(image_id) and lungs.is_file():
+            item.lung_mask_path = str(lungs)
         seen_ids.add(image_id)
         items.append(item)
     for image_id in masks:
@@ -217,9 +228,6 @@ def png_items(src: Path) -> list[Item]:
 
 def _source_manifest(src: Path, stratify: str | None) -> dict[str, dict]:
     """Rows of ``SRC/manifest.csv`` by id, as manifest columns (``{}`` when the file is absent)."""
-    import pandas as pd
-
-    from ptxseg.errors import reading
 
     path = src / "manifest.csv"
     if not path.is_file():
@@ -317,14 +325,19 @@ def _load_mask(item: Item, shape: tuple[int, int], ignore_value: int | None = No
     return None, None
 
 
+def _write_lungs(out: Path, item_id: str, mask: np.ndarray, geom, size: int) -> int:
+    """Store source-grid lung fields as ``lungs/<id>.png`` (right lung 1, left 2); returns the stored lung pixels."""
+    sides = side_labels(mask)
+    right, left = (resize_mask((sides == k).astype(np.uint8), geom, size) for k in (1, 2))
+    stored = np.where(right > 0, 1, np.where(left > 0, 2, 0)).astype(np.uint8)
+    write_png(under(out / "lungs", f"{item_id}.png"), stored)
+    return int((stored > 0).sum())
+
+
 def _write_annotation(out: Path, item_id: str, mask: np.ndarray, geom, opts: ConvertOptions) -> int:
     """Store a source-grid mask as the target's canonical file; returns its stored foreground pixels."""
     if opts.target == "lungs":
-        sides = side_labels(mask)
-        right, left = (resize_mask((sides == k).astype(np.uint8), geom, opts.size) for k in (1, 2))
-        stored = np.where(right > 0, 1, np.where(left > 0, 2, 0)).astype(np.uint8)
-        write_png(under(out / "lungs", f"{item_id}.png"), stored)
-        return int((stored > 0).sum())
+        return _write_lungs(out, item_id, mask, geom, opts.size)
     stored = resize_mask(mask, geom, opts.size)
     write_png(under(out / "masks", f"{item_id}.png"), stored * np.uint8(255))
     return int(stored.sum())
@@ -362,6 +375,12 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
                         row["lung_area"] = area  # no pneumothorax annotation: "positive" stays unknown
                     else:
                         row["positive"], row["mask_area"] = int(mask.any()), area
+                if item.lung_mask_path is not None:
+                    lungs = read_mask(item.lung_mask_path)
+                    if lungs.shape == image.shape:
+                        row["lung_area"] = _write_lungs(out, item.id, lungs > 0, geom, opts.size)
+                    else:
+                        tags.append("mask_shape_mismatch")
                 if ignore is not None:
                     stored_ignore = resize_mask(ignore.astype(np.uint8), geom, opts.size)
                     write_png(under(out / "ignore", f"{item.id}.png"), stored_ignore * np.uint8(255))

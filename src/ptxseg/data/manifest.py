@@ -43,7 +43,9 @@ import pandas as pd
 
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import write_text_atomic
-from ptxseg.io.names import check_name, is_safe_name
+from ptxseg.io.images import read_image
+from ptxseg.io.jsonfile import dumps, read_json_object
+from ptxseg.io.names import check_name, is_safe_name, under
 
 META_COLUMNS = (
     "SOPInstanceUID",
@@ -96,7 +98,6 @@ class StoredGeometry:
 
 def write_dataset_info(dataset: str | PathLike[str], info: StoredGeometry) -> None:
     """Write ``DATASET/dataset.json`` (the stored geometry a model trained on the dataset records in its card)."""
-    from ptxseg.io.jsonfile import dumps
 
     write_text_atomic(Path(dataset) / "dataset.json", dumps({"format": DATASET_FORMAT, **asdict(info)}, indent=2))
 
@@ -109,7 +110,6 @@ def read_dataset_info(dataset: str | PathLike[str]) -> StoredGeometry:
     Raises:
         PtxsegError: when the dataset holds no image to measure.
     """
-    from ptxseg.io.jsonfile import read_json_object
 
     root = Path(dataset)
     for name, keys in (("dataset.json", ("size", "aspect", "apply_voi")), (".convert/params.json", ("size", "aspect", "apply_voi"))):
@@ -127,8 +127,6 @@ def read_dataset_info(dataset: str | PathLike[str]) -> StoredGeometry:
     with_image = manifest[manifest["has_image"] == 1]
     if with_image.empty:
         raise PtxsegError(root, "holds no stored image: cannot tell its stored size")
-    from ptxseg.io.images import read_image
-    from ptxseg.io.names import under
 
     size = read_image(under(root / "images", f"{with_image['id'].iloc[0]}.png")).shape[0]
     aspect = "pad"

@@ -8,6 +8,13 @@ image); the others mark an image that was written but deserves a look.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from ptxseg.errors import PtxsegError
+from ptxseg.io.images import read_radiograph
+
 #: Tag → what it means. Refusals first.
 QC_TAGS: dict[str, str] = {
     # refused by the reader: no image written
@@ -82,3 +89,30 @@ def join_tags(tags: list[str]) -> str:
 def split_tags(qc: str) -> list[str]:
     """Inverse of :func:`join_tags`."""
     return [] if qc in ("", "ok") else qc.split(";")
+
+
+def inspect_file(path: Path, apply_voi: bool = True) -> dict:
+    """Read one file; return its metadata, decoded size, intensity range and QC verdict (``ptxseg info``).
+
+    ``verdict`` is ``ok``, ``warning`` (accepted, see ``warnings``) or ``refused`` (see ``reason``), by the same
+    rule the conversion applies (:func:`image_warnings`). Never raises for bad input.
+    """
+    try:
+        image, meta = read_radiograph(path, apply_voi=apply_voi)
+    except PtxsegError as exc:
+        return {"file": str(path), "verdict": "refused", "code": exc.code, "reason": exc.reason}
+    warnings = image_warnings(meta.warnings, image.shape)
+    return {
+        "file": str(path),
+        "verdict": "warning" if warnings else "ok",
+        "warnings": warnings,
+        "decoded_shape": list(image.shape),
+        "intensity": {
+            "min": round(float(image.min()), 4),
+            "max": round(float(image.max()), 4),
+            "mean": round(float(image.mean()), 4),
+            "p01": round(float(np.percentile(image, 1)), 4),
+            "p99": round(float(np.percentile(image, 99)), 4),
+        },
+        "metadata": meta.to_dict(),
+    }

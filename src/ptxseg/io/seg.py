@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptxseg import __version__
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path
 
@@ -56,8 +57,6 @@ def write_seg(
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
-
-    from ptxseg import __version__
 
     shape = (int(source.Rows), int(source.Columns))
     masks = [np.asarray(pneumothorax, dtype=bool)] + ([np.asarray(m, dtype=bool) for m in lungs] if lungs is not None else [])

@@ -13,6 +13,7 @@ number of workers or processes, or on whether the run was resumed.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from os import PathLike
 from pathlib import Path
@@ -125,7 +126,6 @@ def build_sampler(
 
 def _seed_worker(worker_id: int) -> None:
     # numpy and random in workers follow torch's per-worker seed (set from the loader's generator)
-    import random
 
     s = torch.initial_seed() % 2**32
     np.random.seed(s)

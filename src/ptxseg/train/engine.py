@@ -22,7 +22,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -30,31 +29,30 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ptxseg.card import Architecture, ModelCard, TrainingData
-from ptxseg.checkpoint import load_state, save_state, save_weights, unwrap
+from ptxseg.checkpoint import load_model, load_state, save_state, save_weights, unwrap
 from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
 from ptxseg.data.manifest import dataset_licences, read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
-from ptxseg.gridsearch import map_statistics, search, stats_from_rows
+from ptxseg.io.tensors import non_finite_tensors, read_tensors
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
-from ptxseg.metrics import dice_per_image
-from ptxseg.models import SegOutput, create_model
+from ptxseg.metrics import ImageStats, evaluate
+from ptxseg.models import create_model
 from ptxseg.optim import Schedule, build_optimizer
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.progress import err_console
 from ptxseg.train import distributed as D
 from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader
+from ptxseg.train.epoch import EpochPlan, EpochProgress, train_epoch
 from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
 from ptxseg.train.rundir import RunDir, environment
-
-#: validation probabilities kept for tuning the operating point are stored at most at this side (float16)
-TUNE_SIZE = 256
-#: thresholds of the end-of-training search (× minimum mask sizes 0–5,000 px at 1024²)
-END_THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.1, 0.91, 0.05), 2))
+from ptxseg.train.selection import CheckpointPolicy, StageBook
+from ptxseg.train.validation import Indexed, Validation, validate
 
 
 class TrainingInterrupted(Exception):
@@ -85,55 +83,21 @@ class TrainResult:
 
 
 @dataclass
-class StageBook:
-    """Per-stage bookkeeping saved with the resume state."""
+class StageParts:
+    """What one stage trains with (built by :meth:`Trainer._build_stage`)."""
 
-    epoch: int = 0
-    batch: int = 0  # batches done in the current epoch
-    best: float = -1.0
-    best_epoch: int = -1
-    bad_epochs: int = 0
-    topk: list[list[Any]] = field(default_factory=list)  # [[dice, epoch], ...] best first
-    done: bool = False
-    loss_sum: float = 0.0  # running sums of the epoch in progress, so a resumed epoch reports the whole epoch
-    seen: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
-class Validation:
-    """One validation pass: per-image numbers over the fold (in dataset order) and the epoch's tuned point."""
-
-    dice: np.ndarray  # N, at the configured operating point
-    loss: np.ndarray  # N, BCE over the known pixels
-    positive: np.ndarray  # N bool: the truth is not empty
-    tuned_point: OperatingPoint  # threshold × minimum mask that maximises mean Dice on this pass
-    tuned_dice: float
-    probs: np.ndarray | None = None  # N × s × s float16 (kept on request)
-    truths: np.ndarray | None = None
-    heads: np.ndarray | None = None  # N classifier-head probabilities, when the model has a head
-
-    def record(self) -> dict[str, Any]:
-        """The epoch record's validation fields."""
-        d, pos = self.dice, self.positive
-        return {
-            "val_dice": float(d.mean()),
-            "val_loss": float(self.loss.mean()),
-            "val_dice_pos": float(d[pos].mean()) if pos.any() else float("nan"),
-            "val_empty_correct": float(d[~pos].mean()) if (~pos).any() else float("nan"),
-            "val_images": int(len(d)),
-            "val_dice_tuned": float(self.tuned_dice),
-            "val_tuned_threshold": float(self.tuned_point.threshold),
-            "val_tuned_min_mask_px": int(self.tuned_point.min_mask_px),
-        }
-
-
-def _float_output(out: torch.Tensor | SegOutput) -> torch.Tensor | SegOutput:
-    if isinstance(out, SegOutput):
-        return SegOutput(
-            out.logits.float(), [a.float() for a in out.aux], out.aux_weights, None if out.cls is None else out.cls.float()
-        )
-    return out.float()
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module  # the model, wrapped for DistributedDataParallel when several processes train
+    train_ds: SegmentationDataset
+    sampler: Any
+    val_loader: Any
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler
+    criterion: SegmentationLoss
+    book: StageBook
+    policy: CheckpointPolicy
+    freezing: bool
 
 
 class Trainer:
@@ -228,81 +192,11 @@ class Trainer:
     def _op(self) -> OperatingPoint:
         return OperatingPoint(**self.cfg.postprocess.model_dump(exclude={"tune"}))
 
-    # ------------------------------------------------------------------ validation
-
-    @torch.no_grad()
-    def validate(self, model: torch.nn.Module, loader, op: OperatingPoint, keep_probs: bool = False) -> Validation:
-        """One pass over the validation fold, gathered over ranks: per-image Dice at ``op``, BCE (``val_loss``,
-        comparable across recipes whatever their training loss), and the grid statistics from which the epoch's own
-        tuned operating point is found (threshold × minimum mask, on maps of at most ``TUNE_SIZE``²); with
-        ``keep_probs`` also those maps (float16) and truths for the end-of-training record."""
-        net = unwrap(model)
-        was_training = net.training
-        net.eval()
-        dices, losses, positives, probs, truths, order, heads, rows = [], [], [], [], [], [], [], []
-        amp = self._autocast()
-        for x, y, idx in loader:
-            x = x.to(self.dist.device, non_blocking=True)
-            if self.cfg.training.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with amp:
-                logits, cls = net.forward_with_cls(x)
-            logits = logits.float().cpu()
-            if not bool(torch.isfinite(logits).all()) or (cls is not None and not bool(torch.isfinite(cls).all())):
-                raise _diverged(self.run.path, "the model's validation output")
-            c = None if cls is None else torch.sigmoid(cls.float()).reshape(len(x)).cpu().numpy()
-            known = (y >= 0).float()  # unknown pixels (-1) count in neither the loss nor the Dice
-            bce = F.binary_cross_entropy_with_logits(logits, y.clamp_min(0), reduction="none") * known
-            losses.append((bce.sum((1, 2, 3)) / known.sum((1, 2, 3)).clamp_min(1)).numpy())
-            p = (torch.sigmoid(logits) * known)[:, 0].numpy()
-            t = y.clamp_min(0)[:, 0].numpy()
-            dices.append(dice_per_image(apply_operating_point(p, op, c), t))
-            heads.append(np.full(len(x), np.nan) if c is None else c)
-            positives.append(t.reshape(len(t), -1).any(1))
-            order.append(idx.numpy())
-            s = min(TUNE_SIZE, p.shape[-1])
-            small_p = F.interpolate(torch.from_numpy(p)[:, None], size=(s, s), mode="area")[:, 0].numpy() if s != p.shape[-1] else p
-            small_t = F.interpolate(torch.from_numpy(t)[:, None], size=(s, s), mode="nearest")[:, 0].numpy() if s != t.shape[-1] else t
-            for k in range(len(x)):
-                item = (small_p[k], small_t[k]) if c is None else (small_p[k], small_t[k], c[k])
-                rows.append(map_statistics(item, END_THRESHOLDS, (0,), (), op.at_size))
-            if keep_probs:
-                probs.append(small_p.astype(np.float16))
-                truths.append(small_t.astype(bool))
-        net.train(was_training)
-        local = (
-            np.concatenate(order) if order else np.zeros(0, int),
-            np.concatenate(dices) if dices else np.zeros(0),
-            np.concatenate(losses) if losses else np.zeros(0),
-            np.concatenate(positives) if positives else np.zeros(0, bool),
-            np.concatenate(probs) if probs else None,
-            np.concatenate(truths) if truths else None,
-            np.concatenate(heads) if heads else np.zeros(0),
-            rows,
-        )
-        parts = D.gather(local, self.dist)
-        idx = np.concatenate([p[0] for p in parts])
-        _, first = np.unique(idx, return_index=True)  # padded duplicates of a sharded set counted once
-        dice, loss, pos, head = (np.concatenate([p[k] for p in parts])[first] for k in (1, 2, 3, 6))
-        all_rows = [r for p in parts for r in p[7]]
-        grid = stats_from_rows([all_rows[i] for i in first], END_THRESHOLDS, (0,), (), op.at_size)
-        tuned = search(grid, bottom_thresholds=())
-        kept = [np.concatenate([p[k] for p in parts])[first] if keep_probs else None for k in (4, 5)]
-        return Validation(dice, loss, pos, tuned.best, tuned.best_dice, *kept, None if np.isnan(head).any() else head)
-
-    def _autocast(self):
-        amp = self.cfg.training.amp
-        if amp == "none":
-            return nullcontext()
-        return torch.autocast(self.dist.device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
     # ------------------------------------------------------------------ state
 
     def _save_state(self, stage_idx: int, book: StageBook, model, optimizer, schedule, scaler) -> None:
         if not self.dist.main:
             return
-        from ptxseg.io.tensors import non_finite_tensors
-
         if non_finite_tensors(unwrap(model).state_dict()):  # never replace the last good resume state with a broken one
             raise _diverged(
                 self.run.path, f"a weight after stage {stage_idx}, epoch {book.epoch + 1}, batch {book.batch}", schedule.lr
@@ -388,7 +282,9 @@ class Trainer:
                 t.end()
             self.run.close()
 
-    def _run_stage(self, s_idx: int, split, init_weights: Path | None, saved: dict[str, Any] | None) -> tuple[str, Path]:
+    def _build_stage(self, s_idx: int, split, init_weights: Path | None, saved: dict[str, Any] | None) -> StageParts:
+        """Everything one stage trains with: model (from the previous stage's best, or the resume state), data,
+        sampler, optimiser, schedule, scaler, criterion and the validation loader."""
         cfg, stage, d = self.cfg, self.stages[s_idx], self.dist
         torch.manual_seed(cfg.training.seed + s_idx)
         model = create_model(
@@ -399,27 +295,20 @@ class Trainer:
             **cfg.model.kwargs,
         )
         if init_weights is not None:
-            from ptxseg.io.tensors import read_tensors
-
             model.load_state_dict(read_tensors(init_weights))
         model.to(d.device)
         if cfg.training.channels_last:
             model.to(memory_format=torch.channels_last)
-        freezing = bool(stage.freeze_encoder_epochs or stage.unfreeze)
-
         pp = self.preprocessing(stage)
         if cfg.augment:  # on the real (cropped) stored size, before any DataLoader worker starts
             check_pipeline(cfg.augment, pp.cropped_shape())
         target = cfg.data.target
         train_ds = SegmentationDataset(self.dataset, split.train_ids, pp, target, cfg.augment, train=True, seed=cfg.training.seed)
-        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, pp, target))
         sampler = build_sampler(
             cfg, split.train_labels, stage.positive_share, cfg.training.seed + s_idx, d.world, d.rank, split.train_strata
         )
-        val_idx = list(range(d.rank, len(val_ds), d.world))
-        val_loader = make_loader(torch.utils.data.Subset(val_ds, val_idx), cfg.training.val_batch_size, workers=cfg.data.workers)
-        bs = stage.batch_size
-        steps_per_epoch = math.ceil(len(sampler) / bs / cfg.training.accum_steps)
+        val_loader = self._val_loader(split, pp)
+        steps_per_epoch = math.ceil(len(sampler) / stage.batch_size / cfg.training.accum_steps)
         optimizer = build_optimizer(model.parameters(), cfg.optimizer, stage.lr)
         schedule = Schedule(optimizer, stage.scheduler, stage.epochs, steps_per_epoch)
         scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.training.amp == "fp16")
@@ -436,95 +325,123 @@ class Trainer:
             schedule.load_state_dict(saved["schedule"])
             scaler.load_state_dict(saved["scaler"])
             torch.set_rng_state(saved["torch_rng"])
+        freezing = bool(stage.freeze_encoder_epochs or stage.unfreeze)
         ddp_model = model
         if d.active:
             ddp_model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[d.device.index] if d.device.type == "cuda" else None, find_unused_parameters=freezing
             )
+        policy = CheckpointPolicy(
+            self.run.path / "checkpoints",
+            s_idx,
+            lambda path, meta: save_weights(path, model, meta),
+            top_k=cfg.training.top_k,
+            snapshots=cfg.training.snapshots,
+            patience=cfg.training.early_stopping.patience,
+            min_delta=cfg.training.early_stopping.min_delta,
+            writer=d.main,
+        )
+        return StageParts(
+            model, ddp_model, train_ds, sampler, val_loader, optimizer, schedule, scaler, criterion, book, policy, freezing
+        )
+
+    def _val_loader(self, split, pp: Preprocessing):
+        """This rank's share of the validation fold, indexed so the ranks' results can be gathered."""
+        val_ds = Indexed(SegmentationDataset(self.dataset, split.val_ids, pp, self.cfg.data.target))
+        mine = torch.utils.data.Subset(val_ds, list(range(self.dist.rank, len(val_ds), self.dist.world)))
+        return make_loader(mine, self.cfg.training.val_batch_size, workers=self.cfg.data.workers)
+
+    def _validate(self, model, loader, op: OperatingPoint, keep_probs: bool = False) -> Validation:
+        t = self.cfg.training
+        diverged = lambda where: _diverged(self.run.path, where)  # noqa: E731
+        return validate(model, loader, op, self.dist, t.amp, t.channels_last, keep_probs, diverged)
+
+    def _run_stage(self, s_idx: int, split, init_weights: Path | None, saved: dict[str, Any] | None) -> tuple[str, Path]:
+        cfg, stage, d = self.cfg, self.stages[s_idx], self.dist
+        parts = self._build_stage(s_idx, split, init_weights, saved)
+        self.last_parts = parts
+        model, book, schedule = parts.model, parts.book, parts.schedule
         op = self._op()
-        ckpt_dir = self.run.path / "checkpoints"
-        best_path = ckpt_dir / f"stage{s_idx}_best.safetensors"
         stop_reason = "completed"
         self.run.log(
             f"stage {s_idx}: size {stage.size}, {stage.epochs} epochs, lr {stage.lr}, "
             f"{len(split.train_ids)} training / {len(split.val_ids)} validation images"
         )
-
+        bs = stage.batch_size
+        epoch_times: list[float] = []  # seconds per epoch (training + validation) of this stage, for the budget plan
+        plan = EpochPlan(
+            parts.optimizer,
+            parts.criterion,
+            parts.scaler,
+            schedule.step_batch,
+            cfg.training.accum_steps,
+            cfg.training.clip_grad,
+            cfg.training.amp,
+            cfg.training.channels_last,
+            d.device,
+            parts.ddp_model.no_sync if d.active else None,
+        )
         while book.epoch < stage.epochs and not book.done:
             epoch = book.epoch
-            sampler.set_epoch(epoch)
-            train_ds.set_epoch(epoch)
-            criterion.set_epoch(stage.loss_epoch_offset + epoch)  # run-wide for an inherited curriculum
+            parts.sampler.set_epoch(epoch)
+            parts.train_ds.set_epoch(epoch)
+            parts.criterion.set_epoch(stage.loss_epoch_offset + epoch)  # run-wide for an inherited curriculum
             if book.batch:
-                sampler.skip(book.batch * bs)
+                parts.sampler.skip(book.batch * bs)
             frozen = (
-                set_encoder_trainable(model, trainable_fraction(epoch, stage.freeze_encoder_epochs, stage.unfreeze)) if freezing else 0
+                set_encoder_trainable(model, trainable_fraction(epoch, stage.freeze_encoder_epochs, stage.unfreeze))
+                if parts.freezing
+                else 0
             )
-            ddp_model.train()
+            parts.ddp_model.train()
             freeze_batchnorm_of_frozen(model)
-            loader = make_loader(train_ds, bs, sampler, cfg.data.workers, seed=cfg.training.seed * 1000 + epoch, drop_last=False)
+            loader = make_loader(parts.train_ds, bs, parts.sampler, cfg.data.workers, seed=cfg.training.seed * 1000 + epoch)
             t_epoch = time.monotonic() - book.seconds
             total_batches = book.batch + len(loader)
             bar = _Bar(f"stage {s_idx} epoch {epoch + 1}/{stage.epochs}", total_batches, book.batch, quiet=self.quiet or not d.main)
-            interrupted = False
-            budget_hit = False
-            for x, y in loader:
-                x, y = x.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
-                if cfg.training.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                last_of_group = (book.batch + 1) % cfg.training.accum_steps == 0 or book.batch + 1 == total_batches
-                sync = ddp_model.no_sync() if (d.active and not last_of_group) else nullcontext()
-                with sync:
-                    with self._autocast():
-                        out = ddp_model(x)
-                    loss = criterion(_float_output(out), y) / cfg.training.accum_steps
-                    if not bool(torch.isfinite(loss.detach())):
-                        bar.close()
-                        raise _diverged(
-                            self.run.path,
-                            f"the training loss at stage {s_idx}, epoch {epoch + 1}, batch {book.batch + 1}",
-                            schedule.lr,
-                        )
-                    scaler.scale(loss).backward()
-                if last_of_group:
-                    if cfg.training.clip_grad:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.training.clip_grad)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    schedule.step_batch()
-                    self.global_step += 1
-                book.batch += 1
-                book.seen += len(x)
-                book.loss_sum += float(loss.detach()) * cfg.training.accum_steps
-                bar.update(loss=book.loss_sum / book.batch)
-                if last_of_group:
-                    book.seconds = time.monotonic() - t_epoch
-                    every = cfg.training.checkpoint_every_steps
-                    stop_now = bool(D.broadcast(self._signal is not None, d)) if d.active else self._signal is not None
-                    if stop_now:
-                        self._save_state(s_idx, book, model, optimizer, schedule, scaler)
-                        interrupted = True
-                        break
-                    if every and self.global_step % every == 0 and book.batch < total_batches:
-                        self._save_state(s_idx, book, model, optimizer, schedule, scaler)
-                    if self._over_budget():
-                        budget_hit = True
-                        break
-            bar.close()
-            if interrupted:
+            progress = EpochProgress(book.batch, book.seen, book.loss_sum)
+
+            def after_step(_steps: int, progress=progress, t_epoch=t_epoch, total_batches=total_batches) -> str | None:
+                self.global_step += 1
+                book.batch, book.seen, book.loss_sum = progress.batch, progress.seen, progress.loss_sum
+                book.seconds = time.monotonic() - t_epoch
+                every = cfg.training.checkpoint_every_steps
+                stop_now = bool(D.broadcast(self._signal is not None, d)) if d.active else self._signal is not None
+                if stop_now:
+                    self._save_state(s_idx, book, model, parts.optimizer, schedule, parts.scaler)
+                    return "signal"
+                if every and self.global_step % every == 0 and book.batch < total_batches:
+                    self._save_state(s_idx, book, model, parts.optimizer, schedule, parts.scaler)
+                return "budget" if self._over_budget() else None
+
+            try:
+                outcome = train_epoch(
+                    parts.ddp_model,
+                    loader,
+                    total_batches,
+                    plan,
+                    progress,
+                    after_step,
+                    bar.update,
+                    where=lambda b, epoch=epoch: f"stage {s_idx}, epoch {epoch + 1}, batch {b}",
+                    diverged=lambda where: _diverged(self.run.path, where, schedule.lr),
+                )
+            finally:
+                bar.close()
+            book.batch, book.seen, book.loss_sum = progress.batch, progress.seen, progress.loss_sum
+            if outcome.stopped == "signal":
                 raise TrainingInterrupted(f"{self._signal}: state saved at stage {s_idx}, epoch {epoch + 1}, batch {book.batch}")
+            budget_hit = outcome.stopped == "budget"
             seconds = time.monotonic() - t_epoch
-            metrics = self.validate(ddp_model, val_loader, op).record()
+            metrics = self._validate(parts.ddp_model, parts.val_loader, op).record()
             metrics["val_select"] = chosen = metrics["val_dice_tuned" if self.select_tuned else "val_dice"]
             cycle_end = schedule.step_epoch(epoch, chosen)
-            improved = chosen > book.best + cfg.training.early_stopping.min_delta
             if self.minutes is not None and not budget_hit:
                 # fit a cosine decay to the epochs the budget still allows, measured on the epoch just done
                 spent = time.monotonic() - self.t0
-                epoch_seconds = time.monotonic() - t_epoch
-                fit = epoch + 1 + int(max(0.0, self.minutes * 60 - spent) // max(epoch_seconds, 1e-9))
+                epoch_times.append(time.monotonic() - t_epoch)
+                per_epoch = sum(epoch_times) / len(epoch_times)  # the mean: one slow epoch does not cut the plan short
+                fit = epoch + 1 + int(max(0.0, self.minutes * 60 - spent) // max(per_epoch, 1e-9))
                 if fit < stage.epochs and schedule.fit_to(fit):
                     self.run.log(f"the budget allows about {fit} of {stage.epochs} epochs: cosine schedule fitted to {fit}")
             record = {
@@ -539,22 +456,10 @@ class Trainer:
                 "frozen_blocks": frozen,
                 "partial": budget_hit,
             }
-            meta = self._card(
-                stage,
-                op,
-                {k: record[k] for k in ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss", "val_dice_tuned", "val_select")}
-                | {"epoch": epoch, "stage": s_idx},
-                split,
-            )
-            if chosen > book.best:
-                book.best, book.best_epoch = chosen, epoch
-                if d.main:
-                    save_weights(best_path, model, meta)
-            book.bad_epochs = 0 if improved else book.bad_epochs + 1
-            record["best"] = book.best_epoch == epoch
-            self._keep_topk(book, s_idx, epoch, chosen, model, meta)
-            if cycle_end and cfg.training.snapshots and d.main:
-                save_weights(ckpt_dir / f"stage{s_idx}_snapshot_epoch{epoch}.safetensors", model, meta)
+            keep = ("val_dice", "val_dice_pos", "val_empty_correct", "val_loss", "val_dice_tuned", "val_select")
+            meta = self._card(stage, op, {k: record[k] for k in keep} | {"epoch": epoch, "stage": s_idx}, split)
+            verdict = parts.policy.after_epoch(book, epoch, chosen, cycle_end, meta)
+            record["best"] = verdict.best
             self.run.append_metrics(record)
             for t in self.trackers:
                 t.log_metrics(record, self.global_step)
@@ -562,52 +467,29 @@ class Trainer:
                 self.on_epoch(record)
             self.run.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
             book.epoch, book.batch, book.loss_sum, book.seen, book.seconds = epoch + 1, 0, 0.0, 0, 0.0
-            patience = cfg.training.early_stopping.patience
             if budget_hit:
                 stop_reason = "budget"  # not `done`: a resumed run goes on with the next epoch
-            elif patience is not None and book.bad_epochs >= patience:
+            elif verdict.stop:
                 stop_reason, book.done = "early_stopping", True
-                self.run.log(f"early stopping: no improvement for {patience} epochs")
-            self._save_state(s_idx, book, model, optimizer, schedule, scaler)
+                self.run.log(f"early stopping: no improvement for {cfg.training.early_stopping.patience} epochs")
+            self._save_state(s_idx, book, model, parts.optimizer, schedule, parts.scaler)
             if budget_hit:
                 break
         if book.done and stop_reason == "completed":
             stop_reason = "early_stopping"
-        return stop_reason, best_path
-
-    def _keep_topk(self, book: StageBook, s_idx: int, epoch: int, dice: float, model, meta) -> None:
-        k = self.cfg.training.top_k
-        if k <= 1:
-            return
-        book.topk.append([dice, epoch])
-        book.topk.sort(key=lambda r: (-r[0], r[1]))
-        dropped, book.topk = book.topk[k:], book.topk[:k]
-        if not self.dist.main:
-            return
-        ckpt_dir = self.run.path / "checkpoints"
-        if [dice, epoch] in book.topk:
-            save_weights(ckpt_dir / f"stage{s_idx}_top_epoch{epoch}.safetensors", model, meta)
-        for _, e in dropped:
-            for suffix in (".safetensors", ".json"):
-                (ckpt_dir / f"stage{s_idx}_top_epoch{e}{suffix}").unlink(missing_ok=True)
+        return stop_reason, parts.policy.best_path
 
     def _finish(self, split, best_weights: Path | None, stop_reason: str) -> TrainResult:
         """Tune the operating point with the final best weights and write ``best.safetensors``."""
-        from ptxseg.checkpoint import load_model
-        from ptxseg.metrics import ImageStats, evaluate
-
         hist = self.run.history() if self.dist.main else []
         if best_weights is None or not Path(best_weights).is_file():
             raise PtxsegError(self.run.path, "no epoch was completed: nothing to save (raise --minutes?)")
         model, card = load_model(best_weights, self.dist.device)
-        val_ds = _Indexed(SegmentationDataset(self.dataset, split.val_ids, card.preprocessing, self.cfg.data.target))
-        loader = make_loader(
-            torch.utils.data.Subset(val_ds, list(range(self.dist.rank, len(val_ds), self.dist.world))),
-            self.cfg.training.val_batch_size,
-            workers=self.cfg.data.workers,
-        )
+        parts = getattr(self, "last_parts", None)
+        same = parts is not None and parts.val_loader.dataset.dataset.ds.pp == card.preprocessing
+        loader = parts.val_loader if same else self._val_loader(split, card.preprocessing)
         op = self._op()
-        checked = self.validate(model, loader, op, keep_probs=True)
+        checked = self._validate(model, loader, op, keep_probs=True)
         probs, truths, heads = checked.probs, checked.truths, checked.heads
         tuned_dice = float(checked.dice.mean())
         if self.cfg.postprocess.tune:
@@ -649,20 +531,6 @@ class Trainer:
         )
 
 
-class _Indexed(torch.utils.data.Dataset):
-    """Adds the item index to each sample (validation gathers results across ranks by it)."""
-
-    def __init__(self, ds: SegmentationDataset) -> None:
-        self.ds = ds
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i: int):
-        x, y = self.ds[i]
-        return x, y, i
-
-
 class _Bar:
     """A rich progress bar over an epoch's batches with the running loss (nothing when quiet)."""
 
@@ -670,9 +538,6 @@ class _Bar:
         self.progress = None
         if quiet:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        from ptxseg.progress import err_console
 
         self.progress = Progress(
             TextColumn("{task.description}"),

@@ -22,14 +22,65 @@ import logging
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import albumentations
+import numpy
+import segmentation_models_pytorch
+import timm
+import torch
+
+import ptxseg
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
-from ptxseg.io.jsonfile import dumps, loads
+from ptxseg.io.jsonfile import dumps, loads, read_json_object
 from ptxseg.render import training_curves
+
+
+@dataclass(frozen=True)
+class ResumeTarget:
+    """What ``--resume RUN_DIR`` continues: the run's own config file, dataset and validation fold."""
+
+    config: Path
+    dataset: Path
+    fold: int
+
+
+def resume_target(run_dir: Path) -> ResumeTarget:
+    """Check that ``run_dir`` is a run directory and read what resuming it needs.
+
+    Raises:
+        PtxsegError: no ``run.json``/``config.yaml``, or a ``run.json`` without the dataset path and fold.
+    """
+    run_json = run_dir / "run.json"
+    if not run_json.is_file() or not (run_dir / "config.yaml").is_file():
+        raise PtxsegError(run_dir, "not a run directory (no run.json/config.yaml)")
+    info = read_json_object(run_json)
+    if not isinstance(info.get("dataset"), str) or not isinstance(info.get("fold"), int):
+        raise PtxsegError(run_json, "lacks the dataset path and fold of the run")
+    return ResumeTarget(run_dir / "config.yaml", Path(info["dataset"]), info["fold"])
+
+
+def check_new_run(run_dir: Path, dataset: Path) -> None:
+    """Refuse to start a run over another run's resume state, or on a folder that is not a ptxseg dataset."""
+    if (run_dir / "state" / "state.json").is_file():
+        raise PtxsegError(run_dir, "already holds a run; use --resume to continue it or choose another --out")
+    check_dataset(dataset)
+
+
+def check_dataset(dataset: Path) -> None:
+    """Refuse a folder without a ``manifest.csv``."""
+    if not (dataset / "manifest.csv").is_file():
+        raise PtxsegError(dataset, "not a ptxseg dataset (no manifest.csv)")
+
+
+def default_run_dir(name: str, fold: int) -> Path:
+    """``runs/NAME-foldK-YYYYmmdd-HHMMSS``."""
+    return Path("runs") / f"{name}-fold{fold}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def git_commit() -> dict[str, Any]:
@@ -49,13 +100,6 @@ def git_commit() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Versions and hardware a result depends on."""
-    import albumentations
-    import numpy
-    import segmentation_models_pytorch
-    import timm
-    import torch
-
-    import ptxseg
 
     return {
         "ptxseg": ptxseg.__version__,
