@@ -84,7 +84,11 @@ def demo(
         )
 
     trained = train(cfg, dataset, run, minutes=budget, quiet=quick, on_epoch=on_epoch)
-    console.print(f"  {trained.epochs_run} epochs ({trained.stop_reason}), best validation Dice {trained.best_dice:.4f}")
+    console.print(
+        f"  {trained.epochs_run} epochs ({trained.stop_reason}); chosen epoch {trained.best_epoch + 1}: validation Dice "
+        f"{trained.select_dice:.4f} at its tuned point ({trained.best_dice:.4f} at the configured one)",
+        highlight=False,
+    )
 
     console.print(f"[bold]5/10[/bold] ptxseg tune {run}")
     tuned = tune_model(run, progress=progress_bar("predicting")).result
@@ -105,7 +109,7 @@ def demo(
         ["training.batch_size=4"] if quick else []
     )
     lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, run / "lungs", minutes=lung_budget, quiet=True)
-    console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.best_dice:.4f}")
+    console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.select_dice:.4f}")
 
     from ptxseg.clinical import ClinicalPipeline
     from ptxseg.predict import predict_batch

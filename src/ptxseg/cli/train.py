@@ -146,7 +146,13 @@ def train_command(
     )
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("best validation SIIM Dice (configured operating point)", f"{result.best_dice:.4f} (epoch {result.best_epoch + 1})")
+    if result.select_by == "tuned":
+        table.add_row(
+            "chosen epoch: validation SIIM Dice at its tuned point", f"{result.select_dice:.4f} (epoch {result.best_epoch + 1})"
+        )
+    table.add_row(
+        "chosen epoch: validation SIIM Dice at the configured point", f"{result.best_dice:.4f} (epoch {result.best_epoch + 1})"
+    )
     op = result.operating_point
     table.add_row(
         "operating point" + (" (tuned on validation)" if cfg.postprocess.tune else " (fixed by the config)"),

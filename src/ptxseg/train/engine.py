@@ -71,6 +71,10 @@ def _diverged(run_dir: Path, where: str, lr: float | None = None) -> PtxsegError
 
 @dataclass
 class TrainResult:
+    """What a run ended with. ``best_dice`` is the chosen epoch's validation Dice at the configured operating
+    point; ``select_dice`` the Dice it was chosen by (``training.select_by``: at the epoch's tuned point, or the same
+    as ``best_dice``)."""
+
     run_dir: Path
     best_dice: float
     best_epoch: int
@@ -80,6 +84,8 @@ class TrainResult:
     stop_reason: str
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    select_dice: float = float("nan")
+    select_by: str = "fixed"
 
 
 @dataclass
@@ -528,6 +534,8 @@ class Trainer:
             stop_reason,
             time.monotonic() - self.t0,
             hist,
+            float(card.metrics.get("val_select", card.metrics["val_dice"])),
+            "tuned" if self.select_tuned else "fixed",
         )
 
 
