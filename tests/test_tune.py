@@ -263,3 +263,16 @@ def test_parallel_statistics_equal_serial():
     assert serial.scale == parallel.scale == 256 * 256 / 1024**2
     with pytest.raises(ValueError, match="different sizes"):
         collect([(probs[0], truths[0]), (probs[1][:128], truths[1][:128])])
+
+
+def test_a_typed_tune_request_dry_run_changes_nothing_and_agrees_with_the_command(tmp_path):
+    from ptxseg.tune import TuneRequest, tune_model
+
+    _, run = _tiny_run(tmp_path, seed=6)
+    before = (run / "best.json").read_text()
+    dry = tune_model(TuneRequest([run], write=False))
+    assert dry.written is None and (run / "best.json").read_text() == before
+    assert main(["tune", str(run), "-q"]) == 0
+    after = json.loads((run / "best.json").read_text())
+    assert after["operating_point"] == dry.result.best.to_dict()
+    assert after["metrics"]["val_dice_tuned"] == pytest.approx(dry.result.best_dice)

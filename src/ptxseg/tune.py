@@ -58,38 +58,46 @@ def _known(dataset: Path, image_id: str, prob: np.ndarray, truth: np.ndarray) ->
     return np.where(ignore, 0, prob).astype(prob.dtype), np.where(ignore, 0, truth).astype(truth.dtype)
 
 
-def tune_model(
-    models,
-    dataset=None,
-    fold: int | None = None,
-    tta=None,
-    save_probs=None,
-    write: bool = True,
-    progress=None,
-    weights=None,
-    probs=None,
-    out=None,
-    workers: int = 1,
-) -> TuneOutcome:
-    """Tune the operating point of a model, an ensemble file or several models, and (with ``write``) store it.
+@dataclass
+class TuneRequest:
+    """What ``ptxseg tune`` is asked to do.
 
-    Args:
-        models: a run directory / bundle / weights file / ensemble file, or a list of them (an ensemble).
+    Attributes:
+        models: run directories / weights files / an ensemble file (several models: an ensemble).
         dataset: canonical dataset (default: the one the first model was trained on).
-        fold: validation fold to predict (default: the first model's). With
-            ``probs`` and no fold, every stored map whose id is in the dataset
-            is used (e.g. out-of-fold maps of K fold models).
-        tta, weights: TTA list and ensemble weights (default: stored ones).
+        fold: validation fold to predict (default: the first model's). With ``probs`` and no fold, every stored map
+            whose id is in the dataset is used (e.g. out-of-fold maps of K fold models).
+        tta, weights: TTA list and ensemble weights (default: the stored ones).
         save_probs: keep the predicted maps there (``<id>.npz``).
         probs: tune on maps stored there instead of predicting.
         out: ensemble file to write (required to write the point of several models).
-        workers: processes labelling the maps (see :func:`collect`).
-
-    The point goes into the single model's ``.json``, into the ensemble file
-    given, or into ``out``. Writes ``threshold_curves.png`` beside it.
+        write: store the chosen point (False: a dry run).
+        workers: processes labelling the maps (see :func:`ptxseg.gridsearch.collect`).
     """
 
-    models = [models] if isinstance(models, (str, Path)) else list(models)
+    models: list[Path]
+    dataset: Path | None = None
+    fold: int | None = None
+    tta: list[str] | None = None
+    weights: list[float] | None = None
+    save_probs: Path | None = None
+    probs: Path | None = None
+    out: Path | None = None
+    write: bool = True
+    workers: int = 1
+
+
+def tune_model(request: TuneRequest | str | Path, progress=None) -> TuneOutcome:
+    """Tune the operating point of a model, an ensemble file or several models, and (with ``write``) store it.
+
+    ``request`` may be a single model path (every other setting at its default). The point goes into the single
+    model's ``.json``, into the ensemble file given, or into ``out``; ``threshold_curves.png`` is written beside it.
+    ``progress`` wraps the stream of maps (a progress bar).
+    """
+    if not isinstance(request, TuneRequest):
+        request = TuneRequest([Path(request)])
+    models, dataset, fold, tta, weights = list(request.models), request.dataset, request.fold, request.tta, request.weights
+    save_probs, probs, out, write, workers = request.save_probs, request.probs, request.out, request.write, request.workers
     predictor = Predictor(models, weights=weights, tta=tta)
     if predictor.bundle is not None:
         raise PtxsegError(models[0], "is a bundle: tune its run directory (or ensemble file), then export it again")

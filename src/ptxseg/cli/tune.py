@@ -91,24 +91,24 @@ def tune_command(
 ) -> None:
     """Grid-search threshold, component and mask sizes, triplets and classifier gates on validation maps; store the best."""
     from ptxseg.errors import PtxsegError
-    from ptxseg.tune import tune_model
+    from ptxseg.tune import TuneRequest, tune_model
 
     if out is not None and out.suffix != ".json":
         raise PtxsegError(out, "the ensemble file must end in .json")
     t0 = time.monotonic()
-    done = tune_model(
-        model,
-        data,
-        fold,
-        tta,
-        save_probs,
-        not dry_run,
-        progress_bar("reading maps" if probs else "predicting", quiet),
-        weights,
-        probs,
-        out,
-        workers,
+    request = TuneRequest(
+        models=list(model),
+        dataset=data,
+        fold=fold,
+        tta=tta,
+        weights=weights,
+        save_probs=save_probs,
+        probs=probs,
+        out=out,
+        write=not dry_run,
+        workers=workers,
     )
+    done = tune_model(request, progress_bar("reading maps" if probs else "predicting", quiet))
     result = done.result
     print_tables(result)
     where = f"fold {done.fold}" if done.fold is not None else f"maps in {done.source}"
