@@ -48,7 +48,7 @@ from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.progress import err_console
 from ptxseg.train import distributed as D
 from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader
-from ptxseg.train.epoch import EpochPlan, EpochProgress, train_epoch
+from ptxseg.train.epoch import EpochPlan, train_epoch
 from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
 from ptxseg.train.rundir import RunDir, environment
 from ptxseg.train.selection import CheckpointPolicy, StageBook
@@ -92,6 +92,7 @@ class TrainResult:
 class StageParts:
     """What one stage trains with (built by :meth:`Trainer._build_stage`)."""
 
+    pp: Preprocessing  # the stage's preprocessing contract (its validation loader's)
     model: torch.nn.Module
     ddp_model: torch.nn.Module  # the model, wrapped for DistributedDataParallel when several processes train
     train_ds: SegmentationDataset
@@ -348,7 +349,7 @@ class Trainer:
             writer=d.main,
         )
         return StageParts(
-            model, ddp_model, train_ds, sampler, val_loader, optimizer, schedule, scaler, criterion, book, policy, freezing
+            pp, model, ddp_model, train_ds, sampler, val_loader, optimizer, schedule, scaler, criterion, book, policy, freezing
         )
 
     def _val_loader(self, split, pp: Preprocessing):
@@ -405,11 +406,9 @@ class Trainer:
             t_epoch = time.monotonic() - book.seconds
             total_batches = book.batch + len(loader)
             bar = _Bar(f"stage {s_idx} epoch {epoch + 1}/{stage.epochs}", total_batches, book.batch, quiet=self.quiet or not d.main)
-            progress = EpochProgress(book.batch, book.seen, book.loss_sum)
 
-            def after_step(_steps: int, progress=progress, t_epoch=t_epoch, total_batches=total_batches) -> str | None:
+            def after_step(_steps: int, t_epoch=t_epoch, total_batches=total_batches) -> str | None:
                 self.global_step += 1
-                book.batch, book.seen, book.loss_sum = progress.batch, progress.seen, progress.loss_sum
                 book.seconds = time.monotonic() - t_epoch
                 every = cfg.training.checkpoint_every_steps
                 stop_now = bool(D.broadcast(self._signal is not None, d)) if d.active else self._signal is not None
@@ -426,7 +425,7 @@ class Trainer:
                     loader,
                     total_batches,
                     plan,
-                    progress,
+                    book,  # the epoch's progress lives in the stage book, so the resume state always holds it
                     after_step,
                     bar.update,
                     where=lambda b, epoch=epoch: f"stage {s_idx}, epoch {epoch + 1}, batch {b}",
@@ -434,7 +433,6 @@ class Trainer:
                 )
             finally:
                 bar.close()
-            book.batch, book.seen, book.loss_sum = progress.batch, progress.seen, progress.loss_sum
             if outcome.stopped == "signal":
                 raise TrainingInterrupted(f"{self._signal}: state saved at stage {s_idx}, epoch {epoch + 1}, batch {book.batch}")
             budget_hit = outcome.stopped == "budget"
@@ -492,7 +490,7 @@ class Trainer:
             raise PtxsegError(self.run.path, "no epoch was completed: nothing to save (raise --minutes?)")
         model, card = load_model(best_weights, self.dist.device)
         parts = getattr(self, "last_parts", None)
-        same = parts is not None and parts.val_loader.dataset.dataset.ds.pp == card.preprocessing
+        same = parts is not None and parts.pp == card.preprocessing
         loader = parts.val_loader if same else self._val_loader(split, card.preprocessing)
         op = self._op()
         checked = self._validate(model, loader, op, keep_probs=True)

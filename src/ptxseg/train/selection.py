@@ -8,20 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ptxseg.train.epoch import EpochProgress
+
 
 @dataclass
-class StageBook:
-    """Per-stage bookkeeping saved with the resume state."""
+class StageBook(EpochProgress):
+    """Per-stage bookkeeping saved with the resume state: the epoch in progress (``batch``, ``seen``, ``loss_sum``
+    — what :func:`~ptxseg.train.epoch.train_epoch` advances, so a resumed epoch reports the whole epoch) and the
+    checkpoint policy's record."""
 
     epoch: int = 0
-    batch: int = 0  # batches done in the current epoch
     best: float = -1.0
     best_epoch: int = -1
     bad_epochs: int = 0
     topk: list[list[Any]] = field(default_factory=list)  # [[dice, epoch], ...] best first
     done: bool = False
-    loss_sum: float = 0.0  # running sums of the epoch in progress, so a resumed epoch reports the whole epoch
-    seen: int = 0
     seconds: float = 0.0
 
 
