@@ -12,7 +12,7 @@ from ptxseg.cli import main
 from ptxseg.config import load_config
 from ptxseg.errors import PtxsegError
 from ptxseg.gridsearch import collect, search
-from ptxseg.metrics import dice_per_image
+from ptxseg.metrics import ImageStats, dice_per_image, summarize
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
@@ -55,16 +55,29 @@ def test_minimum_mask_size_removes_small_confident_spots():
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_search_agrees_with_apply_operating_point(seed):
+    # smooth random maps (peaks 0.6–1.0) and truths from a perturbed copy: Dice, sensitivity and specificity all
+    # vary over the grid, so agreement is tested on non-trivial values
     rng = np.random.default_rng(seed)
-    probs = np.clip(rng.normal(0.3, 0.25, (12, 128, 128)), 0, 1).astype(np.float32)
-    probs = np.stack([cv2.GaussianBlur(p, (0, 0), 3) for p in probs])
-    truths = (probs > 0.45).astype(np.uint8)
+    noise, other = rng.normal(0, 1, (2, 12, 128, 128)).astype(np.float32)
+
+    def unit(a):
+        return (a - a.min()) / (a.max() - a.min())
+
+    probs = np.stack([unit(cv2.GaussianBlur(n, (0, 0), 4)) * s for n, s in zip(noise, rng.uniform(0.6, 1, 12), strict=True)])
+    truths = np.stack([unit(cv2.GaussianBlur(n + 0.5 * o, (0, 0), 4)) > 0.7 for n, o in zip(noise, other, strict=True)])
+    truths = truths.astype(np.uint8)
     truths[::3] = 0
-    result = search(collect(zip(probs, truths, strict=True)))
+    result = search(collect(zip(probs.astype(np.float32), truths, strict=True)))
+    assert 0.2 < result.best_dice < 0.9  # a non-trivial grid: neither everything right nor everything wrong
     assert dice_per_image(apply_operating_point(probs, result.best), truths).mean() == pytest.approx(result.best_dice)
     for r in result.triplets[:3]:
         op = OperatingPoint(r["bottom_threshold"], r["component_px"], 0, 1024, r["top_threshold"], r["top_min_px"])
         assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(r["dice"])
+    for row in result.threshold_sweep[::4]:  # the sweep's case statistics are what `ptxseg evaluate` reports
+        expected = summarize(ImageStats.of(probs > row["threshold"], truths))
+        assert row["dice"] == pytest.approx(expected["mean_dice"])
+        for key in ("case_sensitivity", "case_specificity"):
+            assert row[key] == pytest.approx(expected[key])
     i, k = 3, 2
     op = OperatingPoint(result.threshold_sweep[i]["threshold"], int(result.size_grid_components[i, k]), result.min_mask_px[k], 1024)
     assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(result.size_grid[i, k])
@@ -104,57 +117,61 @@ def _evaluate_json(run, data, fold, out) -> int:
     )
 
 
-def test_tune_cli_writes_the_operating_point(tmp_path):
-    data, _ = _tiny_run(tmp_path, seed=5)
-    before = json.loads((tmp_path / "run" / "best.json").read_text())
-    assert main(["tune", str(tmp_path / "run"), "-q", "--save-probs", str(tmp_path / "probs")]) == 0
-    after = json.loads((tmp_path / "run" / "best.json").read_text())
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A tiny run, its card before tuning, and ``ptxseg tune --save-probs`` applied to it: (dataset, run, before, after)."""
+    root = tmp_path_factory.mktemp("tuned")
+    data, run = _tiny_run(root, seed=5)
+    before = json.loads((run / "best.json").read_text())
+    assert main(["tune", str(run), "-q", "--save-probs", str(root / "probs")]) == 0
+    return data, run, before, json.loads((run / "best.json").read_text())
+
+
+def test_tune_writes_the_operating_point_into_the_card(tuned):
+    _, run, before, after = tuned
     assert after["tuning"]["fold"] == before["training_data"]["fold"] and after["tuning"]["tta"] == ["identity", "hflip"]
     assert set(after["operating_point"]) >= {"threshold", "min_component_px", "min_mask_px", "top_threshold"}
-    assert (tmp_path / "run" / "threshold_curves.png").is_file()
-    assert len(list((tmp_path / "probs").glob("*.npz"))) == after["tuning"]["images"]
-    # the tuned point is what `ptxseg evaluate --model` applies
+    assert (run / "threshold_curves.png").is_file()
+    assert len(list((run.parent / "probs").glob("*.npz"))) == after["tuning"]["images"]
+
+
+def test_evaluate_applies_the_tuned_point_and_gets_its_dice_back(tuned, tmp_path):
+    data, run, _, after = tuned
     out = tmp_path / "eval.json"
-    assert _evaluate_json(tmp_path / "run", data, after["tuning"]["fold"], out) == 0
+    assert _evaluate_json(run, data, after["tuning"]["fold"], out) == 0
     doc = json.loads(out.read_text())
     assert doc["operating_point"] == after["operating_point"] and doc["images"] == after["tuning"]["images"]
     assert doc["mean_dice"] == pytest.approx(after["metrics"]["val_dice_tuned"])
-    assert (
-        main(["evaluate", "--model", str(tmp_path / "run"), "--data", str(data), "--split", "test", "-q"]) == 2
-    )  # phantoms: no test split
-    # a submission of the same fold, scored against the stored masks, gives the same SIIM score
+
+
+def test_evaluate_refuses_a_split_the_dataset_lacks(tuned, capsys):
+    data, run, _, _ = tuned
+    assert main(["evaluate", "--model", str(run), "--data", str(data), "--split", "test", "-q"]) == 2  # phantoms: no test split
+    assert "test" in capsys.readouterr().err
+
+
+def test_a_submission_scores_what_evaluate_reports(tuned, tmp_path):
+    data, run, _, after = tuned
+    fold = str(after["tuning"]["fold"])
+    ev = tmp_path / "eval.json"
+    assert _evaluate_json(run, data, fold, ev) == 0
     sub = tmp_path / "sub.csv"
     assert (
-        main(
-            [
-                "submit",
-                "--model",
-                str(tmp_path / "run"),
-                "--data",
-                str(data),
-                "--fold",
-                str(after["tuning"]["fold"]),
-                "--out",
-                str(sub),
-                "--format",
-                "absolute",
-                "-q",
-            ]
-        )
+        main(["submit", "--model", str(run), "--data", str(data), "--fold", fold, "--out", str(sub), "--format", "absolute", "-q"])
         == 0
     )
     rows = sub.read_text().splitlines()
     assert rows[0] == "ImageId,EncodedPixels" and len(rows) == 1 + after["tuning"]["images"]
-    ev = tmp_path / "sub_eval.json"
-    fold_ids = [r.split(",")[0] for r in rows[1:]]
     truth = tmp_path / "truth"
     truth.mkdir()
-    for image_id in fold_ids:  # canonical phantoms: the SOPInstanceUID is the file id
+    for image_id in (r.split(",")[0] for r in rows[1:]):  # canonical phantoms: the SOPInstanceUID is the file id
         (truth / f"{image_id}.png").write_bytes((data / "masks" / f"{image_id}.png").read_bytes())
+    scored = tmp_path / "sub_eval.json"
     assert (
-        main(["evaluate", "--pred", str(sub), "--truth", str(truth), "--size", "64", "--json", str(ev), "-q", "--bootstrap", "0"]) == 0
+        main(["evaluate", "--pred", str(sub), "--truth", str(truth), "--size", "64", "--json", str(scored), "-q", "--bootstrap", "0"])
+        == 0
     )
-    assert json.loads(ev.read_text())["mean_dice"] == pytest.approx(doc["mean_dice"])
+    assert json.loads(scored.read_text())["mean_dice"] == pytest.approx(json.loads(ev.read_text())["mean_dice"])
 
 
 def test_restore_mask_inverts_the_stored_geometry():
@@ -167,7 +184,7 @@ def test_restore_mask_inverts_the_stored_geometry():
     assert back.shape == m.shape and dice_per_image(back, m)[0] > 0.97
 
 
-def test_report_from_run_and_from_evaluation_json(tmp_path):
+def test_case_tile_colours_and_case_picking():
     from ptxseg.render import case_tile as overlay
     from ptxseg.report import pick_cases
 
@@ -179,12 +196,19 @@ def test_report_from_run_and_from_evaluation_json(tmp_path):
     assert tile[50, 50].tolist() == [127, 127, 127]  # untouched background
     cases = pick_cases(list("abcdef"), np.array([0.1, 0.9, 0.5, 0.3, 0.7, 1.0]), np.array([1, 1, 1, 1, 1, 0], bool), k=2)
     assert cases["worst"] == ["a", "d"] and cases["best"] == ["b", "e"] and "f" not in sum(cases.values(), [])
-    data, _ = _tiny_run(tmp_path, seed=8)
-    assert main(["report", str(tmp_path / "run"), "-q"]) == 0
-    page = (tmp_path / "run" / "report" / "report.html").read_text()
+
+
+def test_report_from_a_run(tuned):
+    _, run, _, _ = tuned
+    assert main(["report", str(run), "-q"]) == 0
+    page = (run / "report" / "report.html").read_text()
     assert "SIIM score" in page and "confusion.png" in page and "case_worst_0.png" in page and "curves.png" in page
+
+
+def test_report_from_an_evaluation_json(tuned, tmp_path):
+    data, run, _, _ = tuned
     ev = tmp_path / "ev.json"
-    assert _evaluate_json(tmp_path / "run", data, 0, ev) == 0
+    assert _evaluate_json(run, data, 0, ev) == 0
     assert main(["report", str(ev), "--out", str(tmp_path / "rep2"), "-q"]) == 0
     assert (tmp_path / "rep2" / "report.html").is_file() and list((tmp_path / "rep2").glob("case_best_*.png"))
 
@@ -208,49 +232,78 @@ def test_model_with_classifier_head_tunes_and_evaluates_with_its_gate(tmp_path):
     assert doc["mean_dice"] == pytest.approx(gates[4]["dice"])
 
 
-def test_ensemble_tuned_from_stored_maps_and_used_everywhere(tmp_path):
-    data, run_a = _tiny_run(tmp_path, seed=7)
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """Two tiny runs on one dataset, their validation fold, and `evaluate` of the pair (weights 1:3) keeping its maps."""
+    root = tmp_path_factory.mktemp("pair")
+    data, run_a = _tiny_run(root, seed=7)
     sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
-    sets.append("training.seed=1")
-    run_b = train(load_config("default", sets), data, tmp_path / "run_b", quiet=True).run_dir
+    run_b = train(load_config("default", [*sets, "training.seed=1"]), data, root / "run_b", quiet=True).run_dir
     fold = json.loads((run_a / "best.json").read_text())["training_data"]["fold"]
-    models = ["--model", str(run_a), "--model", str(run_b)]
-    probs, ev_json = tmp_path / "maps", tmp_path / "ens_eval.json"
-    common = ["--data", str(data), "--fold", str(fold), "-q", "--bootstrap", "0"]
-    assert (
-        main(["evaluate", *models, "--weights", "1", "--weights", "3", *common, "--save-probs", str(probs), "--json", str(ev_json)])
-        == 0
-    )
-    doc = json.loads(ev_json.read_text())
-    assert doc["model_weights"] == [0.25, 0.75] and len(list(probs.glob("*.npz"))) == doc["images"]
+    probs, ev_json = root / "maps", root / "ens_eval.json"
+    models = ["--model", str(run_a), "--model", str(run_b), "--weights", "1", "--weights", "3"]
+    assert main(["evaluate", *models, *_common(data, fold), "--save-probs", str(probs), "--json", str(ev_json)]) == 0
+    return {"data": data, "a": run_a, "b": run_b, "fold": fold, "probs": probs, "eval": json.loads(ev_json.read_text())}
 
-    # several models need somewhere to keep their operating point
-    assert main(["tune", str(run_a), str(run_b), "-q"]) == 2
+
+def _common(data, fold) -> list[str]:
+    return ["--data", str(data), "--fold", str(fold), "-q", "--bootstrap", "0"]
+
+
+WEIGHTS = ["--weights", "1", "--weights", "3"]
+
+
+def test_ensemble_evaluate_normalises_weights_and_keeps_every_map(pair):
+    assert pair["eval"]["model_weights"] == [0.25, 0.75]
+    assert len(list(pair["probs"].glob("*.npz"))) == pair["eval"]["images"]
+
+
+def test_several_models_need_somewhere_to_keep_their_point(pair, capsys):
+    assert main(["tune", str(pair["a"]), str(pair["b"]), "-q"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def _tune_from_maps(pair, ens) -> dict:
+    cmd = ["tune", str(pair["a"]), str(pair["b"]), *WEIGHTS, "--probs", str(pair["probs"]), "--out", str(ens), "-q", "--workers", "2"]
+    assert main(cmd) == 0
+    return json.loads(ens.read_text())
+
+
+def test_ensemble_tuned_from_stored_maps(pair, tmp_path):
     ens = tmp_path / "ens" / "ensemble.json"
-    w = ["--weights", "1", "--weights", "3"]
-    assert main(["tune", str(run_a), str(run_b), *w, "--probs", str(probs), "--out", str(ens), "-q", "--workers", "2"]) == 0
-    from_maps = json.loads(ens.read_text())
+    from_maps = _tune_from_maps(pair, ens)
     assert from_maps["format"] == "ptxseg-ensemble/1" and from_maps["weights"] == [0.25, 0.75]
-    assert from_maps["tuning"]["source"] == str(probs) and from_maps["tuning"]["images"] == doc["images"]
+    assert from_maps["tuning"]["source"] == str(pair["probs"]) and from_maps["tuning"]["images"] == pair["eval"]["images"]
     assert (tmp_path / "ens" / "ensemble_threshold_curves.png").is_file()
 
-    # tuned by predicting: `evaluate --model ensemble.json` applies its weights, TTA and point and gets its Dice back
-    assert main(["tune", str(run_a), str(run_b), *w, "--out", str(ens), "-q"]) == 0
+
+def test_ensemble_tuned_by_predicting_is_what_evaluate_applies(pair, tmp_path):
+    ens = tmp_path / "ens" / "ensemble.json"
+    from_maps = _tune_from_maps(pair, tmp_path / "maps_ens.json")
+    assert main(["tune", str(pair["a"]), str(pair["b"]), *WEIGHTS, "--out", str(ens), "-q"]) == 0
     tuned = json.loads(ens.read_text())
-    assert tuned["members"] == [str(run_a), str(run_b)]  # outside the ensemble's folder: kept absolute
+    assert tuned["members"] == [str(pair["a"]), str(pair["b"])]  # outside the ensemble's folder: kept absolute
     assert tuned["tuning"]["val_dice_tuned"] == pytest.approx(from_maps["tuning"]["val_dice_tuned"], abs=0.05)  # uint8 maps
-    ev2 = tmp_path / "ens_eval2.json"
-    assert main(["evaluate", "--model", str(ens), *common, "--json", str(ev2)]) == 0
-    doc2 = json.loads(ev2.read_text())
-    assert doc2["operating_point"] == tuned["operating_point"] and doc2["mean_dice"] == pytest.approx(
-        tuned["tuning"]["val_dice_tuned"]
-    )
-    assert main(["report", str(ens), "-q"]) == 2  # an ensemble needs an explicit fold or split
-    assert main(["report", str(ens), "--fold", str(fold), "--out", str(tmp_path / "rep"), "-q"]) == 0
+    ev = tmp_path / "ens_eval.json"
+    assert main(["evaluate", "--model", str(ens), *_common(pair["data"], pair["fold"]), "--json", str(ev)]) == 0
+    doc = json.loads(ev.read_text())
+    assert doc["operating_point"] == tuned["operating_point"]
+    assert doc["mean_dice"] == pytest.approx(tuned["tuning"]["val_dice_tuned"])
+
+
+def test_report_of_an_ensemble_needs_a_fold(pair, tmp_path):
+    ens = tmp_path / "ensemble.json"
+    _tune_from_maps(pair, ens)
+    assert main(["report", str(ens), "-q"]) == 2  # an ensemble records no fold of its own
+    assert main(["report", str(ens), "--fold", str(pair["fold"]), "--out", str(tmp_path / "rep"), "-q"]) == 0
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "ensemble.json" in page and (tmp_path / "rep" / "threshold_curves.png").is_file()
+
+
+def test_an_ensemble_file_without_members_is_refused(pair, tmp_path, capsys):
     (tmp_path / "bad.json").write_text('{"format": "ptxseg-ensemble/1", "members": []}')
-    assert main(["evaluate", "--model", str(tmp_path / "bad.json"), *common]) == 2
+    assert main(["evaluate", "--model", str(tmp_path / "bad.json"), *_common(pair["data"], pair["fold"])]) == 2
+    assert "bad.json" in capsys.readouterr().err
 
 
 def test_parallel_statistics_equal_serial():

@@ -8,6 +8,9 @@ classifier head, a gate c ∈ {0.1 … 0.9} on the head's probability combined
 with every threshold × component × minimum-mask point; pixel counts refer to
 a 1024² image and scale with the maps' area.
 
+Scores come from :mod:`ptxseg.metrics` (Dice from pixel counts, case statistics), the same definitions
+`ptxseg evaluate` reports.
+
 Speed: each image is visited once. For every threshold its probability map
 is thresholded and labelled once (OpenCV, 8-connectivity); component areas
 and their overlap with the truth (``bincount``) give, for every component
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ptxseg.metrics import detection_metrics, dice_from_counts
 from ptxseg.postprocess import OperatingPoint
 
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.20, 0.801, 0.05), 2))
@@ -54,8 +58,8 @@ class GridStats:
     cls_prob: np.ndarray | None = None  # N classifier-head probabilities, when the model has a head
 
     def dice(self, area: np.ndarray, inter: np.ndarray) -> np.ndarray:
-        total = area + self.true_area
-        return np.where(total == 0, 1.0, 2.0 * inter / np.maximum(total, 1))
+        """Per-image Dice of masks keeping ``area`` pixels, ``inter`` of them true (the challenge convention)."""
+        return dice_from_counts(inter, area, self.true_area)
 
 
 def map_statistics(
@@ -185,11 +189,9 @@ def stats_from_rows(
 
 
 def _case(stats: GridStats, final_area: np.ndarray) -> tuple[float, float]:
-    pos = stats.true_area > 0
-    pred = final_area > 0
-    sens = float((pred & pos).sum() / pos.sum()) if pos.any() else float("nan")
-    spec = float((~pred & ~pos).sum() / (~pos).sum()) if (~pos).any() else float("nan")
-    return sens, spec
+    """Case sensitivity and specificity when an image counts as positive for a non-empty final mask."""
+    m = detection_metrics(final_area > 0, stats.true_area > 0)
+    return m["case_sensitivity"], m["case_specificity"]
 
 
 @dataclass

@@ -20,6 +20,13 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def dice_from_counts(inter: np.ndarray, pred_area: np.ndarray, true_area: np.ndarray) -> np.ndarray:
+    """Dice ``2·inter / (pred_area + true_area)`` from pixel counts (arrays of any broadcastable shape), with the
+    challenge convention: both masks empty → 1. Returns float64 of the broadcast shape."""
+    total = np.asarray(pred_area) + np.asarray(true_area)
+    return np.where(total == 0, 1.0, 2.0 * np.asarray(inter) / np.maximum(total, 1))
+
+
 def _as_batch(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = np.asarray(pred) != 0
     t = np.asarray(truth) != 0
@@ -93,8 +100,7 @@ class ImageStats:
         return self.tp + self.fn
 
     def dice(self) -> np.ndarray:
-        total = self.pred_area + self.true_area
-        return np.where(total == 0, 1.0, 2.0 * self.tp / np.maximum(total, 1))
+        return dice_from_counts(self.tp, self.pred_area, self.true_area)
 
     def iou(self) -> np.ndarray:
         union = self.tp + self.fp + self.fn
