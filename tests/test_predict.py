@@ -4,6 +4,7 @@ overlay, DICOM SEG read back, summary.csv, resume; lung-field models trained wit
 from __future__ import annotations
 
 import json
+import shutil
 
 import cv2
 import highdicom as hd
@@ -37,40 +38,87 @@ def _inputs(tmp_path, data):
     png.write_bytes((data / "images" / f"{manifest['id'][2]}.png").read_bytes())
     (tmp_path / "in" / "broken.dcm").write_bytes(b"DICM" * 10)
     listing = tmp_path / "list.txt"
-    listing.write_text(f"# a list file\n{shared_path('dicom/chest_pa_cr_mono1.dcm')}\n")
+    listing.write_text(f"# a list file\n{shared_path(REAL_CR)}\n")
     return [tmp_path / "in", listing]
 
 
-def test_predict_dicom_png_and_bad_input_to_json_overlay_seg(models, tmp_path):
+REAL_CR = "dicom/chest_pa_cr_mono1.dcm"
+
+
+@pytest.fixture(scope="module")
+def batch(models, tmp_path_factory):
+    """``ptxseg predict --seg`` on the five inputs of :func:`_inputs`, with the model's operating point lowered to
+    0.45 so that the one-epoch model outlines something on every image (masks, sides and SEG frames are then not
+    trivially empty). Returns the command's arguments, its exit status, summary.csv and the documents by id."""
     data, run = models
-    out = tmp_path / "out"
-    args = ["predict", str(run), *map(str, _inputs(tmp_path, data)), "--out", str(out), "--seg", "-q", "--workers", "2"]
-    assert main(args) == 1  # the corrupt file fails the batch's exit status, not the batch
+    root = tmp_path_factory.mktemp("batch")
+    model = root / "model"
+    shutil.copytree(run, model)
+    card = json.loads((model / "best.json").read_text())
+    card["operating_point"] = {**card["operating_point"], "threshold": 0.45, "min_mask_px": 0, "min_component_px": 0}
+    (model / "best.json").write_text(json.dumps(card))
+    out = root / "out"
+    args = ["predict", str(model), *map(str, _inputs(root, data)), "--out", str(out), "--seg", "-q", "--workers", "2"]
+    status = main(args)
     summary = pd.read_csv(out / "summary.csv")
-    assert len(summary) == 5 and summary["status"].tolist().count("ok") == 4
+    docs = {row["id"]: json.loads((out / f"{row['id']}.json").read_text()) for _, row in summary[summary["status"] == "ok"].iterrows()}
+    return {"args": args, "status": status, "out": out, "summary": summary, "docs": docs}
+
+
+def test_a_corrupt_file_fails_the_exit_status_not_the_batch(batch):
+    summary = batch["summary"]
+    assert batch["status"] == 1 and len(summary) == 5 and summary["status"].tolist().count("ok") == 4
     bad = summary[summary["status"] == "error"].iloc[0]
     assert bad["input"].endswith("broken.dcm") and "DICOM" in bad["reason"] and summary.index[-1] == bad.name  # failures last
-    ranks = summary["max_severity"].map({"severe": 3, "moderate": 2, "mild": 1, "none": 0}).fillna(-1)[:4]
-    assert list(ranks) == sorted(ranks, reverse=True)  # triage order
 
-    real = pydicom.dcmread(shared_path("dicom/chest_pa_cr_mono1.dcm"), stop_before_pixels=True)
-    for _, row in summary[summary["status"] == "ok"].iterrows():
-        doc = json.loads((out / f"{row['id']}.json").read_text())
+
+def test_results_are_listed_in_triage_order(batch):
+    ranks = batch["summary"]["max_severity"].map({"severe": 3, "moderate": 2, "mild": 1, "none": 0})[:4]
+    assert ranks.notna().all() and list(ranks) == sorted(ranks, reverse=True)
+
+
+def test_each_answer_has_its_mask_overlay_and_model(batch):
+    out = batch["out"]
+    for doc in batch["docs"].values():
         assert doc["format"] == "ptxseg-prediction/1" and doc["model"]["version"].startswith("ptxseg ")
         assert doc["lung_model"] is not None and doc["uncertainty"]["members"] == 2  # identity + hflip
+        mask = read_mask(out / doc["outputs"]["mask"])
+        assert mask.shape == (doc["input"]["rows"], doc["input"]["columns"])
+        assert int(mask.sum()) == doc["pneumothorax"]["area_px"] > 0
+        assert (out / doc["outputs"]["overlay"]).is_file()
+
+
+def test_sides_add_up_and_millimetres_follow_the_pixel_spacing(batch):
+    docs = batch["docs"]
+    assert all(doc["lungs"]["found"] for doc in docs.values())  # the tiny lung model finds fields on all four
+    for doc in docs.values():
         for side in ("right", "left"):
             assert set(doc[side]) == {"area_px", "area_mm2", "lung_area_px", "lung_area_mm2", "ratio_pct", "severity", "lesions"}
+        assert doc["right"]["area_px"] + doc["left"]["area_px"] + doc["unassigned_px"] == doc["pneumothorax"]["area_px"]
+    spaced = [d for d in docs.values() if d["input"]["pixel_spacing_mm"] == [0.5, 0.5]]
+    assert len(spaced) == 2  # the two phantoms written with PixelSpacing 0.5 mm
+    for doc in spaced:
+        for side in ("right", "left"):
+            assert doc[side]["lung_area_mm2"] == pytest.approx(doc[side]["lung_area_px"] * 0.25)
+            assert doc[side]["area_mm2"] == pytest.approx(doc[side]["area_px"] * 0.25)
+    real_uid = pydicom.dcmread(shared_path(REAL_CR), stop_before_pixels=True).SOPInstanceUID
+    real = next(d for d in docs.values() if d["input"].get("SOPInstanceUID") == real_uid)
+    assert (real["input"]["rows"], real["input"]["columns"]) == (1955, 1841)
+    assert real["input"]["pixel_spacing_mm"] is None and real["right"]["area_mm2"] is None  # no spacing: no mm²
+
+
+def test_an_image_input_gets_no_seg_and_says_why(batch):
+    images = [d for d in batch["docs"].values() if d["input"]["kind"] != "dicom"]
+    assert len(images) == 1
+    assert images[0]["outputs"]["seg"] is None and "not a DICOM" in images[0]["seg_note"]
+
+
+def test_seg_is_full_resolution_and_references_its_source(batch):
+    out = batch["out"]
+    dicoms = [d for d in batch["docs"].values() if d["input"]["kind"] == "dicom"]
+    assert len(dicoms) == 3
+    for doc in dicoms:
         mask = read_mask(out / doc["outputs"]["mask"])
-        assert mask.shape == (doc["input"]["rows"], doc["input"]["columns"]) and int(mask.sum()) == doc["pneumothorax"]["area_px"]
-        assert (out / doc["outputs"]["overlay"]).is_file()
-        if doc["lungs"]["found"]:
-            assert doc["right"]["area_px"] + doc["left"]["area_px"] + doc["unassigned_px"] == doc["pneumothorax"]["area_px"]
-            if doc["input"]["pixel_spacing_mm"] == [0.5, 0.5]:
-                assert doc["right"]["lung_area_mm2"] == pytest.approx(doc["right"]["lung_area_px"] * 0.25)
-        if doc["input"]["kind"] != "dicom":
-            assert doc["outputs"]["seg"] is None and "not a DICOM" in doc["seg_note"]
-            continue
-        # the SEG: readable by highdicom and pydicom, full source resolution, references the source instance
         seg = hd.seg.segread(out / doc["outputs"]["seg"])
         assert (seg.Rows, seg.Columns) == mask.shape and seg.SegmentationType == "BINARY"
         assert seg.StudyInstanceUID == doc["input"]["StudyInstanceUID"]
@@ -78,29 +126,30 @@ def test_predict_dicom_png_and_bad_input_to_json_overlay_seg(models, tmp_path):
         refs = {r.ReferencedSOPInstanceUID for s in seg.ReferencedSeriesSequence for r in s.ReferencedInstanceSequence}
         assert refs == {doc["input"]["SOPInstanceUID"]}
         assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == doc["input"]["SeriesInstanceUID"]
-        stored = seg.get_pixels_by_source_instance([doc["input"]["SOPInstanceUID"]], segment_numbers=[1], combine_segments=False)[
-            0, ..., 0
-        ]
-        assert np.array_equal(stored.astype(bool), mask.astype(bool))
+        uid = doc["input"]["SOPInstanceUID"]
+        stored = seg.get_pixels_by_source_instance([uid], segment_numbers=[1], combine_segments=False)[0, ..., 0]
+        assert stored.any() and np.array_equal(stored.astype(bool), mask.astype(bool))
         assert pydicom.dcmread(out / doc["outputs"]["seg"]).Modality == "SEG"
-        if doc["input"]["SOPInstanceUID"] == real.SOPInstanceUID:
-            assert mask.shape == (1955, 1841) and doc["input"]["pixel_spacing_mm"] is None and doc["right"]["area_mm2"] is None
 
-    # resume: complete inputs are skipped, an incomplete one is redone
-    first_ok = summary[summary["status"] == "ok"].iloc[0]
-    (out / f"{first_ok['id']}_overlay.png").unlink()
+
+def test_a_rerun_skips_complete_answers_and_redoes_incomplete_or_stale_ones(batch, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(batch["out"], out)
+    args = [*batch["args"][: batch["args"].index("--out") + 1], str(out), *batch["args"][batch["args"].index("--out") + 2 :]]
+    first = next(iter(batch["docs"]))
+    (out / f"{first}_overlay.png").unlink()
     assert main(args) == 1
     again = pd.read_csv(out / "summary.csv").set_index("id")
-    assert again.loc[first_ok["id"], "status"] == "ok" and (again["status"] == "skipped").sum() == 3
+    assert again.loc[first, "status"] == "ok" and (again["status"] == "skipped").sum() == 3
     assert main([*args, "--cam"]) == 1  # an output asked for now but not made before: redone
     assert (pd.read_csv(out / "summary.csv")["status"] == "ok").sum() == 4
-    stale = out / f"{first_ok['id']}.json"
+    stale = out / f"{first}.json"
     doc = json.loads(stale.read_text())
     doc["model"]["version"] = "ptxseg 0.0.0 / weights 000000000000"  # made by another model
     stale.write_text(json.dumps(doc))
     assert main([*args, "--cam"]) == 1
     last = pd.read_csv(out / "summary.csv").set_index("id")
-    assert last.loc[first_ok["id"], "status"] == "ok" and (last["status"] == "skipped").sum() == 3
+    assert last.loc[first, "status"] == "ok" and (last["status"] == "skipped").sum() == 3
 
 
 def test_without_a_lung_model_every_side_key_is_null_and_says_why(models, tmp_path):
