@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ptxseg-installed
 # pytest workers: both cores by default (make test PYTEST_WORKERS=0 for one process)
 PYTEST_WORKERS ?= 2
+# the line coverage the suite must keep (README: "Test coverage")
+COVERAGE_MIN ?= 85
 
 .PHONY: setup demo test lint bench clean
 
@@ -22,7 +24,7 @@ demo: setup
 	$(BIN)/ptxseg demo
 
 test: setup
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --cov --cov-report=term --cov-fail-under=$(COVERAGE_MIN) $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
@@ -34,4 +36,4 @@ bench: setup
 	$(BIN)/python benchmarks/tune_grid.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .coverage .coverage.*

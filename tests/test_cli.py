@@ -146,3 +146,12 @@ def test_demo_quick(tmp_path):
     real = pd.read_csv(tmp_path / "demo" / "lungs_real" / "summary.csv")
     assert len(real) == 3 and (real.status == "ok").all() and (real.right_area_px > 0).all() and (real.left_area_px > 0).all()
     assert "Shipped lung-field model on real radiographs" in proc.stdout
+
+
+def test_models_prints_a_table_of_every_architecture(capsys):
+    from ptxseg.models import list_models
+
+    assert main(["models", "--size", "64", "--no-macs", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "ptxseg architectures" in out and all(name in out for name in list_models())
+    assert "tu-<name>" in out  # the encoders line

@@ -131,3 +131,15 @@ def test_tta_runs_as_one_batch_with_the_same_answer():
     for k, name in enumerate(TTA_TRANSFORMS):
         one, _ = tta_members_with_cls(conv, x, [name])  # a single transform: no batching
         assert torch.allclose(batched[k], one[0], atol=1e-6)
+
+
+def test_export_command_writes_a_bundle_and_says_what_it_verified(trained, tmp_path, capsys):
+    _, run, _ = trained
+    out = tmp_path / "cli_bundle"
+    assert main(["export", str(run), "--out", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    manifest, _ = read_bundle(out)
+    assert f"bundle {out}: 1 model(s), fp32" in printed and "lung-field model:" in printed
+    assert manifest.members[0].outputs == ["logits", "cls"] and (out / "lungs" / "bundle.json").is_file()
+    assert main(["export", str(run), "--out", str(tmp_path / "b2"), "--no-lungs", "--lungs", str(run / "lungs"), "-q"]) == 2
+    assert "--lungs or --no-lungs" in capsys.readouterr().err and not (tmp_path / "b2").exists()

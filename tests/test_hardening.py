@@ -229,41 +229,55 @@ def test_training_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_pat
     assert not (run / "best.safetensors").exists()  # no final model claims to be trained
 
 
-def test_broken_model_files_are_refused(tmp_path):
+BROKEN_CARDS = {
+    "std0": (lambda c: {**c, "preprocessing": {**c["preprocessing"], "std": 0}}, "preprocessing.std"),
+    "std_nan": (lambda c: {**c, "preprocessing": {**c["preprocessing"], "std": float("nan")}}, "non-standard JSON number NaN"),
+    "size": (lambda c: {**c, "preprocessing": {**c["preprocessing"], "size": 100000}}, "preprocessing.size"),
+    "nokeys": (lambda c: {"format": c["format"], "model": c["model"]}, "preprocessing: Field required"),
+    "unknown": (lambda c: {**c, "colour": "blue"}, "colour: unknown field"),
+    "op": (lambda c: {**c, "operating_point": {"threshold": 1.5}}, "threshold must be a probability"),
+    "kwargs": (lambda c: {**c, "model": {**c["model"], "kwargs": {"activation": "sigmoid"}}}, "unknown argument 'activation'"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_CARDS)
+def test_a_broken_model_card_is_refused_with_its_field(tmp_path, name):
     model = _bundle(tmp_path, "m")
-    card = json.loads(model.with_suffix(".json").read_text())
-    pp = card["preprocessing"]
-    cases = {
-        "std0": ({**card, "preprocessing": {**pp, "std": 0}}, "preprocessing.std"),
-        "std_nan": ({**card, "preprocessing": {**pp, "std": float("nan")}}, "non-standard JSON number NaN"),
-        "size": ({**card, "preprocessing": {**pp, "size": 100000}}, "preprocessing.size"),
-        "nokeys": ({"format": card["format"], "model": card["model"]}, "preprocessing: Field required"),
-        "unknown": ({**card, "colour": "blue"}, "colour: unknown field"),
-        "op": ({**card, "operating_point": {"threshold": 1.5}}, "threshold must be a probability"),
-        "kwargs": ({**card, "model": {**card["model"], "kwargs": {"activation": "sigmoid"}}}, "unknown argument 'activation'"),
-    }
-    for name, (doc, needle) in cases.items():
-        path = tmp_path / f"{name}.safetensors"
-        shutil.copy(model, path)
-        path.with_suffix(".json").write_text(json.dumps(doc))  # Python's json writes NaN as a bare token
-        with pytest.raises(PtxsegError) as info:
-            load_model(path)
-        assert needle in str(info.value), (name, info.value)
+    change, needle = BROKEN_CARDS[name]
+    path = tmp_path / f"{name}.safetensors"
+    shutil.copy(model, path)
+    path.with_suffix(".json").write_text(json.dumps(change(json.loads(model.with_suffix(".json").read_text()))))  # NaN: a bare token
+    with pytest.raises(PtxsegError) as info:
+        load_model(path)
+    assert needle in str(info.value)
+
+
+def test_weights_holding_nan_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    model = _bundle(tmp_path, "m")
     nan = tmp_path / "nan.safetensors"
     state = create_model("unet", encoder="resnet18").state_dict()
     next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = float("nan")
-    from safetensors.torch import save_file
-
     save_file({k: v.contiguous() for k, v in state.items()}, str(nan))
     shutil.copy(model.with_suffix(".json"), nan.with_suffix(".json"))
     with pytest.raises(PtxsegError, match="hold NaN or infinity"):
         load_model(nan)
-    for name, data in (("trunc", model.read_bytes()[:5000]), ("garbage", os.urandom(4096)), ("empty", b"")):
-        path = tmp_path / f"{name}.safetensors"
-        path.write_bytes(data)
-        shutil.copy(model.with_suffix(".json"), path.with_suffix(".json"))
-        with pytest.raises(PtxsegError, match="safetensors"):
-            load_model(path)
+
+
+@pytest.mark.parametrize("name", ["trunc", "garbage", "empty"])
+def test_a_damaged_weights_file_is_refused(tmp_path, name):
+    model = _bundle(tmp_path, "m")
+    data = {"trunc": model.read_bytes()[:5000], "garbage": os.urandom(4096), "empty": b""}[name]
+    path = tmp_path / f"{name}.safetensors"
+    path.write_bytes(data)
+    shutil.copy(model.with_suffix(".json"), path.with_suffix(".json"))
+    with pytest.raises(PtxsegError, match="safetensors"):
+        load_model(path)
+
+
+def test_non_finite_ensemble_weights_are_refused(tmp_path):
+    model = _bundle(tmp_path, "m")
     ensemble = tmp_path / "ens.json"
     ensemble.write_text(
         json.dumps({"format": "ptxseg-ensemble/1", "members": ["m.safetensors"], "weights": ["nan"], "tta": [], "operating_point": {}})
@@ -272,10 +286,14 @@ def test_broken_model_files_are_refused(tmp_path):
         read_ensemble(ensemble)
     with pytest.raises(PtxsegError, match="finite"):
         Predictor([model], weights=[float("nan")])
-    with pytest.raises(PtxsegError, match="not saved: .* not finite"):  # a broken model is never written either
-        broken = create_model("unet", encoder="resnet18")
-        next(broken.parameters()).data.fill_(float("inf"))
+
+
+def test_a_broken_model_is_never_written(tmp_path):
+    broken = create_model("unet", encoder="resnet18")
+    next(broken.parameters()).data.fill_(float("inf"))
+    with pytest.raises(PtxsegError, match="not saved: .* not finite"):
         save_weights(tmp_path / "broken.safetensors", broken, model_card())
+    assert not list(tmp_path.iterdir())
 
 
 class _NaNModel(torch.nn.Module):

@@ -46,3 +46,15 @@ def test_autoencoder_shapes_and_errors(tmp_path):
     with pytest.raises(PtxsegError, match="multiple of 32"):
         pretrain([tmp_path], tmp_path / "out", size=100)
     assert main(["pretrain", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_pretrain_command_reports_the_loss_and_how_to_use_the_encoder(tmp_path, capsys):
+    files = find_images([shared_path("siim", "unlabeled_dicom")])[:8]
+    (tmp_path / "junk.dcm").write_bytes(b"not a dicom at all")
+    args = [*map(str, files), str(tmp_path / "junk.dcm"), "--out", str(tmp_path / "ae"), "--encoder", "resnet18"]
+    assert main(["pretrain", *args, "--size", "64", "--epochs", "2", "--batch-size", "4", "--workers", "0", "-q"]) == 0
+    captured = capsys.readouterr()
+    assert "epoch 2/2: reconstruction MSE" in captured.err and f"skipped {tmp_path / 'junk.dcm'}" in captured.err
+    assert "pretrained resnet18 on 8 radiographs (1 skipped), 2 epochs" in captured.out
+    assert f"model.pretrained={tmp_path / 'ae' / 'encoder.safetensors'}" in captured.out
+    assert (tmp_path / "ae" / "encoder.safetensors").is_file()
