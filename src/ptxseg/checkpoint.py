@@ -29,6 +29,7 @@ from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name
 from ptxseg.io.tensors import non_finite_tensors, read_tensors, write_tensors
+from ptxseg.models import create_model
 
 FORMAT = "ptxseg-checkpoint/1"
 
@@ -88,8 +89,6 @@ def load_model(path: str | PathLike[str], device: str | torch.device = "cpu") ->
             do not fit the architecture, or hold a NaN or infinity — never a model that would answer
             "no pneumothorax" because it is broken.
     """
-    from ptxseg.models import create_model
-
     weights = resolve_weights(path)
     card = read_model_card(weights)
     m = card.model

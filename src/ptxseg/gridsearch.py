@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import multiprocessing as mp
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -134,8 +135,6 @@ def collect(
     )
     stream = progress(pairs, n) if (progress and n) else pairs
     if workers > 1:
-        import multiprocessing as mp
-
         pool = mp.get_context("spawn").Pool(workers, initializer=_one_thread)
         rows = (r for window in _windows(stream, 4 * workers) for r in pool.map(stat, window))
     else:

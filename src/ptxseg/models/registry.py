@@ -9,6 +9,7 @@ or an auxiliary classifier, else the logits.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from ptxseg.errors import PtxsegError
+from ptxseg.io.tensors import non_finite_tensors, read_tensors
 from ptxseg.models.output import SegOutput
 from ptxseg.registry import Registry
 
@@ -51,8 +53,6 @@ class ModelSpec:
 
     def accepted_kwargs(self) -> frozenset[str]:
         """Extra keyword arguments the builder takes (``model.kwargs``), beyond the ones ptxseg passes itself."""
-        import inspect
-
         target = self.options or self.builder
         params = inspect.signature(target).parameters.values()
         named = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
@@ -183,8 +183,6 @@ class SegmentationModel(nn.Module):
 
 def _load_local_weights(model: nn.Module, path: Path) -> None:
     """Load encoder (or whole-model) weights from a safetensors file, adapting RGB first convs to the input."""
-    from ptxseg.io.tensors import non_finite_tensors, read_tensors
-
     if path.suffix != ".safetensors":
         raise PtxsegError(path, "weights must be a .safetensors file (pickled checkpoints are not loaded)")
     if not path.is_file():
