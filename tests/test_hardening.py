@@ -737,3 +737,27 @@ def test_errors_in_dataloader_workers_keep_their_reason():
         next(iter(torch.utils.data.DataLoader(_MissingImage(), num_workers=1)))
     assert _worker_error(info.value) == "ds/images/a.png: no such file"
     assert _worker_error(RuntimeError("something else")) is None
+
+
+def test_a_colour_photograph_is_read_as_its_grey_levels(tmp_path):
+    from ptxseg.io.images import read_image
+
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "photo.png"), bgr)
+    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255  # OpenCV's luma weights
+    assert np.array_equal(read_image(tmp_path / "photo.png"), expected)
+    grey3 = np.repeat(bgr[:, :, :1], 3, axis=2)  # a grey image saved as RGB: its one channel, exactly
+    cv2.imwrite(str(tmp_path / "grey3.png"), grey3)
+    assert np.array_equal(read_image(tmp_path / "grey3.png"), bgr[:, :, 0].astype(np.float32) / 255)
+
+
+def test_a_float_tiff_and_a_folder_are_refused_with_the_reason(tmp_path):
+    from ptxseg.io.images import read_image
+
+    cv2.imwrite(str(tmp_path / "float.tiff"), np.full((64, 64), 0.5, np.float32))
+    with pytest.raises(PtxsegError, match=r"float\.tiff: unsupported pixel type float32; expected 8- or 16-bit"):
+        read_image(tmp_path / "float.tiff")
+    (tmp_path / "folder.png").mkdir()
+    with pytest.raises(PtxsegError, match="not a regular file"):
+        read_image(tmp_path / "folder.png")
