@@ -67,7 +67,7 @@ def _bundles(folder: Path, model: Path | None, lungs: Path | None, tta: list[str
 
 def measure(model: Path, inputs: list[Path], out: Path, threads: int) -> tuple[list[float], dict[str, list[float]]]:
     from ptxseg.clinical import ClinicalPipeline, load_radiograph
-    from ptxseg.predict import _write_outputs
+    from ptxseg.predict import write_outputs
 
     pipeline = ClinicalPipeline(model, threads=threads)
     assert pipeline.lungs is not None
@@ -76,7 +76,7 @@ def measure(model: Path, inputs: list[Path], out: Path, threads: int) -> tuple[l
         t0 = time.perf_counter()
         rad = load_radiograph(path)
         t_read = time.perf_counter() - t0
-        doc = _write_outputs(pipeline, rad, f"in{k}", out, seg=True, overlay=True)
+        doc, _ = write_outputs(pipeline, rad, f"in{k}", out, seg=True, overlay=True)
         walls.append(time.perf_counter() - t0)
         for key, value in {**doc["timings_s"], "read_s": t_read}.items():
             phases.setdefault(key, []).append(value)

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ptxseg.batch import BASE_COLUMNS, base_row, run_batch
-from ptxseg.clinical import SEVERITY_RANK, ClinicalPipeline, Radiograph
+from ptxseg.clinical import SEVERITY_RANK, Analysis, ClinicalPipeline, Radiograph
 from ptxseg.errors import PtxsegError
 from ptxseg.explain import cam_for_image
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
@@ -111,7 +111,7 @@ def predict_batch(
     models = (pipeline.model_info["version"], (pipeline.lung_info or {}).get("version"))
     rows = run_batch(
         inputs,
-        lambda rad, image_id: _write_outputs(pipeline, rad, image_id, out, seg, overlay, cam),
+        lambda rad, image_id: write_outputs(pipeline, rad, image_id, out, seg, overlay, cam)[0],
         lambda image_id: _complete(out, image_id, seg, overlay, cam, models),
         _row,
         workers,
@@ -128,9 +128,12 @@ def predict_batch(
     return table
 
 
-def _write_outputs(
+def write_outputs(
     pipeline: ClinicalPipeline, rad: Radiograph, image_id: str, out: Path, seg: bool, overlay: bool, cam: bool = False
-) -> dict:
+) -> tuple[dict, Analysis]:
+    """Analyse one radiograph and write ``<image_id>_mask.png`` (0/255), ``_overlay.png`` (``overlay``),
+    ``_cam.png`` (``cam``), ``_seg.dcm`` (``seg``, DICOM inputs) and last ``<image_id>.json`` under ``out``, each
+    atomically; returns the JSON document and the analysis (mask and lung fields in the input's grid)."""
     start = time.perf_counter()
     analysis = pipeline.analyse(rad)
     t0 = time.perf_counter()
@@ -158,4 +161,4 @@ def _write_outputs(
     doc["timings_s"]["write_s"] = time.perf_counter() - t0
     doc["timings_s"]["total_s"] = time.perf_counter() - start  # reading the input excluded (done ahead)
     write_text_atomic(under(out, f"{image_id}.json"), dumps(doc, indent=2))  # last: marks the input complete
-    return doc
+    return doc, analysis
