@@ -1,0 +1,55 @@
+"""``ptxseg serve``: the clinical pipeline over HTTP with a web viewer (``docs/serve.md``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ptxseg.cli import app
+from ptxseg.errors import PtxsegError
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[Path, typer.Argument(help="Pneumothorax model: bundle (fast path), run directory or ensemble file.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told otherwise).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Inference threads sharing the loaded models.")] = 1,
+    queue: Annotated[int, typer.Option(min=1, help="Radiographs admitted at once (waiting + running); more get 503.")] = 8,
+    timeout: Annotated[float, typer.Option(help="Seconds a request waits for its answer before 504.")] = 60.0,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body in MB; larger gets 413.")] = 50.0,
+    store: Annotated[Path, typer.Option(help="The service's own folder: results, spooled uploads.")] = Path("ptxseg-serve"),
+    keep_results: Annotated[int, typer.Option(min=1, help="Results kept; the oldest beyond are evicted.")] = 1000,
+    keep_hours: Annotated[float, typer.Option(help="Hours a result is kept.")] = 24.0,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="File holding a bearer token required on every endpoint but /health.")
+    ] = None,
+    lungs: Annotated[Path | None, typer.Option("--lungs", help="Lung-field model (default: MODEL/lungs or the shipped one).")] = None,
+    no_lungs: Annotated[bool, typer.Option("--no-lungs", help="No lung fields (sides and ratios stay null).")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads per inference (default: one per core).")] = None,
+    seg: Annotated[bool, typer.Option("--seg/--no-seg", help="Write a DICOM SEG for DICOM uploads.")] = True,
+) -> None:
+    """Serve the pneumothorax pipeline over HTTP (POST /v1/predict) with a web viewer at / — not a medical device."""
+    from ptxseg.serve import ServeOptions, run_server
+
+    if no_lungs and lungs is not None:
+        raise PtxsegError("--lungs", "give --lungs or --no-lungs, not both")
+    options = ServeOptions(
+        model=model,
+        lungs=False if no_lungs else lungs,
+        host=host,
+        port=port,
+        workers=workers,
+        queue=queue,
+        timeout_s=timeout,
+        max_upload_mb=max_upload_mb,
+        store=store,
+        keep_results=keep_results,
+        keep_hours=keep_hours,
+        token_file=token_file,
+        threads=threads,
+        seg=seg,
+    )
+    run_server(options)

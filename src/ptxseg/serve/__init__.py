@@ -1,0 +1,103 @@
+"""``ptxseg serve``: the clinical pipeline over HTTP, with a web viewer (``docs/serve.md``).
+
+:func:`build_app` loads the models once and returns the ASGI app; :func:`run_server` runs it under uvicorn
+until SIGINT/SIGTERM (requests in flight are finished first).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ptxseg.clinical import ClinicalPipeline
+from ptxseg.errors import PtxsegError
+from ptxseg.serve.app import ServeSettings, create_app
+from ptxseg.serve.service import InferenceService
+from ptxseg.serve.store import ResultStore
+
+log = logging.getLogger("ptxseg.serve")
+
+
+@dataclass
+class ServeOptions:
+    """Everything ``ptxseg serve`` is told (see ``ptxseg serve --help`` for each)."""
+
+    model: Path
+    lungs: Path | None | bool = None  # None: MODEL/lungs or the shipped model; False: none
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    queue: int = 8
+    timeout_s: float = 60.0
+    max_upload_mb: float = 50.0
+    store: Path = field(default_factory=lambda: Path("ptxseg-serve"))
+    keep_results: int = 1000
+    keep_hours: float = 24.0
+    token_file: Path | None = None
+    threads: int | None = None
+    seg: bool = True
+
+
+def read_token(path: Path) -> str:
+    """The bearer token in ``path`` (its first line, stripped); refused when missing or empty."""
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip().splitlines()[0].strip() if Path(path).stat().st_size else ""
+    except (OSError, UnicodeDecodeError, IndexError) as exc:
+        raise PtxsegError(path, f"token file cannot be read ({type(exc).__name__})") from None
+    if len(token) < 16:
+        raise PtxsegError(path, "the token must be at least 16 characters")
+    return token
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(options: ServeOptions) -> tuple[FastAPI, InferenceService]:
+    """Load the models (a model that fails to load raises :class:`PtxsegError`), open the store, return the app."""
+    token = read_token(options.token_file) if options.token_file is not None else None
+    if options.workers < 1 or options.queue < options.workers:
+        raise PtxsegError("--queue", f"must be at least --workers ({options.workers}), got {options.queue}")
+    if options.timeout_s <= 0 or options.max_upload_mb <= 0 or options.keep_results < 1 or options.keep_hours <= 0:
+        raise PtxsegError("serve", "--timeout, --max-upload-mb, --keep-results and --keep-hours must be positive")
+    pipeline = ClinicalPipeline(options.model, lungs=options.lungs, threads=options.threads)
+    store = ResultStore(options.store, options.keep_results, options.keep_hours * 3600)
+    # uploads are spooled by the multipart parser: keep them inside the service's own folder, not /tmp
+    spool = Path(options.store) / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    tempfile.tempdir = str(spool)
+    service = InferenceService(pipeline, store, options.workers, options.queue, options.timeout_s, options.seg)
+    settings = ServeSettings(max_upload_bytes=int(options.max_upload_mb * 1024 * 1024), token=token)
+    return create_app(service, settings), service
+
+
+def run_server(options: ServeOptions) -> None:
+    """Serve until SIGINT/SIGTERM; requests in flight finish (up to the timeout) before the process exits."""
+    import uvicorn  # the server only: tests drive the app in-process
+
+    app, service = build_app(options)
+    if not is_loopback(options.host):
+        log.warning("listening on %s: reachable from other machines%s", options.host, "" if options.token_file else " WITHOUT a token")
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level=os.environ.get("PTXSEG_LOG_LEVEL", "info").lower(),
+        timeout_graceful_shutdown=int(options.timeout_s) + 5,
+        limit_concurrency=max(64, 4 * options.queue),
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        service.close()

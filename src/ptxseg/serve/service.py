@@ -1,0 +1,221 @@
+"""The service's inference side: the models loaded once, a bounded queue, a pool of threads off the event loop.
+
+A request is *admitted* when fewer than ``queue`` radiographs are waiting or running; otherwise it is turned
+away at once (the HTTP layer answers 503 with ``Retry-After``) — the queue never grows without bound and a
+request never waits forever. Admitted work runs in ``workers`` threads sharing one :class:`ClinicalPipeline`
+(PyTorch and ONNX Runtime release the GIL while they compute, so the event loop keeps answering, e.g.
+``/health``). Each result is written to the store's staging folder and published in one rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
+from ptxseg.errors import PtxsegError
+from ptxseg.io.images import write_png
+from ptxseg.io.jsonfile import dumps
+from ptxseg.predict import write_outputs
+from ptxseg.serve.store import ResultStore
+
+log = logging.getLogger("ptxseg.serve")
+
+#: the stem of every file of a result (``result.json``, ``result_mask.png`` …)
+STEM = "result"
+#: longest side of the picture and label map the web viewer draws (the downloads keep the input's full size)
+VIEW_SIDE = 1024
+#: label bits of ``view_labels.png``
+PNEUMOTHORAX, RIGHT_LUNG, LEFT_LUNG = 1, 2, 4
+
+_MAGIC = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg"}
+
+
+def upload_kind(data: bytes) -> str | None:
+    """The suffix an uploaded file is read with, from its bytes alone (``.dcm``, ``.png``, ``.jpg``), or None."""
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return ".dcm"
+    return next((suffix for magic, suffix in _MAGIC.items() if data.startswith(magic)), None)
+
+
+def hashed(uid: Any) -> str | None:
+    """A short SHA-256 of a DICOM UID, for logs: the same instance is recognisable, the patient is not."""
+    return None if not uid else hashlib.sha256(str(uid).encode()).hexdigest()[:12]
+
+
+class Busy(Exception):
+    """The queue is full: come back later."""
+
+
+class Rejected(Exception):
+    """The upload is not a radiograph ptxseg can read; ``status`` is the HTTP status (415 or 422)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class Answer:
+    """One analysed upload: its result id and document (with ``outputs`` naming the stored files)."""
+
+    id: str
+    doc: dict[str, Any]
+    seconds: float
+
+
+class InferenceService:
+    """Analyse uploads with ``pipeline`` into ``store``, at most ``queue`` at a time, ``workers`` in parallel.
+
+    Args:
+        pipeline: the loaded clinical pipeline (pneumothorax model, lung fields, quantification, QC).
+        store: where results are published.
+        workers: inference threads.
+        queue: radiographs admitted at once (waiting + running); more are refused (:class:`Busy`).
+        timeout_s: a request waits at most this long for its answer (its thread finishes and its result is dropped).
+        seg: also write a DICOM SEG for DICOM uploads.
+    """
+
+    def __init__(
+        self,
+        pipeline: ClinicalPipeline,
+        store: ResultStore,
+        workers: int = 1,
+        queue: int = 8,
+        timeout_s: float = 60.0,
+        seg: bool = True,
+    ) -> None:
+        if workers < 1 or queue < workers or timeout_s <= 0:
+            raise ValueError("the service needs workers >= 1, queue >= workers and a positive timeout")
+        self.pipeline, self.store = pipeline, store
+        self.workers, self.queue, self.timeout_s, self.seg = workers, queue, timeout_s, seg
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ptxseg-infer")
+        self._lock = threading.Lock()
+        self._admitted = 0
+        self.on_inference = None  # callable(seconds) for the metrics
+
+    @property
+    def depth(self) -> int:
+        """Radiographs admitted and not yet answered (waiting + running)."""
+        return self._admitted
+
+    def _admit(self, n: int) -> None:
+        with self._lock:
+            if self._admitted + n > self.queue:
+                raise Busy
+            self._admitted += n
+
+    def _release(self) -> None:
+        with self._lock:
+            self._admitted -= 1
+
+    async def analyse(self, uploads: list[tuple[str, bytes]]) -> list[Answer | Rejected]:
+        """Analyse every ``(file name, bytes)`` upload; one answer or rejection per upload, in order.
+
+        Raises:
+            Busy: the queue cannot take them all (nothing was started).
+            TimeoutError: no complete answer within ``timeout_s`` (the work goes on in its threads and its
+                results are dropped instead of published).
+        """
+        self._admit(len(uploads))
+        loop = asyncio.get_running_loop()
+        abandoned = threading.Event()
+        futures = [loop.run_in_executor(self._pool, self._guarded, name, data, abandoned) for name, data in uploads]
+        try:
+            return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s))
+        except TimeoutError:
+            abandoned.set()  # nobody will read these results: the threads drop them
+            raise
+
+    def _guarded(self, name: str, data: bytes, abandoned: threading.Event) -> Answer | Rejected:
+        try:
+            return self._analyse_one(name, data, abandoned)
+        finally:
+            self._release()
+
+    def _analyse_one(self, name: str, data: bytes, abandoned: threading.Event) -> Answer | Rejected:
+        start = time.perf_counter()
+        suffix = upload_kind(data)
+        if suffix is None:
+            return Rejected(415, f"{_shown(name)}: not a DICOM, PNG or JPEG file")
+        result_id = self.store.new_id()
+        folder = self.store.stage(result_id)
+        try:
+            upload = folder / f"upload{suffix}"
+            upload.write_bytes(data)
+            try:
+                rad = load_radiograph(upload)
+            except PtxsegError as exc:
+                return _reject(self.store, result_id, 422, f"{_shown(name)}: {exc.reason}")
+            rad.id = result_id
+            try:
+                doc, analysis = write_outputs(self.pipeline, rad, STEM, folder, seg=self.seg and rad.dataset is not None, overlay=True)
+            except PtxsegError as exc:  # e.g. a non-finite probability map: an error, never a negative finding
+                return _reject(self.store, result_id, 422, f"{_shown(name)}: {exc.reason}")
+            upload.unlink()  # the service keeps its answer, not the patient's file
+            _write_view(folder, rad.image, analysis)
+            doc["input"]["path"] = _shown(name)
+            doc["id"] = result_id
+            (folder / f"{STEM}.json").write_text(dumps(doc, indent=2))
+            if abandoned.is_set():
+                return _reject(self.store, result_id, 504, f"{_shown(name)}: answered after the request timed out")
+            self.store.commit(result_id)
+        except BaseException:
+            self.store.discard(result_id)
+            raise
+        seconds = time.perf_counter() - start
+        if self.on_inference is not None:
+            self.on_inference(seconds)
+        log.info(
+            "result %s: sop %s, present=%s, severity=%s, %.2f s",
+            result_id,
+            hashed(doc["input"].get("SOPInstanceUID")),
+            doc["pneumothorax"]["present"],
+            doc["max_severity"],
+            seconds,
+        )
+        return Answer(result_id, doc, seconds)
+
+    def close(self) -> None:
+        """Finish the work in progress, then stop the threads."""
+        self._pool.shutdown(wait=True)
+
+
+def _reject(store: ResultStore, result_id: str, status: int, reason: str) -> Rejected:
+    store.discard(result_id)
+    return Rejected(status, reason)
+
+
+def _shown(name: str) -> str:
+    """An uploaded file's name as it may appear in an answer: its last part, printable, at most 100 characters."""
+    base = Path(str(name or "upload").replace("\\", "/")).name or "upload"
+    clean = "".join(ch if ch.isprintable() else "?" for ch in base)
+    return clean[:100]
+
+
+def _write_view(folder: Path, image: np.ndarray, analysis: Analysis) -> None:
+    """``view.png`` (the radiograph, 8-bit, longest side ≤ :data:`VIEW_SIDE`) and ``view_labels.png`` (same size:
+    bit 1 pneumothorax, 2 right lung, 4 left lung) — what the web viewer draws and outlines."""
+    h, w = image.shape
+    scale = min(1.0, VIEW_SIDE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    view = cv2.resize(image, size, interpolation=cv2.INTER_AREA) if scale < 1 else image
+    labels = np.zeros(image.shape, np.uint8)
+    labels[analysis.mask] |= PNEUMOTHORAX
+    if analysis.lungs is not None and analysis.lungs.found:
+        labels[analysis.lungs.right] |= RIGHT_LUNG
+        labels[analysis.lungs.left] |= LEFT_LUNG
+    if scale < 1:
+        labels = cv2.resize(labels, size, interpolation=cv2.INTER_NEAREST)
+    write_png(folder / "view.png", np.clip(np.round(view * 255), 0, 255).astype(np.uint8))
+    write_png(folder / "view_labels.png", labels)

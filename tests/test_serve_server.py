@@ -1,0 +1,157 @@
+"""The real ``ptxseg serve`` process (uvicorn on a free loopback port): start-up, /health while predictions run,
+a client that leaves mid-upload, and SIGTERM with requests in flight."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+
+from .conftest import tiny_models
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny_models(tmp_path_factory.mktemp("served"), 12, seed=41)
+
+
+def _post(url: str, models, k: int):
+    return httpx.post(f"{url}/v1/predict", files={"file": (f"{k}.png", _png(models, k), "image/png")}, timeout=120)
+
+
+def _png(models, k: int = 0) -> bytes:
+    data = models[0]
+    image_id = pd.read_csv(data / "manifest.csv", dtype={"id": str})["id"][k]
+    return (data / "images" / f"{image_id}.png").read_bytes()
+
+
+class Server:
+    """``ptxseg serve`` in a subprocess; waits until /health answers."""
+
+    def __init__(self, model: Path, store: Path, *extra: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.store = store
+        cmd = [sys.executable, "-c", "from ptxseg.cli import run; run()", "serve", str(model), "--port", str(self.port)]
+        self.proc = subprocess.Popen([*cmd, "--store", str(store), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited {self.proc.returncode}: {self.proc.stderr.read()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("server did not answer /health within 120 s")
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err
+
+
+def test_a_model_that_does_not_load_stops_the_start_with_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ptxseg.cli import run; run()", "serve", str(tmp_path / "nothing"), "--port", str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing" in proc.stderr
+
+
+def test_health_answers_quickly_while_predictions_run(models, tmp_path):
+    server = Server(models[1], tmp_path / "store", "--workers", "1", "--queue", "8")
+    try:
+        with cf.ThreadPoolExecutor(4) as pool:
+            posts = [
+                pool.submit(
+                    httpx.post, f"{server.url}/v1/predict", files={"file": (f"{k}.png", _png(models, k), "image/png")}, timeout=120
+                )
+                for k in range(4)
+            ]
+            times, depths = [], []
+            while not all(p.done() for p in posts):
+                t0 = time.perf_counter()
+                h = httpx.get(f"{server.url}/health", timeout=5).json()
+                times.append(time.perf_counter() - t0)
+                depths.append(h["queue_depth"])
+                time.sleep(0.02)
+            assert [p.result().status_code for p in posts] == [200] * 4
+        assert max(depths) >= 2  # the health probes ran while radiographs were queued
+        assert sorted(times)[len(times) // 2] < 0.1 and max(times) < 0.5, times
+    finally:
+        server.stop()
+
+
+def test_a_client_leaving_mid_upload_leaves_nothing_behind(models, tmp_path):
+    server = Server(models[1], tmp_path / "store")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            body = b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.png"\r\n\r\n' + _png(models)[:500]
+            s.sendall(
+                b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                b"Content-Length: 1000000\r\n\r\n" + body
+            )
+            time.sleep(0.5)
+        time.sleep(0.5)
+        ok = httpx.post(f"{server.url}/v1/predict", files={"file": ("y.png", _png(models, 1), "image/png")}, timeout=120)
+        assert ok.status_code == 200  # the server goes on
+        assert [p.name for p in (tmp_path / "store" / "results").iterdir()] == [ok.json()["id"]]
+        assert not list((tmp_path / "store" / ".staging").iterdir())
+    finally:
+        server.stop()
+
+
+def test_sigterm_lets_requests_in_flight_finish_and_leaves_no_half_result(models, tmp_path):
+    server = Server(models[1], tmp_path / "store", "--queue", "8")
+    with cf.ThreadPoolExecutor(6) as pool:
+        posts = [
+            pool.submit(
+                httpx.post, f"{server.url}/v1/predict", files={"file": (f"{k}.png", _png(models, k), "image/png")}, timeout=120
+            )
+            for k in range(6)
+        ]
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{server.url}/health", timeout=5).json()["queue_depth"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        server.proc.send_signal(signal.SIGTERM)
+        answered = []
+        for p in posts:
+            try:
+                r = p.result()
+            except httpx.HTTPError:
+                continue  # refused once the server stopped listening: a clean failure
+            answered.append(r)
+    err = server.stop()
+    # uvicorn shuts down gracefully, then re-raises the signal so the parent sees how the process ended
+    assert server.proc.returncode == -signal.SIGTERM and "Application shutdown complete" in err, err
+    assert answered and all(r.status_code == 200 and r.json()["format"] == "ptxseg-prediction/1" for r in answered)
+    stored = {p.name for p in (tmp_path / "store" / "results").iterdir()}
+    assert {r.json()["id"] for r in answered} <= stored  # every answer given was kept whole
+    assert not list((tmp_path / "store" / ".staging").iterdir())  # nothing half-written
+    for rid in stored:
+        assert {"result.json", "result_mask.png", "result_overlay.png", "view.png", "view_labels.png"} <= {
+            p.name for p in (tmp_path / "store" / "results" / rid).iterdir()
+        }
