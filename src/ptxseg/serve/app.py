@@ -199,7 +199,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         return FileResponse(path, media_type=media, filename=f"{result_id}_{name}")
 
     @app.get("/health", summary="Liveness: model loaded, queue depth")
-    def health():
+    async def health():  # on the event loop itself: no hop through the thread pool that sync routes use
         return {
             "status": "ok",
             "model_loaded": True,
