@@ -46,13 +46,18 @@ def guard_reads(what: str):
     return wrap
 
 
+def raster_kind(head: bytes) -> str | None:
+    """The raster format (``PNG``, ``JPEG``, ``TIFF``, ``BMP``) a file's first bytes announce, or None."""
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
 def _raster_kind(path: Path) -> str | None:
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError:
         return None
-    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+    return raster_kind(head)
 
 
 def _header_size(path: Path) -> tuple[int, int]:

@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 
 from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
-from ptxseg.errors import PtxsegError
-from ptxseg.io.images import write_png
-from ptxseg.io.jsonfile import dumps
+from ptxseg.errors import PtxsegError, one_line
+from ptxseg.io.images import raster_kind, write_png
 from ptxseg.predict import write_outputs
 from ptxseg.serve.store import ResultStore
 
@@ -38,14 +37,13 @@ VIEW_SIDE = 1024
 #: label bits of ``view_labels.png``
 PNEUMOTHORAX, RIGHT_LUNG, LEFT_LUNG = 1, 2, 4
 
-_MAGIC = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg"}
+#: what the service accepts: DICOM Part 10 files (``DICM`` at byte 128) and these raster formats
+RASTER_FORMATS = ("PNG", "JPEG")
 
 
-def upload_kind(data: bytes) -> str | None:
-    """The suffix an uploaded file is read with, from its bytes alone (``.dcm``, ``.png``, ``.jpg``), or None."""
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return ".dcm"
-    return next((suffix for magic, suffix in _MAGIC.items() if data.startswith(magic)), None)
+def is_accepted_upload(data: bytes) -> bool:
+    """Whether an upload is a DICOM, PNG or JPEG file, judged by its bytes alone (never by its name)."""
+    return data[128:132] == b"DICM" or raster_kind(data[:8]) in RASTER_FORMATS
 
 
 def hashed(uid: Any) -> str | None:
@@ -145,28 +143,24 @@ class InferenceService:
 
     def _analyse_one(self, name: str, data: bytes, abandoned: threading.Event) -> Answer | Rejected:
         start = time.perf_counter()
-        suffix = upload_kind(data)
-        if suffix is None:
+        if not is_accepted_upload(data):
             return Rejected(415, f"{_shown(name)}: not a DICOM, PNG or JPEG file")
         result_id = self.store.new_id()
         folder = self.store.stage(result_id)
         try:
-            upload = folder / f"upload{suffix}"
+            upload = folder / "upload"  # the reader tells DICOM from PNG/JPEG by the bytes
             upload.write_bytes(data)
             try:
                 rad = load_radiograph(upload)
             except PtxsegError as exc:
                 return _reject(self.store, result_id, 422, f"{_shown(name)}: {exc.reason}")
-            rad.id = result_id
+            rad.id, rad.path = result_id, Path(_shown(name))  # the answer names the upload, not the staging file
             try:
                 doc, analysis = write_outputs(self.pipeline, rad, STEM, folder, seg=self.seg and rad.dataset is not None, overlay=True)
             except PtxsegError as exc:  # e.g. a non-finite probability map: an error, never a negative finding
                 return _reject(self.store, result_id, 422, f"{_shown(name)}: {exc.reason}")
             upload.unlink()  # the service keeps its answer, not the patient's file
             _write_view(folder, rad.image, analysis)
-            doc["input"]["path"] = _shown(name)
-            doc["id"] = result_id
-            (folder / f"{STEM}.json").write_text(dumps(doc, indent=2))
             if abandoned.is_set():
                 return _reject(self.store, result_id, 504, f"{_shown(name)}: answered after the request timed out")
             self.store.commit(result_id)
@@ -197,10 +191,8 @@ def _reject(store: ResultStore, result_id: str, status: int, reason: str) -> Rej
 
 
 def _shown(name: str) -> str:
-    """An uploaded file's name as it may appear in an answer: its last part, printable, at most 100 characters."""
-    base = Path(str(name or "upload").replace("\\", "/")).name or "upload"
-    clean = "".join(ch if ch.isprintable() else "?" for ch in base)
-    return clean[:100]
+    """An uploaded file's name as it may appear in an answer: its last part, one line, at most 100 characters."""
+    return one_line(Path(str(name or "upload").replace("\\", "/")).name or "upload", 100)
 
 
 def _write_view(folder: Path, image: np.ndarray, analysis: Analysis) -> None:
