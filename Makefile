@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 # the line coverage the suite must keep (README: "Test coverage")
 COVERAGE_MIN ?= 85
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup system-deps demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	@$(BIN)/python -c "import ptxseg" && touch $(STAMP)
 
+# Debian programs the tests drive for real (chromium for the web viewer), installed when missing and possible.
+system-deps:
+	@bash scripts/system-deps.sh
+
 demo: setup
 	$(BIN)/ptxseg demo
 
-test: setup
+test: setup system-deps
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --cov --cov-report=term --cov-fail-under=$(COVERAGE_MIN) $(PYTEST_ARGS)
 
 lint: setup

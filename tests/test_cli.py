@@ -14,7 +14,7 @@ from ptxseg.cli import app, main
 from ptxseg.clinical import shipped_lung_model
 from ptxseg.io.dicom import write_dicom
 
-from .conftest import ROOT, shared_path
+from .conftest import shared_path
 
 COMMANDS = sorted(c.name for c in app.registered_commands)
 #: every command line that has its own help: the commands, each group and each group's subcommands

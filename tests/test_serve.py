@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tempfile
 import time
 
 import cv2
@@ -242,3 +243,23 @@ def test_start_up_refuses_a_model_that_does_not_load_and_a_bad_token_file(tmp_pa
         read_token(tmp_path / "short")
     (tmp_path / "good").write_text("a-long-enough-token\n# comment\n")
     assert read_token(tmp_path / "good") == "a-long-enough-token"
+
+
+def test_start_up_warms_the_pipeline_and_refuses_one_that_cannot_answer(models, tmp_path, monkeypatch):
+    from ptxseg.errors import PtxsegError
+    from ptxseg.serve import service as service_module
+
+    monkeypatch.setattr(tempfile, "tempdir", tempfile.gettempdir())  # build_app points it at the store's spool
+    app, service = build_app(ServeOptions(model=models[1], store=tmp_path / "s"))
+    try:
+        assert service.warm_up() > 0  # the whole pipeline ran once more, SEG included
+        assert not list(service.store.staging.iterdir()) and not list(service.store.results.iterdir())  # and left nothing
+    finally:
+        service.close()
+
+    def broken(*args, **kwargs):
+        raise PtxsegError("probability map", "is NaN or infinite")
+
+    monkeypatch.setattr(service_module, "write_outputs", broken)
+    with pytest.raises(PtxsegError, match="fails on a synthetic radiograph at start-up: is NaN or infinite"):
+        build_app(ServeOptions(model=models[1], store=tmp_path / "t"))

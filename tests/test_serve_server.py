@@ -7,30 +7,19 @@ import concurrent.futures as cf
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
 from .conftest import tiny_models
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .serving import SERVE, Server, free_port
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return tiny_models(tmp_path_factory.mktemp("served"), 12, seed=41)
-
-
-def _post(url: str, models, k: int):
-    return httpx.post(f"{url}/v1/predict", files={"file": (f"{k}.png", _png(models, k), "image/png")}, timeout=120)
 
 
 def _png(models, k: int = 0) -> bytes:
@@ -39,41 +28,9 @@ def _png(models, k: int = 0) -> bytes:
     return (data / "images" / f"{image_id}.png").read_bytes()
 
 
-class Server:
-    """``ptxseg serve`` in a subprocess; waits until /health answers."""
-
-    def __init__(self, model: Path, store: Path, *extra: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.store = store
-        cmd = [sys.executable, "-c", "from ptxseg.cli import run; run()", "serve", str(model), "--port", str(self.port)]
-        self.proc = subprocess.Popen([*cmd, "--store", str(store), *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited {self.proc.returncode}: {self.proc.stderr.read()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError("server did not answer /health within 120 s")
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err
-
-
 def test_a_model_that_does_not_load_stops_the_start_with_one_line(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-c", "from ptxseg.cli import run; run()", "serve", str(tmp_path / "nothing"), "--port", str(_free_port())],
+        [*SERVE, str(tmp_path / "nothing"), "--port", str(free_port())],
         capture_output=True,
         text=True,
         timeout=120,

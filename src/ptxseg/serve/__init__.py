@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ptxseg.clinical import ClinicalPipeline
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, one_line
 from ptxseg.serve.app import ServeSettings, create_app
 from ptxseg.serve.service import InferenceService
 from ptxseg.serve.store import ResultStore
@@ -72,12 +72,24 @@ def build_app(options: ServeOptions) -> tuple[FastAPI, InferenceService]:
     if options.timeout_s <= 0 or options.max_upload_mb <= 0 or options.keep_results < 1 or options.keep_hours <= 0:
         raise PtxsegError("serve", "--timeout, --max-upload-mb, --keep-results and --keep-hours must be positive")
     pipeline = ClinicalPipeline(options.model, lungs=options.lungs, threads=options.threads)
+    info, lungs = pipeline.model_info, pipeline.lung_info
+    log.info(
+        "model %s (%s, %s, version %s); lung fields: %s",
+        info["path"], info["name"], info["backend"], info["version"],
+        "none" if lungs is None else f"{lungs['path']} (version {lungs['version']})",
+    )  # fmt: skip
     store = ResultStore(options.store, options.keep_results, options.keep_hours * 3600)
     # uploads are spooled by the multipart parser: keep them inside the service's own folder, not /tmp
     spool = Path(options.store) / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(spool)
     service = InferenceService(pipeline, store, options.workers, options.queue, options.timeout_s, options.seg)
+    try:
+        log.info("warm-up: one synthetic radiograph analysed in %.2f s", service.warm_up())
+    except PtxsegError as exc:
+        raise PtxsegError(options.model, f"fails on a synthetic radiograph at start-up: {exc.reason}") from exc
+    except Exception as exc:  # an ONNX Runtime or PyTorch failure inside the model
+        raise PtxsegError(options.model, f"fails on a synthetic radiograph at start-up: {one_line(str(exc), 200)}") from exc
     settings = ServeSettings(max_upload_bytes=int(options.max_upload_mb * 1024 * 1024), token=token)
     return create_app(service, settings), service
 
@@ -86,6 +98,13 @@ def run_server(options: ServeOptions) -> None:
     """Serve until SIGINT/SIGTERM; requests in flight finish (up to the timeout) before the process exits."""
     import uvicorn  # the server only: tests drive the app in-process
 
+    level = os.environ.get("PTXSEG_LOG_LEVEL", "info").upper()
+    if not log.handlers:  # the service's own lines (start-up, one per result), beside uvicorn's
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(level)
+        log.propagate = False
     app, service = build_app(options)
     if not is_loopback(options.host):
         log.warning("listening on %s: reachable from other machines%s", options.host, "" if options.token_file else " WITHOUT a token")
@@ -93,7 +112,7 @@ def run_server(options: ServeOptions) -> None:
         app,
         host=options.host,
         port=options.port,
-        log_level=os.environ.get("PTXSEG_LOG_LEVEL", "info").lower(),
+        log_level=level.lower(),
         timeout_graceful_shutdown=int(options.timeout_s) + 5,
         limit_concurrency=max(64, 4 * options.queue),
     )

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Best-effort install of the Debian programs some tests drive for real (a browser for the web viewer).
+# Installs only what is missing, only as root with apt-get; otherwise says so and leaves the tests to skip
+# with their reason. Never fails the build: a missing program is a skip, not an error.
+set -u
+
+# program -> Debian package(s) that provide it
+declare -A WANT=(
+  [chromium]="chromium"
+  [chromedriver]="chromium-driver"
+)
+
+missing=()
+for prog in "${!WANT[@]}"; do
+  command -v "$prog" >/dev/null 2>&1 || missing+=("${WANT[$prog]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: not installing ${missing[*]} (needs root and apt-get); the tests that need them will skip"
+  exit 0
+fi
+echo "system-deps: apt-get install ${missing[*]} ..."
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/ptxseg-apt.log 2>&1; then
+  # a fresh machine may have no package lists yet
+  apt-get update -q >>/tmp/ptxseg-apt.log 2>&1
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >>/tmp/ptxseg-apt.log 2>&1 \
+    || echo "system-deps: could not install ${missing[*]} (see /tmp/ptxseg-apt.log); the tests that need them will skip"
+fi
+exit 0
