@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import highdicom as hd
@@ -18,6 +19,7 @@ from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import read_image, read_mask
 
 from .conftest import shared_path, tiny_models
+from .dicomcheck import dciodvfy_errors, needs_dciodvfy
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +132,15 @@ def test_seg_is_full_resolution_and_references_its_source(batch):
         stored = seg.get_pixels_by_source_instance([uid], segment_numbers=[1], combine_segments=False)[0, ..., 0]
         assert stored.any() and np.array_equal(stored.astype(bool), mask.astype(bool))
         assert pydicom.dcmread(out / doc["outputs"]["seg"]).Modality == "SEG"
+
+
+@needs_dciodvfy
+def test_every_seg_and_phantom_dicom_passes_dciodvfy(batch):
+    written = [batch["out"] / d["outputs"]["seg"] for d in batch["docs"].values() if d["input"]["kind"] == "dicom"]
+    phantoms = sorted((Path(batch["args"][2]) / "nested").glob("*.dcm"))  # written by ptxseg.io.dicom.write_dicom
+    assert len(written) == 3 and len(phantoms) == 2
+    for path in written + phantoms:
+        assert dciodvfy_errors(path) == [], path.name
 
 
 def test_a_rerun_skips_complete_answers_and_redoes_incomplete_or_stale_ones(batch, tmp_path):

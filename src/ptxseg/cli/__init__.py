@@ -40,11 +40,12 @@ from ptxseg.cli import lungs as _lungs  # noqa: E402,F401
 from ptxseg.cli import models as _models  # noqa: E402,F401
 from ptxseg.cli import predict as _predict  # noqa: E402,F401
 from ptxseg.cli import pretrain as _pretrain  # noqa: E402,F401
-from ptxseg.cli import serve as _serve  # noqa: E402,F401
 from ptxseg.cli import report as _report  # noqa: E402,F401
+from ptxseg.cli import serve as _serve  # noqa: E402,F401
 from ptxseg.cli import submit as _submit  # noqa: E402,F401
 from ptxseg.cli import synth as _synth  # noqa: E402,F401
 from ptxseg.cli import train as _train  # noqa: E402,F401
+from ptxseg.cli import triage as _triage  # noqa: E402,F401
 from ptxseg.cli import tune as _tune  # noqa: E402,F401
 
 

@@ -418,10 +418,15 @@ def write_dicom(
         ds.BodyPartExamined = body_part
     if view_position is not None:
         ds.ViewPosition = view_position
-    if patient_sex is not None:
-        ds.PatientSex = patient_sex
+    ds.PatientSex = patient_sex or ""
     if patient_age is not None:
         ds.PatientAge = patient_age
+    # Type 2 attributes of the CR IOD: present, empty where a synthetic image has nothing to say
+    ds.PatientBirthDate = ds.StudyDate = ds.StudyTime = ds.ReferringPhysicianName = ""
+    ds.StudyID = ds.AccessionNumber = ""
+    ds.SeriesNumber, ds.InstanceNumber, ds.Manufacturer = 1, 1, "ptxseg synthetic image"
+    # rows run towards the patient's left, columns towards the feet: a frontal chest film displayed as usual
+    ds.PatientOrientation = ["L", "F"] if view_position in ("PA", "AP") else ""
     ds.Rows, ds.Columns = image.shape
     if pixel_spacing is not None:
         ds.PixelSpacing = [f"{pixel_spacing[0]:.6g}", f"{pixel_spacing[1]:.6g}"]

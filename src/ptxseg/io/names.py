@@ -77,3 +77,8 @@ def under(folder: str | PathLike[str], *parts: str) -> Path:
     if real == root or not real.is_relative_to(root):
         raise PtxsegError(path, f"resolves outside its folder {base}", code="unsafe_id")
     return path
+
+
+def hashed_uid(uid: object) -> str | None:
+    """A short SHA-256 of a DICOM UID, for logs: the same instance is recognisable, the patient is not."""
+    return None if not uid else hashlib.sha256(str(uid).encode()).hexdigest()[:12]

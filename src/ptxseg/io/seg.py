@@ -12,7 +12,6 @@ source's pixel grid.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from os import PathLike
 from pathlib import Path
@@ -22,19 +21,16 @@ import numpy as np
 from ptxseg import __version__
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path
+from ptxseg.io.derived import clean_source, derived_uid
 
-#: Type 2 attributes of the patient and study modules that highdicom copies from the source (may be empty)
-_TYPE2_COPIED = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-    "AccessionNumber",
-    "StudyID",
-)
+
+def _derived(source, keyword: str, version: str, kind: str) -> str:
+    """The derived UID of ``kind`` from the source's ``keyword`` UID, or a random one when the source has none
+    (derived from nothing, every such SEG would share one UID)."""
+    import highdicom as hd
+
+    uid = str(source.get(keyword) or "")
+    return derived_uid(uid, version, kind) if uid else str(hd.UID())
 
 
 def write_seg(
@@ -44,6 +40,8 @@ def write_seg(
     lungs: tuple[np.ndarray, np.ndarray] | None = None,
     software_version: str = "",
     series_number: int = 9901,
+    sop_instance_uid: str | None = None,
+    series_instance_uid: str | None = None,
 ) -> Path:
     """Write a DICOM SEG of ``pneumothorax`` (bool Rows×Columns of ``source``) and optionally the (right, left) lungs.
 
@@ -54,6 +52,9 @@ def write_seg(
         lungs: the patient's right and left lung fields in the same grid, or None.
         software_version: recorded in the SEG (model and weights version).
         series_number: Series Number of the new SEG series.
+        sop_instance_uid, series_instance_uid: the SEG's UIDs; by default derived from the source's SOP Instance
+            (Study Instance) UID and ``software_version`` (:func:`ptxseg.io.derived.derived_uid`), so the same
+            model on the same source writes the same SEG, one series per model version and study.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -63,9 +64,8 @@ def write_seg(
     for m in masks:
         if m.shape != shape:
             raise PtxsegError(path, f"mask shape {m.shape} is not the source image's {shape}")
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="ptxseg", version=software_version or __version__, family=codes.cid7162.ArtificialIntelligence
-    )
+    version = software_version or __version__
+    algorithm = hd.AlgorithmIdentificationSequence(name="ptxseg", version=version, family=codes.cid7162.ArtificialIntelligence)
 
     def segment(number: int, label: str, category, kind) -> hd.seg.SegmentDescription:
         return hd.seg.SegmentDescription(
@@ -83,16 +83,13 @@ def write_seg(
             segment(2, "Right lung", codes.SCT.AnatomicalStructure, codes.SCT.Lung),
             segment(3, "Left lung", codes.SCT.AnatomicalStructure, codes.SCT.Lung),
         ]
-    missing = [k for k in _TYPE2_COPIED if k not in source]
-    if "PixelSpacing" in source or missing:
-        source = copy.deepcopy(source)  # the caller's dataset stays as read
-        # highdicom 0.28 copies PixelSpacing into a Pixel Measures item without SliceThickness (a projection has
-        # none) and then cannot read that SEG back; the SEG frame is the source's own pixel grid (Spatial
-        # Locations Preserved), whose spacing the referenced source states, so Pixel Measures are left out
-        if "PixelSpacing" in source:
-            del source.PixelSpacing
-        for keyword in missing:  # Type 2 patient/study attributes the SEG copies: present, empty when unknown
-            setattr(source, keyword, "")
+    orientation = source.get("PatientOrientation") or ""
+    source = clean_source(source)  # a copy: the caller's dataset stays as read
+    # highdicom 0.28 copies PixelSpacing into a Pixel Measures item without SliceThickness (a projection has
+    # none) and then cannot read that SEG back; the SEG frame is the source's own pixel grid (Spatial
+    # Locations Preserved), whose spacing the referenced source states, so Pixel Measures are left out
+    if "PixelSpacing" in source:
+        del source.PixelSpacing
     pixels = np.stack(masks, -1).astype(np.uint8)[None]  # 1 frame × rows × columns × segments
     with warnings.catch_warnings():
         # the SEG copies the source's identifiers as they are, even where they break a VR rule or look odd
@@ -103,16 +100,18 @@ def write_seg(
             pixel_array=pixels,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
             segment_descriptions=descriptions,
-            series_instance_uid=hd.UID(),
+            series_instance_uid=series_instance_uid or _derived(source, "StudyInstanceUID", version, "seg-series"),
             series_number=series_number,
-            sop_instance_uid=hd.UID(),
+            sop_instance_uid=sop_instance_uid or _derived(source, "SOPInstanceUID", version, "seg"),
             instance_number=1,
             manufacturer="ptxseg",
             manufacturer_model_name="ptxseg (research use only, not a medical device)",
-            software_versions=software_version or __version__,
+            software_versions=version,
             device_serial_number="0",
             omit_empty_frames=False,
         )
+    # General Image: a projection has no frame of reference, so Patient Orientation is required (Type 2C)
+    seg.PatientOrientation = orientation
     path = Path(path)
     with atomic_path(path) as tmp:
         seg.save_as(tmp)

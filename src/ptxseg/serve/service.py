@@ -10,7 +10,6 @@ request never waits forever. Admitted work runs in ``workers`` threads sharing o
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import tempfile
 import threading
@@ -27,6 +26,7 @@ from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
 from ptxseg.errors import PtxsegError, one_line
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import raster_kind, write_png
+from ptxseg.io.names import hashed_uid
 from ptxseg.predict import write_outputs
 from ptxseg.serve.store import ResultStore
 
@@ -46,11 +46,6 @@ RASTER_FORMATS = ("PNG", "JPEG")
 def is_accepted_upload(data: bytes) -> bool:
     """Whether an upload is a DICOM, PNG or JPEG file, judged by its bytes alone (never by its name)."""
     return data[128:132] == b"DICM" or raster_kind(data[:8]) in RASTER_FORMATS
-
-
-def hashed(uid: Any) -> str | None:
-    """A short SHA-256 of a DICOM UID, for logs: the same instance is recognisable, the patient is not."""
-    return None if not uid else hashlib.sha256(str(uid).encode()).hexdigest()[:12]
 
 
 class Busy(Exception):
@@ -193,7 +188,7 @@ class InferenceService:
         log.info(
             "result %s: sop %s, present=%s, severity=%s, %.2f s",
             result_id,
-            hashed(doc["input"].get("SOPInstanceUID")),
+            hashed_uid(doc["input"].get("SOPInstanceUID")),
             doc["pneumothorax"]["present"],
             doc["max_severity"],
             seconds,

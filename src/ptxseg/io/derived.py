@@ -1,0 +1,60 @@
+"""What every DICOM object ptxseg derives from a source radiograph shares: deterministic UIDs and a clean copy
+of the source's patient and study attributes.
+
+Deterministic UIDs make re-processing idempotent: the same source instance analysed by the same model version
+gets the same SEG, SC and SR UIDs, so a PACS that receives them again replaces instead of adding; a new model
+version gets new ones. They live under the ``2.25`` root (ISO/IEC 9834-8: a UUID as one integer), from a
+name-based UUID (SHA-1, RFC 4122 version 5) of the parts.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+
+import pydicom
+from pydicom.valuerep import validate_value
+
+#: the namespace of ptxseg's name-based UUIDs (itself a version-5 UUID of the project's name)
+NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/ptxseg/ptxseg/derived-uid")
+
+#: Type 2 patient and study attributes the derived objects copy from the source (present, empty when unknown)
+TYPE2_COPIED = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+    "StudyID",
+)
+#: Type 3 attributes a derived object may copy, dropped when the source's value breaks its VR (e.g. SIIM's "62")
+TYPE3_CHECKED = ("PatientAge", "PatientSize", "PatientWeight")
+
+
+def derived_uid(*parts: str) -> str:
+    """A UID determined by ``parts`` (e.g. source SOP Instance UID, model version, object kind): ``2.25.<int>``,
+    at most 44 characters, the same on every machine and run."""
+    return f"2.25.{uuid.uuid5(NAMESPACE, chr(31).join(parts)).int}"
+
+
+def clean_source(source: pydicom.Dataset) -> pydicom.Dataset:
+    """A copy of ``source`` that highdicom can derive standard objects from: Type 2 patient/study attributes
+    present (empty when unknown), Patient Orientation present (a projection radiograph has no frame of
+    reference, so a derived image must state it, empty when the source does not), and Type 3 patient attributes
+    whose value breaks its VR removed. The caller's dataset is not changed."""
+    out = copy.deepcopy(source)
+    for keyword in TYPE2_COPIED:
+        if keyword not in out:
+            setattr(out, keyword, "")
+    if "PatientOrientation" not in out:
+        out.PatientOrientation = ""
+    for keyword in TYPE3_CHECKED:
+        if keyword in out and out[keyword].value not in (None, ""):
+            try:
+                validate_value(out[keyword].VR, out[keyword].value, pydicom.config.RAISE)
+            except ValueError:
+                del out[keyword]
+    return out

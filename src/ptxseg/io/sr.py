@@ -1,0 +1,177 @@
+"""DICOM Structured Report of the findings: a TID 1500 Measurement Report (highdicom), referencing the SEG.
+
+One Comprehensive 3D SR per analysed radiograph, in a series of the source's study. Its imaging measurements:
+
+- per side with a lung field (TID 1410, Planar ROI, finding site Lung + laterality): the pneumothorax area on that
+  side (mm², or pixels ``{px}`` without a pixel spacing), the lung-field area, the pneumothorax-to-lung ratio
+  (%, SCT Ratio), and the severity as a qualitative evaluation (SCT Severity: None / Mild / Moderate / Severe);
+  the region is the SEG's lung-field segment of that side;
+- for the image (TID 1501): the probability of pneumothorax (DCM Probability, unit ``1``) and the finding
+  (SCT Pneumothorax present / absent).
+
+The observer is the device: ptxseg, with the model's name and version; its model name says "research use only,
+not a medical device". The report is marked complete and not final (an algorithm's result no reader verified).
+"""
+
+from __future__ import annotations
+
+import warnings
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.sr.coding import Code
+
+from ptxseg.errors import PtxsegError
+from ptxseg.io.atomic import atomic_path
+from ptxseg.io.derived import clean_source, derived_uid
+
+#: SNOMED CT codes of the severity classes (SCT 246112005 Severity)
+SEVERITY_CODES = {
+    "none": Code("260413007", "SCT", "None"),
+    "mild": Code("255604002", "SCT", "Mild"),
+    "moderate": Code("6736007", "SCT", "Moderate"),
+    "severe": Code("24484000", "SCT", "Severe"),
+}
+NO_UNITS = Code("1", "UCUM", "no units")
+PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
+PRESENT, ABSENT = Code("52101004", "SCT", "Present"), Code("2667000", "SCT", "Absent")
+#: SEG segment numbers of the lung fields (``ptxseg.io.seg``)
+LUNG_SEGMENTS = {"right": 2, "left": 3}
+
+
+def _segment_reference(seg: pydicom.Dataset, segment: int):
+    """The SR's reference to one segment of ``seg`` (whose frame ``k`` holds segment ``k``: one source frame) and
+    to its source image. DICOM has an image reference carry a segment number *or* frame numbers, never both, and
+    no frame number for a single-frame source; highdicom 0.28 writes both, which dciodvfy rejects, so the frame
+    numbers go: the segment number identifies the SEG's frame, the source has one."""
+    import highdicom as hd
+
+    reference = hd.sr.ReferencedSegmentationFrame.from_segmentation(seg, frame_number=segment, segment_number=segment)
+    for item in reference:
+        for ref in item.ReferencedSOPSequence:
+            if "ReferencedFrameNumber" in ref:
+                del ref.ReferencedFrameNumber
+    return reference
+
+
+def write_report_sr(
+    path: str | PathLike[str],
+    source: pydicom.Dataset,
+    seg: pydicom.Dataset,
+    report: dict[str, Any],
+    software_version: str,
+    model_name: str,
+    series_number: int = 9903,
+) -> Path:
+    """Write the TID 1500 SR of one result document.
+
+    Args:
+        path: output ``.dcm`` (written atomically).
+        source: the analysed radiograph's dataset.
+        seg: the SEG written for it (pneumothorax segment 1, right lung 2, left lung 3 when the lungs were found).
+        report: the result document of :meth:`ptxseg.clinical.ClinicalPipeline.analyse` (``pneumothorax``,
+            ``right``, ``left`` blocks).
+        software_version: ptxseg and model weights version; with the source's UIDs it determines the SR's UIDs.
+        model_name: the pneumothorax model's name, recorded as the observing device's model.
+        series_number: Series Number of the SR series.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    sop_uid = str(source.get("SOPInstanceUID") or "")
+    if not sop_uid:
+        raise PtxsegError(path, "the source has no SOP Instance UID to report on")
+    p = report["pneumothorax"]
+    if not 0.0 <= float(p["probability"]) <= 1.0:  # NaN fails too: an error, never a finding
+        raise PtxsegError(path, f"probability {p['probability']!r} is not in [0, 1]")
+    source = clean_source(source)
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derived_uid("ptxseg-device", software_version),
+            name="ptxseg",
+            manufacturer_name="ptxseg",
+            model_name=f"{model_name} (research use only, not a medical device)"[:64],
+        ),
+    )
+    context = hd.sr.ObservationContext(observer_device_context=device)
+    algorithm = hd.sr.AlgorithmIdentification(name="ptxseg", version=software_version[:64])
+    spacing = report.get("input", {}).get("pixel_spacing_mm")
+    area_unit = codes.UCUM.SquareMillimeter if spacing else Code("{px}", "UCUM", "pixels")
+
+    def area(block: dict[str, Any], key: str) -> float:
+        return float(block[f"{key}_mm2"] if spacing else block[f"{key}_px"])
+
+    groups: list = []
+    for side, laterality in (("right", codes.SCT.Right), ("left", codes.SCT.Left)):
+        block = report[side]
+        segment = LUNG_SEGMENTS[side]
+        if block.get("ratio_pct") is None or segment > len(seg.SegmentSequence):
+            continue  # no lung field on this side: nothing to size against
+        site = hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=laterality)
+        measurements = [
+            hd.sr.Measurement(name=codes.SCT.Area, value=area(block, "area"), unit=area_unit, algorithm_id=algorithm),
+            hd.sr.Measurement(
+                name=Code("ptxseg-lung-area", "99PTXSEG", "Lung field area"),
+                value=area(block, "lung_area"),
+                unit=area_unit,
+                algorithm_id=algorithm,
+            ),
+            hd.sr.Measurement(name=codes.SCT.Ratio, value=float(block["ratio_pct"]), unit=codes.UCUM.Percent, algorithm_id=algorithm),
+        ]
+        groups.append(
+            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=hd.sr.TrackingIdentifier(
+                    uid=derived_uid(sop_uid, software_version, f"sr-{side}"), identifier=f"pneumothorax, {side} lung"
+                ),
+                referenced_segment=_segment_reference(seg, segment),
+                finding_type=codes.SCT.Pneumothorax,
+                finding_sites=[site],
+                algorithm_id=algorithm,
+                measurements=measurements,
+                qualitative_evaluations=[
+                    hd.sr.QualitativeEvaluation(name=codes.SCT.Severity, value=SEVERITY_CODES[block["severity"]])
+                ],
+            )
+        )
+    groups.append(
+        hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(
+                uid=derived_uid(sop_uid, software_version, "sr-image"), identifier="pneumothorax, image"
+            ),
+            finding_type=codes.SCT.Pneumothorax,
+            algorithm_id=algorithm,
+            measurements=[
+                hd.sr.Measurement(name=codes.DCM.Probability, value=float(p["probability"]), unit=NO_UNITS, algorithm_id=algorithm)
+            ],
+            qualitative_evaluations=[
+                hd.sr.QualitativeEvaluation(name=codes.SCT.Pneumothorax, value=PRESENT if p["present"] else ABSENT)
+            ],
+        )
+    )
+    content = hd.sr.MeasurementReport(
+        observation_context=context,
+        procedure_reported=PLAIN_CHEST_XRAY,
+        imaging_measurements=groups,
+    )
+    with warnings.catch_warnings():
+        # the source's identifiers are copied as they are, even where they break a VR rule or look odd
+        warnings.filterwarnings("ignore", message="Invalid value for VR")
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        sr = hd.sr.Comprehensive3DSR(
+            evidence=[source, seg],
+            content=content[0],
+            series_instance_uid=derived_uid(str(source.get("StudyInstanceUID") or sop_uid), software_version, "sr-series"),
+            series_number=series_number,
+            sop_instance_uid=derived_uid(sop_uid, software_version, "sr"),
+            instance_number=1,
+            manufacturer="ptxseg",
+            is_complete=True,
+            is_final=False,  # an algorithm's preliminary result, not verified by a reader
+        )
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        sr.save_as(tmp)
+    return path

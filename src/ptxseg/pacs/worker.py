@@ -1,0 +1,142 @@
+"""The triage worker: follow Orthanc's change feed, analyse each new CR/DX chest radiograph, store its results.
+
+For every ``NewInstance`` change after the last one finished (:class:`~ptxseg.pacs.state.FeedState`):
+
+1. read the instance's tags; anything but a radiograph of the configured modalities is passed over, and so are
+   the objects ptxseg itself stored (they answer to Manufacturer "ptxseg");
+2. a lateral or non-chest radiograph (by its header, as the quality gate reads it) is recorded as not triaged,
+   with the reason, in the instance's metadata;
+3. otherwise the file is analysed (pneumothorax model, lung fields, quantification, QC) and a DICOM SEG, an
+   overlay Secondary Capture and a TID 1500 SR are stored in its study — replacing, not adding to, what the
+   same model stored for it before (deterministic UIDs) — and the findings are written as its metadata;
+4. a file that cannot be analysed is recorded as ``error: <reason>`` and passed over;
+5. the change is recorded as finished, atomically.
+
+A stop request (SIGTERM) is honoured between instances: the one in progress is finished first.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ptxseg.clinical import ClinicalPipeline, load_radiograph
+from ptxseg.errors import PtxsegError, one_line
+from ptxseg.io.names import hashed_uid
+from ptxseg.pacs.orthanc import OrthancClient, OrthancError
+from ptxseg.pacs.results import derive, findings
+from ptxseg.pacs.state import FeedState
+from ptxseg.quality import GATE_FLAGS, HEADER_FLAGS
+
+log = logging.getLogger("ptxseg.triage")
+
+#: SOP classes that are never radiographs to analyse (ptxseg's own outputs among them)
+DERIVED_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
+    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
+    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR",
+}
+
+
+class TriageWorker:
+    """Analyse what arrives in ``client``'s Orthanc with ``pipeline``; ``state`` says where the feed was left.
+
+    Args:
+        modalities: the Modality values analysed (CR and DX by default).
+        scratch: a folder for the files of the instance in progress (emptied after each).
+        stop: set it to stop after the instance in progress.
+    """
+
+    def __init__(
+        self,
+        client: OrthancClient,
+        pipeline: ClinicalPipeline,
+        state: FeedState,
+        modalities: list[str] | tuple[str, ...] = ("CR", "DX"),
+        scratch: Path | None = None,
+        batch: int = 100,
+        poll_s: float = 2.0,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.client, self.pipeline, self.state = client, pipeline, state
+        self.modalities = {m.upper() for m in modalities}
+        self.scratch = scratch
+        self.batch, self.poll_s = batch, poll_s
+        self.stop = stop or threading.Event()
+        self.counts: Counter[str] = Counter()
+
+    def run(self, once: bool = False) -> Counter[str]:
+        """Process the feed: with ``once`` until nothing is pending, else until :attr:`stop` is set. Returns how
+        many instances ended each way (``analysed``, ``not-triaged``, ``error``, ``skipped``, ``gone``)."""
+        while not self.stop.is_set():
+            page = self.client.changes(self.state.last_change, self.batch)
+            for change in page.get("Changes", []):
+                if self.stop.is_set():
+                    return self.counts
+                if change.get("ChangeType") == "NewInstance" and change.get("ResourceType") == "Instance":
+                    self.counts[self.process(str(change["ID"]))] += 1
+                self.state.advance(int(change["Seq"]))
+            if not page.get("Changes") and int(page.get("Last", 0)) > self.state.last_change:
+                self.state.advance(int(page["Last"]))  # nothing left in between (e.g. changes Orthanc forgot)
+            if page.get("Done", True):
+                if once:
+                    break
+                self.stop.wait(self.poll_s)
+        return self.counts
+
+    def process(self, instance: str) -> str:
+        """Triage one Orthanc instance; returns its outcome."""
+        try:
+            tags = self.client.tags(instance)
+        except OrthancError as exc:
+            if exc.status == 404:
+                return "gone"  # deleted before its turn
+            raise
+        why_not = self._not_a_radiograph(tags)
+        if why_not:
+            log.debug("instance %s: passed over (%s)", instance, why_not)
+            return "skipped"
+        sop = hashed_uid(tags.get("SOPInstanceUID"))
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="ptxseg-triage-", dir=self.scratch) as tmp:
+            folder = Path(tmp)
+            path = folder / "source.dcm"
+            path.write_bytes(self.client.file(instance))
+            try:
+                rad = load_radiograph(path)
+                refused = [w for w in rad.warnings if w in HEADER_FLAGS]
+                if refused:
+                    reason = "; ".join(GATE_FLAGS[HEADER_FLAGS[w]] for w in refused)
+                    self.client.set_metadata(instance, {"ptxseg-status": f"not-triaged: {reason}"})
+                    log.info("instance %s (sop %s): not triaged: %s", instance, sop, reason)
+                    return "not-triaged"
+                results = derive(self.pipeline, rad, folder)
+            except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the PACS's triage
+                reason = one_line(exc.reason if isinstance(exc, PtxsegError) else f"{type(exc).__name__}: {exc}", 300)
+                self.client.set_metadata(instance, {"ptxseg-status": f"error: {reason}"})
+                log.warning("instance %s (sop %s): not analysed: %s", instance, sop, reason)
+                return "error"
+            stored = [self.client.store(p.read_bytes()) for p in (results.seg, results.sc, results.sr)]
+            self.client.set_metadata(instance, findings(results.doc))
+        doc = results.doc
+        log.info(
+            "instance %s (sop %s): probability %.3f, severity %s; stored SEG, SC, SR (%s) in %.2f s",
+            instance, sop, doc["pneumothorax"]["probability"], doc.get("max_severity"), ", ".join(stored),
+            time.perf_counter() - start,
+        )  # fmt: skip
+        return "analysed"
+
+    def _not_a_radiograph(self, tags: dict[str, Any]) -> str | None:
+        if str(tags.get("SOPClassUID", "")) in DERIVED_CLASSES:
+            return DERIVED_CLASSES[str(tags["SOPClassUID"])]
+        if str(tags.get("Manufacturer", "")) == "ptxseg":
+            return "stored by ptxseg"
+        modality = str(tags.get("Modality", "")).upper()
+        if modality not in self.modalities:
+            return f"modality {modality or 'missing'}"
+        return None
