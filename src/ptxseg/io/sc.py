@@ -91,6 +91,11 @@ def write_overlay_sc(
     # General Series: Laterality is Type 2C for a paired body part; a chest film shows both lungs: empty
     if "Laterality" not in sc:
         sc.Laterality = ""
+    # the capture is derived from the source: name it, so a viewer or a query can go back to the original
+    item = pydicom.Dataset()
+    item.ReferencedSOPClassUID = source.SOPClassUID
+    item.ReferencedSOPInstanceUID = sop_uid
+    sc.SourceImageSequence = [item]
     sc.BurnedInAnnotation = "YES"
     sc.ImageComments = WARNING
     sc.SeriesDescription = "ptxseg overlay - not for diagnostic use"

@@ -32,6 +32,11 @@ METADATA = (
 )
 
 
+def orthanc_user_metadata(first_index: int = 4101) -> dict[str, int]:
+    """The ``"UserMetadata"`` entries Orthanc's configuration must declare for ptxseg (name → index ≥ 1024)."""
+    return {name: first_index + k for k, name in enumerate(METADATA)}
+
+
 @dataclass
 class Results:
     """The result document and the three DICOM files written for one radiograph."""
