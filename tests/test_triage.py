@@ -101,19 +101,21 @@ def derived_by_source(orthanc: Orthanc) -> dict[str, Counter]:
 @pytest.fixture(scope="module")
 def triaged(models, tmp_path_factory):
     """One Orthanc holding: the real MONOCHROME1 CR and the real SIIM DICOM, three phantom PA radiographs, a
-    lateral phantom, a CT-labelled phantom and a CR whose pixel data is cut short; then ``ptxseg triage --once``."""
+    lateral phantom, one labelled ABDOMEN, one labelled CT and a CR whose pixel data is cut short; then
+    ``ptxseg triage --once``."""
     data, model = models
     root = tmp_path_factory.mktemp("orthanc")
     orthanc = Orthanc(root / "orthanc")
     files = [shared_path(p) for p in REAL] + _phantoms(data, root / "in", 3)
     lateral = _phantoms(data, root / "lat", 1, first=3, view_position="LL")[0]
+    abdomen = _phantoms(data, root / "abdomen", 1, first=6, body_part="ABDOMEN")[0]
     ct = _phantoms(data, root / "ct", 1, first=4, modality="CT")[0]
     broken = _phantoms(data, root / "broken", 1, first=5)[0]
     ds = pydicom.dcmread(broken)
     ds.PixelData = ds.PixelData[:100]
     ds.save_as(broken)
     sops = {}
-    for f in [*files, lateral, ct, broken]:
+    for f in [*files, lateral, abdomen, ct, broken]:
         orthanc.upload(Path(f).read_bytes())
         sops[Path(f).name] = str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID)
     work = root / "work"
@@ -127,7 +129,7 @@ def test_the_worker_reports_what_it_did(triaged):
     r = triaged["result"]
     assert r.returncode == 0, r.stderr
     counts = dict(part.split(": ") for part in r.stdout.strip().split(", "))
-    assert counts["analysed"] == "5" and counts["not-triaged"] == "1" and counts["error"] == "1"
+    assert counts["analysed"] == "5" and counts["not-triaged"] == "2" and counts["error"] == "1"
     assert "PHANTOM" not in r.stderr and "chest_pa" not in r.stderr  # no patient identifiers in the log
 
 
@@ -170,6 +172,7 @@ def test_findings_and_reasons_are_stored_as_metadata(triaged):
         )
         assert meta["ptxseg-qc"]
     assert by_sop[sops["ph3.dcm"]]["ptxseg-status"] == "not-triaged: the header says this is not a frontal (PA/AP) view"
+    assert by_sop[sops["ph6.dcm"]]["ptxseg-status"] == "not-triaged: the header names a body part other than the chest"
     assert by_sop[sops["ph5.dcm"]]["ptxseg-status"].startswith("error: ")
     assert "ptxseg-status" not in by_sop[sops["ph4.dcm"]]  # a CT is not looked at
 
@@ -181,6 +184,8 @@ def test_the_worklist_lists_studies_in_triage_order(triaged):
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["studies"]
     assert len(rows) == 4  # the real CR's study, the SIIM study, two phantom patients' studies
+    # a study's row is its most urgent radiograph: the phantom studies hold analysed and not-triaged ones
+    assert all(row["status"] == "analysed" for row in rows)
     analysed = [row for row in rows if row["status"] == "analysed"]
     keys = [(row["priority"], -row["probability"], row["received"]) for row in analysed]
     assert keys == sorted(keys) and rows[: len(analysed)] == analysed

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import copy
 import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pydicom
 from pydicom.valuerep import validate_value
@@ -58,3 +61,21 @@ def clean_source(source: pydicom.Dataset) -> pydicom.Dataset:
             except ValueError:
                 del out[keyword]
     return out
+
+
+def derived_uids(source: pydicom.Dataset, version: str, kind: str) -> tuple[str, str]:
+    """(Series Instance UID, SOP Instance UID) of the ``kind`` object (``"sc"``, ``"sr"`` …) that ``version``
+    derives from ``source``: one series per study, model version and kind; one instance per source instance."""
+    sop = str(source.get("SOPInstanceUID") or "")
+    study = str(source.get("StudyInstanceUID") or sop)
+    return derived_uid(study, version, f"{kind}-series"), derived_uid(sop, version, kind)
+
+
+@contextmanager
+def copying_identifiers() -> Iterator[None]:
+    """Silence the warnings highdicom and pydicom raise while a derived object copies the source's identifiers as
+    they are (a UID that breaks its VR, a one-component patient name): they are the source's, not ours to fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Invalid value for VR")
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        yield

@@ -8,7 +8,6 @@ the warning, so a viewer or a router can tell it from the original.
 
 from __future__ import annotations
 
-import warnings
 from os import PathLike
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pydicom
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path
-from ptxseg.io.derived import clean_source, derived_uid
+from ptxseg.io.derived import clean_source, copying_identifiers, derived_uids
 
 #: long side of the capture, pixels (the SEG keeps the full resolution)
 MAX_SIDE = 1536
@@ -71,19 +70,17 @@ def write_overlay_sc(
     if len(orientation) != 2:
         # a frontal chest film as displayed: rows towards the patient's left, columns towards the feet
         orientation = ("L", "F")
-    with warnings.catch_warnings():
-        # the source's identifiers are copied as they are, even where they break a VR rule or look odd
-        warnings.filterwarnings("ignore", message="Invalid value for VR")
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+    series_uid, instance_uid = derived_uids(source, software_version, "sc")
+    with copying_identifiers():
         sc = hd.sc.SCImage.from_ref_dataset(
             ref_dataset=clean_source(source),
             pixel_array=np.ascontiguousarray(picture),
             photometric_interpretation="RGB",
             bits_allocated=8,
             coordinate_system="PATIENT",
-            series_instance_uid=derived_uid(str(source.get("StudyInstanceUID") or sop_uid), software_version, "sc-series"),
+            series_instance_uid=series_uid,
             series_number=series_number,
-            sop_instance_uid=derived_uid(sop_uid, software_version, "sc"),
+            sop_instance_uid=instance_uid,
             instance_number=1,
             manufacturer="ptxseg",
             patient_orientation=orientation,

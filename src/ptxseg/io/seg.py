@@ -12,7 +12,6 @@ source's pixel grid.
 
 from __future__ import annotations
 
-import warnings
 from os import PathLike
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 from ptxseg import __version__
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path
-from ptxseg.io.derived import clean_source, derived_uid
+from ptxseg.io.derived import clean_source, copying_identifiers, derived_uid
 
 
 def _derived(source, keyword: str, version: str, kind: str) -> str:
@@ -91,10 +90,7 @@ def write_seg(
     if "PixelSpacing" in source:
         del source.PixelSpacing
     pixels = np.stack(masks, -1).astype(np.uint8)[None]  # 1 frame × rows × columns × segments
-    with warnings.catch_warnings():
-        # the SEG copies the source's identifiers as they are, even where they break a VR rule or look odd
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        warnings.filterwarnings("ignore", message="Invalid value for VR")  # e.g. re-anonymised UIDs like ID_0011fe81e
+    with copying_identifiers():  # e.g. re-anonymised UIDs like ID_0011fe81e
         seg = hd.seg.Segmentation(
             source_images=[source],
             pixel_array=pixels,

@@ -15,7 +15,6 @@ not a medical device". The report is marked complete and not final (an algorithm
 
 from __future__ import annotations
 
-import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from pydicom.sr.coding import Code
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import atomic_path
-from ptxseg.io.derived import clean_source, derived_uid
+from ptxseg.io.derived import clean_source, copying_identifiers, derived_uid, derived_uids
 
 #: SNOMED CT codes of the severity classes (SCT 246112005 Severity)
 SEVERITY_CODES = {
@@ -156,16 +155,14 @@ def write_report_sr(
         procedure_reported=PLAIN_CHEST_XRAY,
         imaging_measurements=groups,
     )
-    with warnings.catch_warnings():
-        # the source's identifiers are copied as they are, even where they break a VR rule or look odd
-        warnings.filterwarnings("ignore", message="Invalid value for VR")
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+    series_uid, instance_uid = derived_uids(source, software_version, "sr")
+    with copying_identifiers():
         sr = hd.sr.Comprehensive3DSR(
             evidence=[source, seg],
             content=content[0],
-            series_instance_uid=derived_uid(str(source.get("StudyInstanceUID") or sop_uid), software_version, "sr-series"),
+            series_instance_uid=series_uid,
             series_number=series_number,
-            sop_instance_uid=derived_uid(sop_uid, software_version, "sr"),
+            sop_instance_uid=instance_uid,
             instance_number=1,
             manufacturer="ptxseg",
             is_complete=True,
