@@ -301,3 +301,27 @@ def test_wrong_credentials_and_bad_settings_are_one_line(models, tmp_path):
         assert r.returncode == 2 and "user:password" in r.stderr
     finally:
         orthanc.stop()
+
+
+def test_sigterm_finishes_the_radiograph_in_progress_and_leaves_nothing_half_stored(models, tmp_path):
+    data, model = models
+    orthanc = Orthanc(tmp_path / "orthanc")
+    try:
+        files = _phantoms(data, tmp_path / "in", 12)
+        ids = [orthanc.upload(f.read_bytes()) for f in files]
+        work = tmp_path / "work"
+        work.mkdir()
+        worker = _follow(orthanc, model, work)
+        _wait_analysed(orthanc, ids, 1)
+        worker.send_signal(signal.SIGTERM)  # mid-stream: more radiographs are waiting
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        analysed = {orthanc.tags(i)["SOPInstanceUID"] for i in ids if orthanc.metadata(i).get("ptxseg-status") == "analysed"}
+        assert 1 <= len(analysed) < len(ids)  # it stopped early ...
+        derived = derived_by_source(orthanc)
+        # ... and every radiograph it touched is whole: all three objects and its metadata, or nothing at all
+        assert set(derived) == analysed and all(c == Counter({"SEG": 1, "SC": 1, "SR": 1}) for c in derived.values())
+        state = json.loads((work / "state.json").read_text())
+        assert state["last_change"] > 0  # where it stopped is recorded, so a restart goes on from there
+    finally:
+        orthanc.stop()
