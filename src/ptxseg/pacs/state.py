@@ -24,6 +24,7 @@ class FeedState:
     path: Path
     orthanc: str
     last_change: int = 0
+    _written: int = -1  # the last value written to ``path``
 
     @classmethod
     def load(cls, path: Path, orthanc: str) -> FeedState:
@@ -36,10 +37,14 @@ class FeedState:
             raise PtxsegError(path, f"not a {FORMAT} file")
         if doc.get("orthanc") != orthanc:
             raise PtxsegError(path, f"belongs to the Orthanc at {doc.get('orthanc')!r}, not {orthanc!r}: use another work_dir")
-        return cls(path, orthanc, doc["last_change"])
+        return cls(path, orthanc, doc["last_change"], doc["last_change"])
 
-    def advance(self, seq: int) -> None:
-        """Record change ``seq`` as finished (atomically, durably)."""
+    def advance(self, seq: int, persist: bool = True) -> None:
+        """Record change ``seq`` as finished; with ``persist``, write the state atomically and durably (skipped
+        when nothing changed since the last write)."""
         self.last_change = max(self.last_change, int(seq))
+        if not persist or self.last_change == self._written:
+            return
+        self._written = self.last_change
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.path, dumps({"format": FORMAT, "orthanc": self.orthanc, "last_change": self.last_change}))

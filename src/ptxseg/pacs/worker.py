@@ -79,24 +79,30 @@ class TriageWorker:
                 if self.stop.is_set():
                     return self.counts
                 if change.get("ChangeType") == "NewInstance" and change.get("ResourceType") == "Instance":
-                    self.counts[self.process(str(change["ID"]))] += 1
-                self.state.advance(int(change["Seq"]))
-            if not page.get("Changes") and int(page.get("Last", 0)) > self.state.last_change:
-                self.state.advance(int(page["Last"]))  # nothing left in between (e.g. changes Orthanc forgot)
+                    self.counts[self._process_or_gone(str(change["ID"]))] += 1
+                    self.state.advance(int(change["Seq"]))  # durably, before the next radiograph
+                else:  # series, study, patient changes: nothing to do; recorded with the next write
+                    self.state.advance(int(change["Seq"]), persist=False)
+            last = max(self.state.last_change, int(page.get("Last", 0)) if not page.get("Changes") else 0)
+            self.state.advance(last)  # the page's end (and changes Orthanc no longer lists)
             if page.get("Done", True):
                 if once:
                     break
                 self.stop.wait(self.poll_s)
         return self.counts
 
-    def process(self, instance: str) -> str:
-        """Triage one Orthanc instance; returns its outcome."""
+    def _process_or_gone(self, instance: str) -> str:
         try:
-            tags = self.client.tags(instance)
+            return self.process(instance)
         except OrthancError as exc:
             if exc.status == 404:
-                return "gone"  # deleted before its turn
+                log.info("instance %s: deleted before or while it was analysed", instance)
+                return "gone"
             raise
+
+    def process(self, instance: str) -> str:
+        """Triage one Orthanc instance; returns its outcome."""
+        tags = self.client.tags(instance)
         why_not = self._not_a_radiograph(tags)
         if why_not:
             log.debug("instance %s: passed over (%s)", instance, why_not)
