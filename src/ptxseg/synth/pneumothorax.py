@@ -79,25 +79,27 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def place_real_mask(real: np.ndarray, lung: np.ndarray, side: str) -> np.ndarray:
-    """Fit a real SIIM mask shape (already at the phantom's size) into the periphery of ``lung``.
+    """Fit a real SIIM mask shape (already in ``lung``'s H×W frame) into the periphery of ``lung``.
 
     The part of ``real`` on the given side of the image is shifted horizontally
     so its lateral edge meets the lung's lateral wall at the mask's mean row,
     then clipped to the lung. Returns a uint8 0/1 mask (possibly empty).
     """
-    size = lung.shape[0]
+    rows, cols = lung.shape
     half = np.zeros_like(real)
     if side == "right":
-        half[:, : size // 2] = real[:, : size // 2]
+        half[:, : cols // 2] = real[:, : cols // 2]
     else:
-        half[:, size // 2 :] = real[:, size // 2 :]
+        half[:, cols // 2 :] = real[:, cols // 2 :]
     ys, xs = np.nonzero(half)
     if xs.size == 0:
         return half
-    row = int(np.clip(round(ys.mean()), 0, size - 1))
+    row = int(np.clip(round(ys.mean()), 0, rows - 1))
     lung_cols = np.flatnonzero(lung[row])
     if lung_cols.size == 0:
         lung_rows = np.flatnonzero(lung.any(1))
+        if lung_rows.size == 0:
+            return np.zeros_like(half)
         row = int(lung_rows[np.argmin(np.abs(lung_rows - row))])
         lung_cols = np.flatnonzero(lung[row])
     if side == "right":
@@ -105,7 +107,7 @@ def place_real_mask(real: np.ndarray, lung: np.ndarray, side: str) -> np.ndarray
     else:
         shift = int(lung_cols.max() - xs.max())
     m = np.float32([[1, 0, shift], [0, 1, 0]])
-    moved = cv2.warpAffine(half, m, (size, size), flags=cv2.INTER_NEAREST)
+    moved = cv2.warpAffine(half, m, (cols, rows), flags=cv2.INTER_NEAREST)
     return moved & lung
 
 

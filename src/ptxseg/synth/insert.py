@@ -1,0 +1,160 @@
+"""A pneumothorax inserted into a real radiograph: a real SIIM mask shape fitted into a real lung field's
+periphery and rendered the way the physics draws it (pure numpy + OpenCV; ``docs/sim2real.md``).
+
+Geometry: the SIIM shape (drawn on a 1024² SIIM film) is scaled to the background's frame and, per side it
+covers, shifted so that its lateral edge meets that lung field's lateral wall at the shape's mean row, then
+clipped to the full lung field — so it follows the chest wall and never crosses the mediastinum or the
+diaphragm (:func:`ptxseg.synth.pneumothorax.place_real_mask`); then each row is redrawn against the wall with
+its own width (:func:`hug_wall`), so the lesion follows this chest wall's curve, not the SIIM film's. A
+bilateral SIIM shape gives a bilateral lesion, so bilateral cases come at the real file's frequency.
+
+Rendering, inside the region (all in the display range [0, 1], dark = air):
+
+- **no lung markings**: frequency separation — the image's low-pass (Gaussian, ``vessel_sigma`` of the image
+  width: keeps ribs and the chest wall's gradient, removes vessels) replaces the image there, and fresh noise
+  with the background's own fine-scale noise level (estimated from the lung fields) restores its grain, so
+  neither a smooth patch nor a noise mismatch gives the insertion away;
+- **darker**: the air lowers the low-pass by ``air_drop`` × the local lung brightness above the darkest lung
+  level, feathered over ``edge_sigma``;
+- **the visceral pleural line**: a thin bright line along the edge of the retracted lung facing the air;
+- **the collapsed lung is denser**: the rest of that lung field brightens by ``denser_gain`` × the collapsed
+  share of the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ptxseg.synth.pneumothorax import place_real_mask
+
+SIDES = ("right", "left")
+
+
+@dataclass(frozen=True)
+class InsertParams:
+    """How a lesion is drawn; lengths are shares of the image width."""
+
+    vessel_sigma: float = 0.006
+    air_drop: float = 0.25
+    edge_sigma: float = 0.0015
+    line_gain: float = 0.05
+    line_width: float = 0.0012
+    denser_gain: float = 0.08
+
+
+@dataclass
+class Inserted:
+    """The radiograph with its lesion, the lesion mask (uint8 0/1) and per side its share of the lung field."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    ratio: dict[str, float] = field(default_factory=dict)
+    side: str = "none"
+
+
+def fit_shape(shape: np.ndarray, lungs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The SIIM ``shape`` (any size) scaled to the lung fields' H×W frame and fitted into each lung it covers;
+    returns ``{side: mask}`` for the sides whose fitted part is not empty."""
+    rows, cols = next(iter(lungs.values())).shape
+    scaled = cv2.resize((np.asarray(shape) > 0).astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST)
+    out = {}
+    for side in SIDES:
+        placed = hug_wall(place_real_mask(scaled, lungs[side].astype(np.uint8), side), lungs[side], side)
+        if placed.any():
+            out[side] = placed
+    return out
+
+
+def noise_level(image: np.ndarray, where: np.ndarray) -> float:
+    """Robust standard deviation of the image's finest-scale grain (image minus a 1-px Gaussian) inside ``where``."""
+    fine = image - cv2.GaussianBlur(image, (0, 0), 1.0)
+    values = fine[where > 0]
+    if values.size < 16:
+        values = fine.ravel()
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def _grain(rng: np.random.Generator, shape: tuple[int, int], level: float) -> np.ndarray:
+    """Fine-scale noise (white noise minus its 1-px Gaussian: no structure at the scale of vessels) whose grain,
+    as :func:`noise_level` measures it, is ``level``."""
+    white = rng.standard_normal(shape).astype(np.float32)
+    fine = white - cv2.GaussianBlur(white, (0, 0), 1.0)
+    measured = noise_level(fine, np.ones(shape, np.uint8))
+    return fine * (level / measured if measured > 0 else 0.0)
+
+
+def hug_wall(region: np.ndarray, lung: np.ndarray, side: str) -> np.ndarray:
+    """``region`` redrawn row by row against ``lung``'s lateral wall: each row keeps its width and starts at the
+    lung's outermost pixel of that row (the patient's right lung is on the image's left), clipped to the lung.
+    The lesion then follows the chest wall's own curve with the real shape's thickness profile."""
+    out = np.zeros_like(region, dtype=np.uint8)
+    for r in np.flatnonzero(region.any(1)):
+        lung_cols = np.flatnonzero(lung[r])
+        if lung_cols.size == 0:
+            continue
+        cols = np.flatnonzero(region[r])
+        width = int(cols.max() - cols.min()) + 1
+        if side == "right":
+            out[r, lung_cols.min() : lung_cols.min() + width] = 1
+        else:
+            out[r, max(lung_cols.max() - width + 1, 0) : lung_cols.max() + 1] = 1
+    return out & lung.astype(np.uint8)
+
+
+def render(
+    image: np.ndarray, regions: dict[str, np.ndarray], lungs: dict[str, np.ndarray], rng: np.random.Generator, params: InsertParams
+) -> np.ndarray:
+    """``image`` (H×W float in [0, 1]) with the pneumothorax ``regions`` (per side, 0/1) drawn into ``lungs``."""
+    img = image.astype(np.float32)
+    h, w = img.shape
+    region = np.zeros((h, w), np.uint8)
+    for m in regions.values():
+        region |= m.astype(np.uint8)
+    if not region.any():
+        return img.copy()
+    lung_any = np.zeros((h, w), np.uint8)
+    for m in lungs.values():
+        lung_any |= m.astype(np.uint8)
+    low = cv2.GaussianBlur(img, (0, 0), params.vessel_sigma * w)
+    grain = _grain(rng, (h, w), noise_level(img, lung_any))
+    # the darkest lung level: air drops the low-pass a share of the way from the local level towards it
+    floor = float(np.percentile(low[lung_any > 0], 2)) if lung_any.any() else 0.0
+    air = low - params.air_drop * np.clip(low - floor, 0, None) + grain
+    soft = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(params.edge_sigma * w, 0.5))
+    soft = soft * (region > 0)  # feathered inwards: nothing outside the region changes
+    out = img * (1 - soft) + air * soft
+    for side, m in regions.items():
+        lung = lungs[side].astype(np.uint8)
+        collapsed = lung & (1 - m.astype(np.uint8))
+        share = m.sum() / max(int(lung.sum()), 1)
+        if collapsed.any():
+            denser = cv2.GaussianBlur(collapsed.astype(np.float32), (0, 0), 2 * params.edge_sigma * w + 0.5)
+            out += params.denser_gain * share * denser * (collapsed > 0)
+            width = max(1, round(params.line_width * w))
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * width + 1, 2 * width + 1))
+            line = cv2.dilate(m.astype(np.uint8), kernel) & collapsed
+            line = cv2.GaussianBlur(line.astype(np.float32), (0, 0), max(0.35 * width, 0.5))
+            out += params.line_gain * line * lung  # the line stays inside its lung field
+    return np.clip(out, 0.0, 1.0)
+
+
+def insert_lesion(
+    image: np.ndarray,
+    lungs: dict[str, np.ndarray],
+    shape: np.ndarray,
+    rng: np.random.Generator,
+    params: InsertParams = InsertParams(),
+) -> Inserted:
+    """Insert the SIIM ``shape`` into ``image`` (H×W float in [0, 1]) whose patient's ``lungs`` are given
+    (``{"right": mask, "left": mask}``, the image's frame). An empty result (the shape found no lung to fit)
+    returns the image unchanged with an empty mask."""
+    regions = fit_shape(shape, lungs)
+    mask = np.zeros(image.shape, np.uint8)
+    for m in regions.values():
+        mask |= m
+    ratio = {s: float(regions[s].sum() / max(int(lungs[s].sum()), 1)) if s in regions else 0.0 for s in SIDES}
+    side = "bilateral" if len(regions) == 2 else (next(iter(regions)) if regions else "none")
+    return Inserted(render(image, regions, lungs, rng, params), mask, ratio, side)

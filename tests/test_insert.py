@@ -1,0 +1,102 @@
+"""Lesions inserted into real radiographs (``ptxseg.synth.insert``): real SIIM shapes fitted into the human lung
+fields of real films from ../shared/data/lungs_real, and what the rendering changes — and does not."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from ptxseg.io.images import read_image
+from ptxseg.io.rle import read_rle_csv
+from ptxseg.lungs import split_lungs
+from ptxseg.synth.insert import InsertParams, fit_shape, insert_lesion, noise_level
+
+from .conftest import shared_path
+
+
+@pytest.fixture(scope="module")
+def films():
+    """Six adult films of lungs_real with their human lung fields, split into the patient's right and left."""
+    root = shared_path("lungs_real")
+    ids = pd.read_csv(root / "manifest.csv").query("age_group == 'adult'")["id"].tolist()[:6]
+    out = []
+    for i in ids:
+        image = read_image(root / "images" / f"{i}.jpg").astype(np.float32)
+        fields = split_lungs(cv2.imread(str(root / "masks" / f"{i}.png"), cv2.IMREAD_GRAYSCALE) == 255)
+        out.append((image, {"right": fields.right.astype(np.uint8), "left": fields.left.astype(np.uint8)}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    """Real SIIM masks (1024²): the largest positives, unilateral on each side, and a bilateral one."""
+    masks = read_rle_csv(shared_path("siim/train-rle.csv.gz"))
+    pos = masks.positive_ids
+    by_area = sorted(pos[:400], key=lambda i: -int(masks[i].sum()))
+    chosen = {"right": None, "left": None, "bilateral": None}
+    for i in by_area:
+        m = masks[i]
+        sides = (m[:, :512].any(), m[:, 512:].any())
+        kind = "bilateral" if all(sides) else ("right" if sides[0] else "left")
+        if chosen[kind] is None:
+            chosen[kind] = m
+    assert all(v is not None for v in chosen.values())
+    return chosen
+
+
+def test_a_shape_lands_inside_its_own_lung_against_the_lateral_wall(films, shapes):
+    for _, lungs in films:
+        for side in ("right", "left"):
+            regions = fit_shape(shapes[side], lungs)
+            assert list(regions) == [side]
+            region = regions[side]
+            assert region.any() and not (region & (1 - lungs[side])).any()  # never outside that lung field
+            rows = np.flatnonzero(region.any(1))
+            row = rows[len(rows) // 2]
+            lung_cols, cols = np.flatnonzero(lungs[side][row]), np.flatnonzero(region[row])
+            wall = lung_cols.min() if side == "right" else lung_cols.max()  # patient's right = image left
+            assert cols.size and min(abs(cols - wall)) <= 2  # it touches the chest wall
+
+
+def test_a_bilateral_shape_gives_a_bilateral_lesion(films, shapes):
+    image, lungs = films[0]
+    out = insert_lesion(image, lungs, shapes["bilateral"], np.random.default_rng(0))
+    assert out.side == "bilateral" and out.ratio["right"] > 0 and out.ratio["left"] > 0
+
+
+def test_rendering_changes_only_the_region_and_its_lung(films, shapes):
+    for k, (image, lungs) in enumerate(films):
+        out = insert_lesion(image, lungs, shapes["right"], np.random.default_rng(k))
+        changed = np.abs(out.image - image) > 1e-6
+        assert changed[out.mask > 0].mean() > 0.95
+        assert not changed[(lungs["right"] == 0)].any()  # the other lung, mediastinum, outside: untouched
+
+
+def _vessels(x: np.ndarray) -> np.ndarray:
+    """The band between the grain and the low-pass the rendering keeps: vessels and other lung markings."""
+    smooth = cv2.GaussianBlur(x, (0, 0), 1.0)
+    return smooth - cv2.GaussianBlur(smooth, (0, 0), InsertParams().vessel_sigma * x.shape[1])
+
+
+def test_the_region_is_darker_loses_its_vessels_and_keeps_the_grain(films, shapes):
+    ratios = []
+    for k, (image, lungs) in enumerate(films):
+        out = insert_lesion(image, lungs, shapes["right"], np.random.default_rng(k))
+        inner = cv2.erode(out.mask, np.ones((5, 5), np.uint8)) > 0
+        if inner.sum() < 200:
+            continue
+        assert out.image[inner].mean() < image[inner].mean() - 0.01  # darker: free air
+        ratios.append(_vessels(out.image)[inner].std() / _vessels(image)[inner].std())
+        before, after = noise_level(image, lungs["right"]), noise_level(out.image, inner.astype(np.uint8))
+        assert 0.6 < after / before < 1.6  # the grain matches the film's own
+    # the lung markings' band loses about half its energy (what stays is the ribs' and the wall's low-pass edges)
+    assert len(ratios) >= 4 and max(ratios) < 0.9 and np.mean(ratios) < 0.65, ratios
+
+
+def test_the_same_seed_draws_the_same_lesion(films, shapes):
+    image, lungs = films[1]
+    a = insert_lesion(image, lungs, shapes["left"], np.random.default_rng(7))
+    b = insert_lesion(image, lungs, shapes["left"], np.random.default_rng(7))
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
