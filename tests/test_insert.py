@@ -100,3 +100,34 @@ def test_the_same_seed_draws_the_same_lesion(films, shapes):
     a = insert_lesion(image, lungs, shapes["left"], np.random.default_rng(7))
     b = insert_lesion(image, lungs, shapes["left"], np.random.default_rng(7))
     assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
+
+
+def test_synth_backgrounds_writes_a_canonical_dataset_with_true_ratios(tmp_path):
+    from ptxseg.cli import main
+    from ptxseg.io.images import read_mask
+
+    backgrounds = tmp_path / "bg"
+    backgrounds.mkdir()
+    root = shared_path("lungs_real")
+    ids = pd.read_csv(root / "manifest.csv")["id"].tolist()[:4]
+    for i in ids:
+        (backgrounds / f"{i}.jpg").write_bytes((root / "images" / f"{i}.jpg").read_bytes())
+    (backgrounds / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "ds"
+    rle = str(shared_path("siim/train-rle.csv.gz"))
+    args = ["synth", str(out), "-n", "8", "--size", "128", "--backgrounds", str(backgrounds), "--masks-from", rle]
+    assert main([*args, "--positive-fraction", "1", "-q"]) == 0
+    manifest = pd.read_csv(out / "manifest.csv")
+    # five files used in turn for eight images: the unreadable one (twice) left out; each film is its patient
+    assert len(manifest) == 6 and set(manifest["PatientID"]) == set(ids)
+    assert manifest["positive"].sum() >= 5 and manifest["mask_area"].nunique() >= 4
+    for _, row in manifest.iterrows():
+        mask = read_mask(out / "masks" / f"{row['id']}.png") > 0
+        lungs = cv2.imread(str(out / "lungs" / f"{row['id']}.png"), cv2.IMREAD_GRAYSCALE)
+        assert mask.sum() == row["mask_area"] and not (mask & (lungs == 0)).any()  # lesions only inside lung fields
+        for side, label in (("right", 1), ("left", 2)):
+            lung = lungs == label
+            assert lung.sum() == row[f"lung_area_{side}"]
+            assert row[f"ratio_{side}"] == pytest.approx(100 * (mask & lung).sum() / lung.sum(), abs=1e-3)
+    r = main(["synth", str(tmp_path / "x"), "-n", "2", "--backgrounds", str(backgrounds)])
+    assert r == 2  # --masks-from is required

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ptxseg.cli import app
+from ptxseg.errors import PtxsegError
 from ptxseg.progress import console, progress_bar
 from ptxseg.synth.dataset import synth_dataset
 
@@ -21,7 +22,7 @@ def print_synth_summary(rows: list[dict], out: Path, layout: str) -> None:
     table = Table(title=f"ptxseg synth → {out} ({layout} layout)")
     table.add_column("what")
     table.add_column("value", justify="right")
-    table.add_row("phantoms", str(len(rows)))
+    table.add_row("images", str(len(rows)))
     table.add_row("with pneumothorax", f"{len(pos)} ({len(pos) / len(rows):.1%})")
     for side in ("right", "left", "bilateral"):
         table.add_row(f"  {side}", str(sum(r["ptx_side"] == side for r in pos)))
@@ -50,8 +51,31 @@ def synth(
     test_fraction: Annotated[float, typer.Option(help="Share of patients held out as a test split (0: none).")] = 0.0,
     workers: Annotated[int, typer.Option(min=0, help="Parallel worker processes (default: CPU count).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    backgrounds: Annotated[
+        Path | None,
+        typer.Option(help="Real radiographs to insert real SIIM shapes into (needs --masks-from; docs/sim2real.md)."),
+    ] = None,
+    lung_model: Annotated[
+        Path | None, typer.Option(help="With --backgrounds: the lung-field model (default: the shipped real one).")
+    ] = None,
 ) -> int:
-    """Write N synthetic chest radiographs with pneumothorax and lung masks."""
+    """Write N synthetic chest radiographs with pneumothorax and lung masks — phantoms, or with --backgrounds real
+    radiographs with inserted lesions."""
+    if backgrounds is not None:
+        from ptxseg.sim2real import insert_dataset
+
+        if masks_from is None:
+            raise PtxsegError("--backgrounds", "needs --masks-from (the real SIIM train-rle.csv.gz) for the lesion shapes")
+        if layout != "canonical" or test_fraction:
+            raise PtxsegError("--backgrounds", "writes the canonical layout only, without a test split (use ptxseg split)")
+        rows, left_out = insert_dataset(
+            backgrounds, out, n, masks_from, size=size, positive_fraction=positive_fraction, seed=seed,
+            lung_model=lung_model, progress=progress_bar("inserting", quiet),
+        )  # fmt: skip
+        print_synth_summary(rows, out, "canonical, inserted lesions")
+        if any(left_out.values()):
+            console.print(f"left out: {left_out['unreadable']} unreadable, {left_out['no_lungs']} without both lung fields")
+        return 0
     rows = synth_dataset(
         out,
         n,

@@ -1,12 +1,12 @@
 """A pneumothorax inserted into a real radiograph: a real SIIM mask shape fitted into a real lung field's
 periphery and rendered the way the physics draws it (pure numpy + OpenCV; ``docs/sim2real.md``).
 
-Geometry: the SIIM shape (drawn on a 1024² SIIM film) is scaled to the background's frame and, per side it
-covers, shifted so that its lateral edge meets that lung field's lateral wall at the shape's mean row, then
-clipped to the full lung field — so it follows the chest wall and never crosses the mediastinum or the
-diaphragm (:func:`ptxseg.synth.pneumothorax.place_real_mask`); then each row is redrawn against the wall with
-its own width (:func:`hug_wall`), so the lesion follows this chest wall's curve, not the SIIM film's. A
-bilateral SIIM shape gives a bilateral lesion, so bilateral cases come at the real file's frequency.
+Geometry: per side it covers, the SIIM shape (drawn on a 1024² SIIM film) is mapped from that lung's typical
+box on a SIIM film to the background's lung field (so an apical lesion stays apical, a basal one basal), then
+each row is redrawn against the lung's lateral wall with its own width and clipped to the full lung field
+(:func:`hug_wall`): the lesion follows this chest wall's curve with the real shape's thickness, and never
+crosses the mediastinum or the diaphragm. A bilateral SIIM shape gives a bilateral lesion, so bilateral cases
+come at the real file's frequency.
 
 Rendering, inside the region (all in the display range [0, 1], dark = air):
 
@@ -28,9 +28,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ptxseg.synth.pneumothorax import place_real_mask
-
 SIDES = ("right", "left")
+#: each lung field's median bounding box on a SIIM film (top, bottom, left, right as shares of the image): the
+#: shipped lung model on 100 SIIM stage-2 films (scripts/siim_lung_boxes.py; IQR about 0.06 at the top, 0.15 at
+#: the bottom, 0.04-0.07 at the sides)
+SIIM_LUNG_BOXES = {"right": (0.142, 0.761, 0.131, 0.454), "left": (0.145, 0.774, 0.542, 0.857)}
 
 
 @dataclass(frozen=True)
@@ -56,13 +58,26 @@ class Inserted:
 
 
 def fit_shape(shape: np.ndarray, lungs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The SIIM ``shape`` (any size) scaled to the lung fields' H×W frame and fitted into each lung it covers;
-    returns ``{side: mask}`` for the sides whose fitted part is not empty."""
-    rows, cols = next(iter(lungs.values())).shape
-    scaled = cv2.resize((np.asarray(shape) > 0).astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST)
+    """The SIIM ``shape`` (a mask on a square SIIM film, any size) fitted into each lung it covers: the part on
+    each half of the film is mapped from that lung's typical box on a SIIM film (:data:`SIIM_LUNG_BOXES`) to the
+    bounding box of the background's lung field, then drawn against its chest wall row by row (:func:`hug_wall`).
+    Returns ``{side: uint8 mask}`` for the sides whose fitted part is not empty."""
+    src = (np.asarray(shape) > 0).astype(np.uint8)
+    n = src.shape[1]
     out = {}
     for side in SIDES:
-        placed = hug_wall(place_real_mask(scaled, lungs[side].astype(np.uint8), side), lungs[side], side)
+        lung = lungs[side].astype(np.uint8)
+        half = np.zeros_like(src)
+        cut = slice(0, n // 2) if side == "right" else slice(n // 2, n)  # the patient's right is the film's left
+        half[:, cut] = src[:, cut]
+        if not half.any() or not lung.any():
+            continue
+        top, bottom, left, right = (v * s for v, s in zip(SIIM_LUNG_BOXES[side], (src.shape[0], src.shape[0], n, n), strict=True))
+        rows, cols = np.flatnonzero(lung.any(1)), np.flatnonzero(lung.any(0))
+        sy, sx = (rows[-1] - rows[0]) / (bottom - top), (cols[-1] - cols[0]) / (right - left)
+        affine = np.float32([[sx, 0, cols[0] - sx * left], [0, sy, rows[0] - sy * top]])
+        moved = cv2.warpAffine(half, affine, (lung.shape[1], lung.shape[0]), flags=cv2.INTER_NEAREST)
+        placed = hug_wall(moved, lung, side)
         if placed.any():
             out[side] = placed
     return out
