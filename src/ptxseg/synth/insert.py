@@ -92,13 +92,30 @@ def noise_level(image: np.ndarray, where: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(values - np.median(values))))
 
 
-def _grain(rng: np.random.Generator, shape: tuple[int, int], level: float) -> np.ndarray:
-    """Fine-scale noise (white noise minus its 1-px Gaussian: no structure at the scale of vessels) whose grain,
-    as :func:`noise_level` measures it, is ``level``."""
-    white = rng.standard_normal(shape).astype(np.float32)
-    fine = white - cv2.GaussianBlur(white, (0, 0), 1.0)
-    measured = noise_level(fine, np.ones(shape, np.uint8))
-    return fine * (level / measured if measured > 0 else 0.0)
+def _bands(x: np.ndarray, top_sigma: float) -> list[np.ndarray]:
+    """``x`` split into three fine bands: below 1 px, 1-2 px and 2 px to ``top_sigma`` (differences of Gaussians)."""
+    b1, b2, b3 = (cv2.GaussianBlur(x, (0, 0), s) for s in (1.0, 2.0, top_sigma))
+    return [x - b1, b1 - b2, b2 - b3]
+
+
+def _mad(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def _grain(rng: np.random.Generator, image: np.ndarray, where: np.ndarray, top_sigma: float) -> np.ndarray:
+    """Noise with the film's own fine-scale spectrum: white noise split into the bands of :func:`_bands`, each
+    scaled to the robust level of the same band of ``image`` inside ``where`` (the lung fields). Below
+    ``top_sigma`` the image's structure is what the rendering replaces, so this is all the texture left there."""
+    white = rng.standard_normal(image.shape).astype(np.float32)
+    inside = where > 0 if (where > 0).sum() >= 64 else np.ones(image.shape, bool)
+    out = np.zeros_like(white)
+    for band_img, band_noise in zip(_bands(image, top_sigma), _bands(white, top_sigma), strict=True):
+        # the band's level where the film is least structured (10th percentile of its local level in the lungs):
+        # the grain alone, without the vessels this band also carries elsewhere
+        local = np.sqrt(np.clip(cv2.blur(band_img * band_img, (9, 9)), 0, None))
+        level = float(np.percentile(local[inside], 10))
+        out += band_noise * (level / max(float(np.std(band_noise)), 1e-9))
+    return out
 
 
 def hug_wall(region: np.ndarray, lung: np.ndarray, side: str) -> np.ndarray:
@@ -134,7 +151,7 @@ def render(
     for m in lungs.values():
         lung_any |= m.astype(np.uint8)
     low = cv2.GaussianBlur(img, (0, 0), params.vessel_sigma * w)
-    grain = _grain(rng, (h, w), noise_level(img, lung_any))
+    grain = _grain(rng, img, lung_any, params.vessel_sigma * w)
     # the darkest lung level: air drops the low-pass a share of the way from the local level towards it
     floor = float(np.percentile(low[lung_any > 0], 2)) if lung_any.any() else 0.0
     air = low - params.air_drop * np.clip(low - floor, 0, None) + grain
@@ -173,3 +190,19 @@ def insert_lesion(
     ratio = {s: float(regions[s].sum() / max(int(lungs[s].sum()), 1)) if s in regions else 0.0 for s in SIDES}
     side = "bilateral" if len(regions) == 2 else (next(iter(regions)) if regions else "none")
     return Inserted(render(image, regions, lungs, rng, params), mask, ratio, side)
+
+
+def trivial_cues(image: np.ndarray, region: np.ndarray, lung: np.ndarray) -> np.ndarray:
+    """What could give an insertion away without being pneumothorax: the grain inside ``region`` relative to the
+    rest of ``lung`` (:func:`noise_level`), and the sharpness of the finest scale relative to the next (a blurred
+    patch has less energy at 1 px than at 2 px). Returns the two log-ratios (0: like the rest of the lung)."""
+    inside = region.astype(np.uint8)
+    outside = (lung.astype(np.uint8) & (1 - inside)).astype(np.uint8)
+
+    def sharpness(where: np.ndarray) -> float:
+        one = image - cv2.GaussianBlur(image, (0, 0), 1.0)
+        two = cv2.GaussianBlur(image, (0, 0), 1.0) - cv2.GaussianBlur(image, (0, 0), 2.0)
+        return float(np.std(one[where > 0]) / max(np.std(two[where > 0]), 1e-6))
+
+    grain = np.log(max(noise_level(image, inside), 1e-6) / max(noise_level(image, outside), 1e-6))
+    return np.array([grain, np.log(sharpness(inside) / max(sharpness(outside), 1e-6))])
