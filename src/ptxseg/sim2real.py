@@ -30,6 +30,7 @@ from ptxseg.io.images import to_uint16, write_png
 from ptxseg.io.rle import read_rle_csv
 from ptxseg.lung_segment import LungSegmenter
 from ptxseg.lungs import split_lungs
+from ptxseg.synth.dataset import stored_as_drawn
 from ptxseg.synth.insert import InsertParams, insert_lesion
 
 BACKGROUND_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
@@ -103,15 +104,7 @@ def insert_dataset(
                 "split": "train",
                 "positive": int(positive),
                 "mask_area": int(mask.sum()),
-                "qc": "ok",
-                "qc_reason": "",
-                "has_image": 1,
-                "orig_rows": size,
-                "orig_cols": size,
-                "scale_row": 1.0,
-                "scale_col": 1.0,
-                "pad_top": 0,
-                "pad_left": 0,
+                **stored_as_drawn(size),
                 "PatientID": path.stem,
                 "Modality": "CR",
                 "BodyPartExamined": "CHEST",

@@ -81,6 +81,21 @@ def _lesions(mask: np.ndarray) -> list[np.ndarray]:
     return [(labels == k).astype(np.uint8) for k in order]
 
 
+def stored_as_drawn(size: int) -> dict:
+    """The manifest's QC and geometry fields of an image generated at its stored ``size²`` (no resize, no pad)."""
+    return {
+        "qc": "ok",
+        "qc_reason": "",
+        "has_image": 1,
+        "orig_rows": size,
+        "orig_cols": size,
+        "scale_row": 1.0,
+        "scale_col": 1.0,
+        "pad_top": 0,
+        "pad_left": 0,
+    }
+
+
 def is_positive(seed: int, index: int, positive_fraction: float) -> bool:
     """Whether phantom ``index`` has a pneumothorax: an independent coin per index."""
     return bool(np.random.default_rng([seed, _POSITIVE, index]).random() < positive_fraction)
@@ -117,15 +132,7 @@ def synth_one(
         "split": "test" if is_test_patient(seed, patient, test_fraction) else "train",
         "positive": int(ph.positive),
         "mask_area": int(ph.ptx.sum()),
-        "qc": "ok",
-        "qc_reason": "",
-        "has_image": 1,
-        "orig_rows": size,
-        "orig_cols": size,
-        "scale_row": 1.0,
-        "scale_col": 1.0,
-        "pad_top": 0,
-        "pad_left": 0,
+        **stored_as_drawn(size),
         "SOPInstanceUID": sop,
         "StudyInstanceUID": _uid(seed, index, "study"),
         "SeriesInstanceUID": _uid(seed, index, "series"),
