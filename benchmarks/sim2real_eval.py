@@ -62,7 +62,7 @@ def main() -> None:
     for k, model in enumerate(args.models):
         name = f"m{k}"
         scores = args.out / f"{name}_eval.json"
-        cli(["evaluate", "--model", str(model), "--data", str(data), "--json", str(scores)])
+        cli(["evaluate", "--model", str(model), "--data", str(data), "--split", "train", "--json", str(scores)])
         metrics = json.loads(scores.read_text())
         pred = args.out / f"{name}_real_sample"
         cli(["predict", str(model), str(data / "images"), "--out", str(pred), "-q"])
