@@ -9,6 +9,7 @@ auth, given as a pair (never read from the command line; see :mod:`ptxseg.pacs.c
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -17,6 +18,18 @@ from urllib.parse import urlparse
 import httpx
 
 log = logging.getLogger("ptxseg.triage")
+
+#: Orthanc's resource ids: five groups of eight hex digits (a SHA-1 of the DICOM identifiers)
+ORTHANC_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{8}){4}")
+
+
+def resource(kind: str, rid: object) -> str:
+    """The REST path of Orthanc resource ``rid`` (``/instances/<id>`` …). An id read from Orthanc's answers goes into
+    a URL only in Orthanc's own id format: anything else (``../tools/reset``) is refused, never requested."""
+    text = str(rid)
+    if not ORTHANC_ID.fullmatch(text):
+        raise OrthancError(f"not an Orthanc {kind[:-1]} id: {text[:80]!r}")
+    return f"/{kind}/{text}"
 
 
 class OrthancError(Exception):
@@ -91,14 +104,14 @@ class OrthancClient:
 
     def tags(self, instance: str) -> dict[str, Any]:
         """The instance's DICOM tags by keyword (Orthanc's simplified form)."""
-        return self.get_json(f"/instances/{instance}/simplified-tags")
+        return self.get_json(f"{resource('instances', instance)}/simplified-tags")
 
     def file(self, instance: str) -> bytes:
-        return self.request("GET", f"/instances/{instance}/file").content
+        return self.request("GET", f"{resource('instances', instance)}/file").content
 
     def exists(self, instance: str) -> bool:
         try:
-            self.request("GET", f"/instances/{instance}")
+            self.request("GET", resource("instances", instance))
             return True
         except OrthancError as exc:
             if exc.status == 404:
@@ -110,19 +123,19 @@ class OrthancClient:
         UIDs is deleted and stored again (Orthanc keeps the first copy otherwise), so a re-analysis replaces."""
         answer = self.request("POST", "/instances", content=data, headers={"Content-Type": "application/dicom"}).json()
         if answer.get("Status") == "AlreadyStored" and replace:
-            self.request("DELETE", f"/instances/{answer['ID']}")
+            self.request("DELETE", resource("instances", answer["ID"]))
             answer = self.request("POST", "/instances", content=data, headers={"Content-Type": "application/dicom"}).json()
         if answer.get("Status") not in ("Success", "AlreadyStored"):
             raise OrthancError(f"POST /instances: Orthanc answered {answer}")
         return str(answer["ID"])
 
     def metadata(self, instance: str) -> dict[str, str]:
-        return self.get_json(f"/instances/{instance}/metadata", expand="")
+        return self.get_json(f"{resource('instances', instance)}/metadata", expand="")
 
     def set_metadata(self, instance: str, values: dict[str, str]) -> None:
         for name, value in values.items():
             try:
-                self.request("PUT", f"/instances/{instance}/metadata/{name}", content=str(value).encode())
+                self.request("PUT", f"{resource('instances', instance)}/metadata/{name}", content=str(value).encode())
             except OrthancError as exc:
                 if exc.status in (400, 404, 415):
                     raise OrthancError(
@@ -136,8 +149,8 @@ class OrthancClient:
         return self.get_json("/studies")
 
     def study(self, study: str) -> dict[str, Any]:
-        return self.get_json(f"/studies/{study}")
+        return self.get_json(resource("studies", study))
 
     def study_instances(self, study: str) -> list[dict[str, Any]]:
         """Every instance of a study, expanded (``ID``, ``MainDicomTags`` …)."""
-        return self.get_json(f"/studies/{study}/instances")
+        return self.get_json(f"{resource('studies', study)}/instances")

@@ -28,7 +28,7 @@ from typing import Any
 from ptxseg.clinical import ClinicalPipeline, load_radiograph
 from ptxseg.errors import PtxsegError, one_line
 from ptxseg.io.names import hashed_uid
-from ptxseg.pacs.orthanc import OrthancClient, OrthancError
+from ptxseg.pacs.orthanc import ORTHANC_ID, OrthancClient, OrthancError
 from ptxseg.pacs.results import derive, findings
 from ptxseg.pacs.state import FeedState
 from ptxseg.quality import GATE_FLAGS, HEADER_FLAGS
@@ -92,6 +92,9 @@ class TriageWorker:
         return self.counts
 
     def _process_or_gone(self, instance: str) -> str:
+        if not ORTHANC_ID.fullmatch(instance):  # never put an odd id from the feed into a URL
+            log.warning("change for %r: not an Orthanc instance id; passed over", instance[:80])
+            return "skipped"
         try:
             return self.process(instance)
         except OrthancError as exc:
