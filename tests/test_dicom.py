@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import zlib
+
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless, RLELossless
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.dicom import read_dicom, write_dicom
@@ -164,6 +167,32 @@ def test_refuses_truncated(tmp_path, gradient_u16):
     path = _write(tmp_path, gradient_u16)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 40_000])
+    with pytest.raises(PtxsegError, match="truncated") as info:
+        read_dicom(path)
+    assert info.value.code == "corrupt"
+
+
+def test_deflated_file_reads_and_a_damaged_stream_is_corrupt_not_imageless(tmp_path, gradient_u16):
+    path = _write(tmp_path, gradient_u16)
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(path)
+    image, meta = read_dicom(path)
+    assert meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian and image.shape == gradient_u16.shape
+    intact = path.read_bytes()
+    # zlib stops at the block marked final: a stream that ends early (here: just before the pixel
+    # data) decodes to a shorter, well-formed dataset, which pydicom accepts without a word
+    start = 128 + 4 + 12 + int(pydicom.dcmread(path).file_meta.FileMetaInformationGroupLength)
+    dataset = zlib.decompress(intact[start:], -zlib.MAX_WBITS)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    head = packer.compress(dataset[: dataset.index(b"\xe0\x7f\x10\x00")]) + packer.flush()
+    ended_early = intact[:start] + head + intact[start + len(head) :]
+    assert "PixelData" not in pydicom.dcmread(io.BytesIO(ended_early))
+    path.write_bytes(ended_early)
+    with pytest.raises(PtxsegError, match="deflated stream damaged") as info:
+        read_dicom(path)
+    assert info.value.code == "corrupt" and str(path) in str(info.value)
+    path.write_bytes(intact[:-100])
     with pytest.raises(PtxsegError, match="truncated") as info:
         read_dicom(path)
     assert info.value.code == "corrupt"

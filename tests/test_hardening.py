@@ -335,7 +335,10 @@ def _patch(path: Path, old: bytes, new: bytes) -> Path:
 def _malformed_dicoms(folder: Path) -> dict[str, Path]:
     """The malformed headers of the issue, each a real DICOM file with one thing broken."""
     folder.mkdir(parents=True, exist_ok=True)
-    base = write_dicom(folder / "good.dcm", _gradient(), sop_instance_uid="1.2.9.1")
+    # fixed UIDs: the bytes of every variant (and so where the deflate damage falls) are the same on every run
+    base = write_dicom(
+        folder / "good.dcm", _gradient(), sop_instance_uid="1.2.9.1", study_instance_uid="1.2.9", series_instance_uid="1.2.9.0"
+    )
     out = {"good": base}
 
     def variant(name: str, edit) -> None:

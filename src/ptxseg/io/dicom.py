@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import warnings as _warnings
+import zlib
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -29,7 +30,13 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_modality_lut, apply_windowing
-from pydicom.uid import ComputedRadiographyImageStorage, CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import (
+    ComputedRadiographyImageStorage,
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
 
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import atomic_path
@@ -159,7 +166,31 @@ def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMeta
         except Exception as exc:  # noqa: BLE001 - pydicom, zlib (deflate) and struct raise many types
             raise _refuse(path, f"unreadable or truncated DICOM ({type(exc).__name__}: {str(exc)[:200]})", "corrupt") from None
         ds.filename = str(path)
+        if ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+            _check_deflate_stream(path, ds)
         return ds, _metadata(path, ds)
+
+
+def _check_deflate_stream(path: Path, ds: pydicom.Dataset) -> None:
+    """Refuse a deflated file whose compressed stream ends early or carries bytes after its end.
+
+    zlib stops at the first block marked final and ignores what follows, so a
+    damaged stream can decode to a shorter, well-formed dataset (typically one
+    that lost its pixel data); pydicom then reports nothing wrong.
+    """
+    group_length = ds.file_meta.get("FileMetaInformationGroupLength")
+    if group_length is None:
+        return  # without it the start of the stream is unknown; pydicom's own checks stand
+    # preamble (128) + "DICM" (4) + the group length element itself (12, explicit VR UL)
+    start = 128 + 4 + 12 + int(group_length)
+    stream = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        stream.decompress(path.read_bytes()[start:])
+    except zlib.error as exc:
+        raise _refuse(path, f"unreadable or truncated DICOM (deflated stream: {exc})", "corrupt") from None
+    # PS3.5 A.5: a deflated stream of odd length is padded with one NUL byte to an even length
+    if not stream.eof or stream.unused_data not in (b"", b"\x00"):
+        raise _refuse(path, "unreadable or truncated DICOM (deflated stream damaged: it ends before the file does)", "corrupt")
 
 
 def _metadata(path: Path, ds: pydicom.Dataset) -> DicomMetadata:
