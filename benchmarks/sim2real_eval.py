@@ -54,6 +54,12 @@ def main() -> None:
     ap.add_argument("models", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("/tmp/sim2real_eval"))
     ap.add_argument("--grid", type=Path, default=None, help="write the top-12 grid of the first model here")
+    ap.add_argument(
+        "--trained-on",
+        type=Path,
+        default=None,
+        help="the first model's training dataset: SIIM films among its backgrounds are left out of the grid and counted apart",
+    )
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,14 @@ def main() -> None:
         ok = s[s["status"] == "ok"].sort_values("probability", ascending=False)
         called, median = int(ok["present"].sum()), ok["probability"].median()
         print(f"  400 unlabelled SIIM: {called} called positive; probability median {median:.3f}")
+        if args.trained_on is not None:
+            used = pd.read_csv(args.trained_on / "manifest.csv")["background"].astype(str)
+            seen = {name for name in used if name.lower().endswith(".dcm")}
+            ok = ok[[not any(b.endswith(f"{i}.dcm") for b in seen) for i in ok["id"].astype(str)]]
+            print(
+                f"  of them not used as backgrounds: {len(ok)}; {int(ok['present'].sum())} called positive; "
+                f"probability median {ok['probability'].median():.3f} (grid from these)"
+            )
         if k == 0 and args.grid is not None:
             tiles = []
             for _, row in ok.head(12).iterrows():

@@ -37,12 +37,20 @@ SIIM_LUNG_BOXES = {"right": (0.142, 0.761, 0.131, 0.454), "left": (0.145, 0.774,
 
 @dataclass(frozen=True)
 class InsertParams:
-    """How a lesion is drawn; lengths are shares of the image width."""
+    """How a lesion is drawn; lengths are shares of the image width.
+
+    ``keep_fine``: the share of the film's own two finest bands (< 1 px, 1-2 px) kept in the region, the rest
+    made up by synthetic grain; ``periphery``: how much more the air darkens at the chest wall than at the
+    pleural line (0: uniform); ``contour_sigma``: the smoothing of the lesion's row widths (SIIM's polygons have
+    straight horizontal edges, a pleural edge does not)."""
 
     vessel_sigma: float = 0.006
+    keep_fine: tuple[float, float] = (0.6, 0.5)
     air_drop: float = 0.25
+    periphery: float = 0.4
     edge_sigma: float = 0.0015
-    line_gain: float = 0.05
+    contour_sigma: float = 0.012
+    line_gain: float = 0.08
     line_width: float = 0.0012
     denser_gain: float = 0.08
 
@@ -57,11 +65,12 @@ class Inserted:
     side: str = "none"
 
 
-def fit_shape(shape: np.ndarray, lungs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def fit_shape(shape: np.ndarray, lungs: dict[str, np.ndarray], smooth: float = 0.0) -> dict[str, np.ndarray]:
     """The SIIM ``shape`` (a mask on a square SIIM film, any size) fitted into each lung it covers: the part on
     each half of the film is mapped from that lung's typical box on a SIIM film (:data:`SIIM_LUNG_BOXES`) to the
-    bounding box of the background's lung field, then drawn against its chest wall row by row (:func:`hug_wall`).
-    Returns ``{side: uint8 mask}`` for the sides whose fitted part is not empty."""
+    bounding box of the background's lung field, then drawn against its chest wall row by row (:func:`hug_wall`,
+    ``smooth``: its width smoothing as a share of the image height). Returns ``{side: uint8 mask}`` for the
+    sides whose fitted part is not empty."""
     src = (np.asarray(shape) > 0).astype(np.uint8)
     n = src.shape[1]
     out = {}
@@ -77,7 +86,7 @@ def fit_shape(shape: np.ndarray, lungs: dict[str, np.ndarray]) -> dict[str, np.n
         sy, sx = (rows[-1] - rows[0]) / (bottom - top), (cols[-1] - cols[0]) / (right - left)
         affine = np.float32([[sx, 0, cols[0] - sx * left], [0, sy, rows[0] - sy * top]])
         moved = cv2.warpAffine(half, affine, (lung.shape[1], lung.shape[0]), flags=cv2.INTER_NEAREST)
-        placed = hug_wall(moved, lung, side)
+        placed = hug_wall(moved, lung, side, smooth * lung.shape[0])
         if placed.any():
             out[side] = placed
     return out
@@ -118,22 +127,45 @@ def _grain(rng: np.random.Generator, image: np.ndarray, where: np.ndarray, top_s
     return out
 
 
-def hug_wall(region: np.ndarray, lung: np.ndarray, side: str) -> np.ndarray:
+def hug_wall(region: np.ndarray, lung: np.ndarray, side: str, smooth: float = 0.0) -> np.ndarray:
     """``region`` redrawn row by row against ``lung``'s lateral wall: each row keeps its width and starts at the
     lung's outermost pixel of that row (the patient's right lung is on the image's left), clipped to the lung.
-    The lesion then follows the chest wall's own curve with the real shape's thickness profile."""
+    The lesion then follows the chest wall's own curve with the real shape's thickness profile. ``smooth`` > 0
+    (rows) smooths the width profile with a Gaussian of that size, so the lesion tapers at its ends and its
+    inner edge curves instead of stepping where a polygon's straight edges were."""
     out = np.zeros_like(region, dtype=np.uint8)
+    widths = np.zeros(region.shape[0], np.float32)
     for r in np.flatnonzero(region.any(1)):
+        cols = np.flatnonzero(region[r])
+        widths[r] = cols.max() - cols.min() + 1
+    if smooth > 0:
+        widths = cv2.GaussianBlur(widths[:, None], (1, 0), sigmaX=0, sigmaY=smooth)[:, 0]
+    for r in np.flatnonzero(widths >= 1):
         lung_cols = np.flatnonzero(lung[r])
         if lung_cols.size == 0:
             continue
-        cols = np.flatnonzero(region[r])
-        width = int(cols.max() - cols.min()) + 1
+        width = round(float(widths[r]))
         if side == "right":
             out[r, lung_cols.min() : lung_cols.min() + width] = 1
         else:
             out[r, max(lung_cols.max() - width + 1, 0) : lung_cols.max() + 1] = 1
     return out & lung.astype(np.uint8)
+
+
+def _depth_from_lung(regions: dict[str, np.ndarray], lungs: dict[str, np.ndarray]) -> np.ndarray:
+    """Per pixel of each region, its distance from the retracted lung as a share of the region's deepest point
+    (0 at the pleural line, 1 at the chest wall); 0 elsewhere."""
+    shape = next(iter(lungs.values())).shape
+    depth = np.zeros(shape, np.float32)
+    for side, m in regions.items():
+        collapsed = lungs[side].astype(np.uint8) & (1 - m.astype(np.uint8))
+        if not collapsed.any():
+            depth[m > 0] = 1.0
+            continue
+        dist = cv2.distanceTransform((1 - collapsed).astype(np.uint8), cv2.DIST_L2, 3)
+        inside = m > 0
+        depth[inside] = np.clip(dist[inside] / max(float(np.percentile(dist[inside], 95)), 1.0), 0, 1)
+    return depth
 
 
 def render(
@@ -150,11 +182,19 @@ def render(
     lung_any = np.zeros((h, w), np.uint8)
     for m in lungs.values():
         lung_any |= m.astype(np.uint8)
-    low = cv2.GaussianBlur(img, (0, 0), params.vessel_sigma * w)
-    grain = _grain(rng, img, lung_any, params.vessel_sigma * w)
-    # the darkest lung level: air drops the low-pass a share of the way from the local level towards it
+    top = params.vessel_sigma * w
+    low = cv2.GaussianBlur(img, (0, 0), top)
+    # the film's own finest bands, attenuated (the faintest markings fade, its grain and resampling stay its
+    # own), the rest of the grain synthetic; the band up to the low-pass, where the vessels are, is all synthetic
+    film, synthetic = _bands(img, top), _bands(_grain(rng, img, lung_any, top), top)
+    k1, k2 = params.keep_fine
+    texture = k1 * film[0] + (1 - k1) * synthetic[0] + k2 * film[1] + (1 - k2) * synthetic[1] + synthetic[2]
+    # the darkest lung level: air drops the low-pass a share of the way from the local level towards it, more
+    # at the chest wall (the full depth of air) than at the pleural line
     floor = float(np.percentile(low[lung_any > 0], 2)) if lung_any.any() else 0.0
-    air = low - params.air_drop * np.clip(low - floor, 0, None) + grain
+    depth = _depth_from_lung(regions, lungs)
+    drop = params.air_drop * (1 - params.periphery / 2 + params.periphery * depth)
+    air = low - drop * np.clip(low - floor, 0, None) + texture
     soft = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(params.edge_sigma * w, 0.5))
     soft = soft * (region > 0)  # feathered inwards: nothing outside the region changes
     out = img * (1 - soft) + air * soft
@@ -183,7 +223,7 @@ def insert_lesion(
     """Insert the SIIM ``shape`` into ``image`` (H×W float in [0, 1]) whose patient's ``lungs`` are given
     (``{"right": mask, "left": mask}``, the image's frame). An empty result (the shape found no lung to fit)
     returns the image unchanged with an empty mask."""
-    regions = fit_shape(shape, lungs)
+    regions = fit_shape(shape, lungs, params.contour_sigma)
     mask = np.zeros(image.shape, np.uint8)
     for m in regions.values():
         mask |= m
