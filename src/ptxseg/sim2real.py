@@ -34,7 +34,10 @@ from ptxseg.synth.dataset import stored_as_drawn
 from ptxseg.synth.insert import InsertParams, insert_lesion
 
 BACKGROUND_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
-_POSITIVE, _SHAPE, _RENDER = 21, 22, 23
+_POSITIVE, _SHAPE, _RENDER, _TENSION = 21, 22, 23, 24
+#: share of unilateral inserted lesions drawn as tension pneumothorax (mediastinal shift): a setting — SIIM does
+#: not mark tension, so its real share in the file cannot be measured here
+TENSION_FRACTION = 0.02
 
 
 def background_files(folder: str | PathLike[str]) -> list[Path]:
@@ -56,12 +59,18 @@ def insert_dataset(
     seed: int = 0,
     lung_model: str | PathLike[str] | None = None,
     params: InsertParams | None = None,
+    tension_fraction: float = TENSION_FRACTION,
     progress: Callable[[Iterable, int], Iterable] | None = None,
 ) -> tuple[list[dict], dict[str, int]]:
     """Write ``n`` images (backgrounds in turn) to ``out``; return the manifest rows and what was left out
-    (``{"unreadable": k, "no_lungs": k}``)."""
-    if n < 1 or not 0.0 <= positive_fraction <= 1.0 or size < 64:
-        raise PtxsegError("synth", f"need n >= 1, 0 <= positive fraction <= 1, size >= 64 (got {n}, {positive_fraction}, {size})")
+    (``{"unreadable": k, "no_lungs": k}``). A ``tension_fraction`` of the unilateral lesions also shift the
+    mediastinum (:func:`ptxseg.synth.insert.shift_mediastinum`); their lung masks are the shifted ones."""
+    if n < 1 or not 0.0 <= positive_fraction <= 1.0 or not 0.0 <= tension_fraction <= 1.0 or size < 64:
+        raise PtxsegError(
+            "synth",
+            "need n >= 1, 0 <= positive and tension fractions <= 1, size >= 64 "
+            f"(got {n}, {positive_fraction}, {tension_fraction}, {size})",
+        )
     files = background_files(backgrounds)
     masks = read_rle_csv(masks_from)
     positives = masks.positive_ids
@@ -88,11 +97,15 @@ def insert_dataset(
         lungs = {"right": fields.right.astype(np.uint8), "left": fields.left.astype(np.uint8)}
         positive = bool(np.random.default_rng([seed, _POSITIVE, i]).random() < positive_fraction)
         shape_of, mask, ratio, side = "", np.zeros(image.shape, np.uint8), {"right": 0.0, "left": 0.0}, "none"
+        tension = False
         if positive:
             shape_of = positives[int(np.random.default_rng([seed, _SHAPE, i]).integers(len(positives)))]
-            ins = insert_lesion(image, lungs, masks[shape_of], np.random.default_rng([seed, _RENDER, i]), params or InsertParams())
-            image, mask, ratio, side = ins.image, ins.mask, ins.ratio, ins.side
-            positive = bool(mask.any())
+            tension = bool(np.random.default_rng([seed, _TENSION, i]).random() < tension_fraction)
+            ins = insert_lesion(
+                image, lungs, masks[shape_of], np.random.default_rng([seed, _RENDER, i]), params or InsertParams(), tension
+            )
+            image, mask, ratio, side, lungs = ins.image, ins.mask, ins.ratio, ins.side, ins.lungs
+            positive, tension = bool(mask.any()), ins.tension
         image_id = f"ins{i:06d}"
         write_png(out / "images" / f"{image_id}.png", to_uint16(image))
         write_png(out / "masks" / f"{image_id}.png", mask * np.uint8(255))
@@ -109,6 +122,7 @@ def insert_dataset(
                 "Modality": "CR",
                 "BodyPartExamined": "CHEST",
                 "ptx_side": side if positive else "none",
+                "tension": int(positive and tension),
                 "ratio_right": round(100 * ratio["right"], 4),
                 "ratio_left": round(100 * ratio["left"], 4),
                 "lung_area_right": int(lungs["right"].sum()),

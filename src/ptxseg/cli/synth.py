@@ -58,11 +58,15 @@ def synth(
     lung_model: Annotated[
         Path | None, typer.Option(help="With --backgrounds: the lung-field model (default: the shipped real one).")
     ] = None,
+    tension_fraction: Annotated[
+        float | None,
+        typer.Option(help="With --backgrounds: share of unilateral lesions drawn as tension (mediastinal shift; default 0.02)."),
+    ] = None,
 ) -> int:
     """Write N synthetic chest radiographs with pneumothorax and lung masks — phantoms, or with --backgrounds real
     radiographs with inserted lesions."""
     if backgrounds is not None:
-        from ptxseg.sim2real import insert_dataset
+        from ptxseg.sim2real import TENSION_FRACTION, insert_dataset
 
         if masks_from is None:
             raise PtxsegError("--backgrounds", "needs --masks-from (the real SIIM train-rle.csv.gz) for the lesion shapes")
@@ -70,7 +74,8 @@ def synth(
             raise PtxsegError("--backgrounds", "writes the canonical layout only, without a test split (use ptxseg split)")
         rows, left_out = insert_dataset(
             backgrounds, out, n, masks_from, size=size, positive_fraction=positive_fraction, seed=seed,
-            lung_model=lung_model, progress=progress_bar("inserting", quiet),
+            lung_model=lung_model, tension_fraction=TENSION_FRACTION if tension_fraction is None else tension_fraction,
+            progress=progress_bar("inserting", quiet),
         )  # fmt: skip
         print_synth_summary(rows, out, "canonical, inserted lesions")
         if any(left_out.values()):

@@ -39,30 +39,39 @@ SIIM_LUNG_BOXES = {"right": (0.142, 0.761, 0.131, 0.454), "left": (0.145, 0.774,
 class InsertParams:
     """How a lesion is drawn; lengths are shares of the image width.
 
-    ``keep_fine``: the share of the film's own two finest bands (< 1 px, 1-2 px) kept in the region, the rest
-    made up by synthetic grain; ``periphery``: how much more the air darkens at the chest wall than at the
-    pleural line (0: uniform); ``contour_sigma``: the smoothing of the lesion's row widths (SIIM's polygons have
-    straight horizontal edges, a pleural edge does not)."""
+    ``air_drop``: the share of the lung level's height above the darkest lung that the air removes (set so
+    that inserted lesions darken like the real SIIM positive here: ``benchmarks/sim2real_contrast.py``), the
+    lung level being the film blurred at ``lung_sigma``; ``keep_fine``: the share of the film's own two finest
+    bands (< 1 px, 1-2 px) kept in the region, the rest made up by synthetic grain; ``periphery``: how much more
+    the air darkens at the chest wall than at the pleural line (0: uniform); ``contour_sigma``: the smoothing of
+    the lesion's row widths (SIIM's polygons have straight horizontal edges, a pleural edge does not);
+    ``tension_shift``: how far a tension pneumothorax
+    pushes the mediastinum to the other side."""
 
     vessel_sigma: float = 0.006
     keep_fine: tuple[float, float] = (0.6, 0.5)
-    air_drop: float = 0.25
+    air_drop: float = 0.6
+    lung_sigma: float = 0.03
     periphery: float = 0.4
     edge_sigma: float = 0.0015
     contour_sigma: float = 0.012
     line_gain: float = 0.08
     line_width: float = 0.0012
     denser_gain: float = 0.08
+    tension_shift: float = 0.05
 
 
 @dataclass
 class Inserted:
-    """The radiograph with its lesion, the lesion mask (uint8 0/1) and per side its share of the lung field."""
+    """The radiograph with its lesion, the lesion mask (uint8 0/1), per side its share of the lung field, and the
+    lung fields as they are in the output (moved by a tension pneumothorax's mediastinal shift)."""
 
     image: np.ndarray
     mask: np.ndarray
     ratio: dict[str, float] = field(default_factory=dict)
     side: str = "none"
+    lungs: dict[str, np.ndarray] = field(default_factory=dict)
+    tension: bool = False
 
 
 def fit_shape(shape: np.ndarray, lungs: dict[str, np.ndarray], smooth: float = 0.0) -> dict[str, np.ndarray]:
@@ -194,7 +203,10 @@ def render(
     floor = float(np.percentile(low[lung_any > 0], 2)) if lung_any.any() else 0.0
     depth = _depth_from_lung(regions, lungs)
     drop = params.air_drop * (1 - params.periphery / 2 + params.periphery * depth)
-    air = low - drop * np.clip(low - floor, 0, None) + texture
+    # the lung's own density is a smooth field: subtracting it (measured on a coarse blur, not the low-pass) leaves
+    # the ribs and the chest wall, which are not lung, at their full contrast
+    lung_level = cv2.GaussianBlur(img, (0, 0), params.lung_sigma * w)
+    air = low - drop * np.clip(lung_level - floor, 0, None) + texture
     soft = cv2.GaussianBlur(region.astype(np.float32), (0, 0), max(params.edge_sigma * w, 0.5))
     soft = soft * (region > 0)  # feathered inwards: nothing outside the region changes
     out = img * (1 - soft) + air * soft
@@ -219,17 +231,61 @@ def insert_lesion(
     shape: np.ndarray,
     rng: np.random.Generator,
     params: InsertParams = InsertParams(),
+    tension: bool = False,
 ) -> Inserted:
     """Insert the SIIM ``shape`` into ``image`` (H×W float in [0, 1]) whose patient's ``lungs`` are given
     (``{"right": mask, "left": mask}``, the image's frame). An empty result (the shape found no lung to fit)
-    returns the image unchanged with an empty mask."""
+    returns the image unchanged with an empty mask. ``tension``: a unilateral lesion also shifts the mediastinum
+    away from it (:func:`shift_mediastinum`); the returned lungs, mask and ratios are those of the shifted film."""
     regions = fit_shape(shape, lungs, params.contour_sigma)
+    side = "bilateral" if len(regions) == 2 else (next(iter(regions)) if regions else "none")
+    out = render(image, regions, lungs, rng, params)
+    lungs = {k: v.astype(np.uint8) for k, v in lungs.items()}
+    tension = tension and side in SIDES
+    if tension:
+        out, moved = shift_mediastinum(out, {**lungs, "lesion": regions[side]}, side, params.tension_shift)
+        regions = {side: moved.pop("lesion") & moved[side]}
+        lungs = moved
     mask = np.zeros(image.shape, np.uint8)
     for m in regions.values():
         mask |= m
     ratio = {s: float(regions[s].sum() / max(int(lungs[s].sum()), 1)) if s in regions else 0.0 for s in SIDES}
-    side = "bilateral" if len(regions) == 2 else (next(iter(regions)) if regions else "none")
-    return Inserted(render(image, regions, lungs, rng, params), mask, ratio, side)
+    return Inserted(out, mask, ratio, side, lungs, tension)
+
+
+def shift_mediastinum(
+    image: np.ndarray, masks: dict[str, np.ndarray], side: str, shift: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A tension pneumothorax on ``side``: the mediastinum pushed towards the other side by ``shift`` × the image
+    width, the shift fading to nothing at both lateral chest walls and above and below the lung fields, so the
+    affected hemithorax widens and the other narrows. ``masks`` (0/1, including ``"right"`` and ``"left"``) move
+    with the image (nearest neighbour). Returns the image (H×W float) and the moved masks."""
+    h, w = image.shape
+    right, left = masks["right"] > 0, masks["left"] > 0
+    rows = np.flatnonzero((right | left).any(1))
+    if rows.size == 0:
+        return image.copy(), {k: v.copy() for k, v in masks.items()}
+    mid_rows = rows[len(rows) // 4 : 3 * len(rows) // 4 + 1]
+    gaps = [(np.flatnonzero(right[r]).max() + np.flatnonzero(left[r]).min()) / 2 for r in mid_rows if right[r].any() and left[r].any()]
+    centre = float(np.median(gaps)) if gaps else w / 2
+    walls = np.flatnonzero((right | left).any(0))
+    x = np.arange(w, dtype=np.float32)
+    # 0 at each lateral chest wall, 1 at the mediastinum, smoothstep on each side: no kink at either end
+    rising, falling = (x - walls[0]) / max(centre - walls[0], 1), (walls[-1] - x) / max(walls[-1] - centre, 1)
+    t = np.clip(np.where(x < centre, rising, falling), 0, 1)
+    tent = t * t * (3 - 2 * t)
+    band = np.zeros(h, np.float32)
+    band[rows[0] : rows[-1] + 1] = 1
+    band = cv2.GaussianBlur(band[:, None], (1, 0), sigmaX=0, sigmaY=0.05 * h)[:, 0]
+    # the patient's right is the image's left: a right-sided lesion pushes the mediastinum to larger columns
+    dx = (shift * w if side == "right" else -shift * w) * band[:, None] * tent[None, :]
+    grid_x = (x[None, :] - dx).astype(np.float32)
+    grid_y = np.repeat(np.arange(h, dtype=np.float32)[:, None], w, axis=1)
+    warped = cv2.remap(image.astype(np.float32), grid_x, grid_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    moved = {
+        k: cv2.remap(v.astype(np.uint8), grid_x, grid_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT) for k, v in masks.items()
+    }
+    return warped, moved
 
 
 def trivial_cues(image: np.ndarray, region: np.ndarray, lung: np.ndarray) -> np.ndarray:
