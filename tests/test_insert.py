@@ -152,7 +152,7 @@ def test_smoothed_widths_taper_the_ends_and_remove_polygon_steps(films, shapes):
 
 def test_the_air_is_darkest_at_the_chest_wall(films, shapes):
     """The drop in brightness is larger at the chest wall (full depth of air) than next to the retracted lung: about
-    2.0× with the default periphery, 1.5× without it (the pleural line and the feathered edge alone)."""
+    1.9× with the default periphery, 1.4× without it (the pleural line and the feathered edge alone)."""
     wall, line = [], []
     for k, (image, lungs) in enumerate(films):
         out = insert_lesion(image, lungs, shapes["right"], np.random.default_rng(k))
@@ -166,7 +166,7 @@ def test_the_air_is_darkest_at_the_chest_wall(films, shapes):
         cut = np.percentile(dist[inside], [25, 75])
         line.append(drop[inside & (dist <= cut[0])].mean())
         wall.append(drop[inside & (dist >= cut[1])].mean())
-    assert len(wall) >= 4 and np.mean(wall) > 1.75 * np.mean(line), (wall, line)
+    assert len(wall) >= 4 and np.mean(wall) > 1.6 * np.mean(line), (wall, line)
 
 
 def _mediastinum(lungs: dict[str, np.ndarray]) -> float:

@@ -6,16 +6,18 @@ box on a SIIM film to the background's lung field (so an apical lesion stays api
 each row is redrawn against the lung's lateral wall with its own width and clipped to the full lung field
 (:func:`hug_wall`): the lesion follows this chest wall's curve with the real shape's thickness, and never
 crosses the mediastinum or the diaphragm. A bilateral SIIM shape gives a bilateral lesion, so bilateral cases
-come at the real file's frequency.
+come at the real file's frequency; a unilateral one may be drawn as tension (:func:`shift_mediastinum`).
 
 Rendering, inside the region (all in the display range [0, 1], dark = air):
 
 - **no lung markings**: frequency separation — the image's low-pass (Gaussian, ``vessel_sigma`` of the image
-  width: keeps ribs and the chest wall's gradient, removes vessels) replaces the image there, and fresh noise
-  with the background's own fine-scale noise level (estimated from the lung fields) restores its grain, so
-  neither a smooth patch nor a noise mismatch gives the insertion away;
-- **darker**: the air lowers the low-pass by ``air_drop`` × the local lung brightness above the darkest lung
-  level, feathered over ``edge_sigma``;
+  width: keeps ribs and the chest wall's gradient, removes vessels) replaces the image there; above it, the band
+  where the vessels are is synthetic noise at the film's own grain level, and the two finest bands are the
+  film's own, attenuated (``keep_fine``), with synthetic grain making up the rest — so neither a smooth patch
+  nor a noise mismatch gives the insertion away;
+- **darker**: the air removes ``air_drop`` of the lung's own density (the film blurred at ``lung_sigma``, above
+  the darkest lung level) — a smooth field, so ribs keep their contrast — more at the chest wall than at the
+  pleural line (``periphery``), feathered over ``edge_sigma``;
 - **the visceral pleural line**: a thin bright line along the edge of the retracted lung facing the air;
 - **the collapsed lung is denser**: the rest of that lung field brightens by ``denser_gain`` × the collapsed
   share of the field.
@@ -45,8 +47,7 @@ class InsertParams:
     bands (< 1 px, 1-2 px) kept in the region, the rest made up by synthetic grain; ``periphery``: how much more
     the air darkens at the chest wall than at the pleural line (0: uniform); ``contour_sigma``: the smoothing of
     the lesion's row widths (SIIM's polygons have straight horizontal edges, a pleural edge does not);
-    ``tension_shift``: how far a tension pneumothorax
-    pushes the mediastinum to the other side."""
+    ``tension_shift``: how far a tension pneumothorax pushes the mediastinum to the other side."""
 
     vessel_sigma: float = 0.006
     keep_fine: tuple[float, float] = (0.6, 0.5)
@@ -123,7 +124,7 @@ def _mad(x: np.ndarray) -> float:
 def _grain(rng: np.random.Generator, image: np.ndarray, where: np.ndarray, top_sigma: float) -> np.ndarray:
     """Noise with the film's own fine-scale spectrum: white noise split into the bands of :func:`_bands`, each
     scaled to the robust level of the same band of ``image`` inside ``where`` (the lung fields). Below
-    ``top_sigma`` the image's structure is what the rendering replaces, so this is all the texture left there."""
+    ``top_sigma`` the image's structure is what the rendering replaces: this makes up the texture there."""
     white = rng.standard_normal(image.shape).astype(np.float32)
     inside = where > 0 if (where > 0).sum() >= 64 else np.ones(image.shape, bool)
     out = np.zeros_like(white)
