@@ -25,7 +25,7 @@ from sklearn.model_selection import cross_val_predict
 from ptxseg.io.images import read_image
 from ptxseg.io.rle import read_rle_csv
 from ptxseg.lungs import split_lungs
-from ptxseg.synth.insert import insert_lesion, trivial_cues
+from ptxseg.synth.insert import insertion_cues
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -48,11 +48,10 @@ def main() -> None:
         if not (fields.right.any() and fields.left.any()):
             continue
         lungs = {"right": fields.right.astype(np.uint8), "left": fields.left.astype(np.uint8)}
-        out = insert_lesion(image, lungs, masks[positives[int(rng.integers(len(positives)))]], rng)
-        if out.mask.sum() < 50:
+        cues = insertion_cues(image, lungs, masks[positives[int(rng.integers(len(positives)))]], rng)
+        if cues is None:
             continue
-        lung = lungs["right"] | lungs["left"]
-        features += [trivial_cues(out.image, out.mask, lung), trivial_cues(image, out.mask, lung)]
+        features += list(cues)
         labels += [1, 0]
     x, y = np.array(features), np.array(labels)
     p = cross_val_predict(LogisticRegression(), x, y, cv=5, method="predict_proba")[:, 1]

@@ -303,3 +303,16 @@ def trivial_cues(image: np.ndarray, region: np.ndarray, lung: np.ndarray) -> np.
 
     grain = np.log(max(noise_level(image, inside), 1e-6) / max(noise_level(image, outside), 1e-6))
     return np.array([grain, np.log(sharpness(inside) / max(sharpness(outside), 1e-6))])
+
+
+def insertion_cues(
+    image: np.ndarray, lungs: dict[str, np.ndarray], shape: np.ndarray, rng: np.random.Generator, min_px: int = 50
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Insert ``shape`` into ``image`` and return the :func:`trivial_cues` of the inserted region on the inserted
+    film and, at the same place, on the untouched one (each a 2-vector); None when the lesion has fewer than
+    ``min_px`` pixels. A classifier that tells the two apart finds an insertion by cues a real pneumothorax lacks."""
+    out = insert_lesion(image, lungs, shape, rng)
+    if out.mask.sum() < min_px:
+        return None
+    lung = lungs["right"] | lungs["left"]
+    return trivial_cues(out.image, out.mask, lung), trivial_cues(image, out.mask, lung)
