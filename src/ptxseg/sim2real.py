@@ -122,7 +122,7 @@ def insert_dataset(
                 "Modality": "CR",
                 "BodyPartExamined": "CHEST",
                 "ptx_side": side if positive else "none",
-                "tension": int(positive and tension),
+                "tension": int(tension),
                 "ratio_right": round(100 * ratio["right"], 4),
                 "ratio_left": round(100 * ratio["left"], 4),
                 "lung_area_right": int(lungs["right"].sum()),

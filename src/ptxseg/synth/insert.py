@@ -117,18 +117,15 @@ def _bands(x: np.ndarray, top_sigma: float) -> list[np.ndarray]:
     return [x - b1, b1 - b2, b2 - b3]
 
 
-def _mad(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x))))
-
-
-def _grain(rng: np.random.Generator, image: np.ndarray, where: np.ndarray, top_sigma: float) -> np.ndarray:
+def _grain(rng: np.random.Generator, film_bands: list[np.ndarray], where: np.ndarray, top_sigma: float) -> np.ndarray:
     """Noise with the film's own fine-scale spectrum: white noise split into the bands of :func:`_bands`, each
-    scaled to the robust level of the same band of ``image`` inside ``where`` (the lung fields). Below
-    ``top_sigma`` the image's structure is what the rendering replaces: this makes up the texture there."""
-    white = rng.standard_normal(image.shape).astype(np.float32)
-    inside = where > 0 if (where > 0).sum() >= 64 else np.ones(image.shape, bool)
+    scaled to the robust level of the same band of the film (``film_bands``, :func:`_bands` of the image) inside
+    ``where`` (the lung fields). Below ``top_sigma`` the image's structure is what the rendering replaces: this
+    makes up the texture there."""
+    white = rng.standard_normal(film_bands[0].shape).astype(np.float32)
+    inside = where > 0 if (where > 0).sum() >= 64 else np.ones(white.shape, bool)
     out = np.zeros_like(white)
-    for band_img, band_noise in zip(_bands(image, top_sigma), _bands(white, top_sigma), strict=True):
+    for band_img, band_noise in zip(film_bands, _bands(white, top_sigma), strict=True):
         # the band's level where the film is least structured (10th percentile of its local level in the lungs):
         # the grain alone, without the vessels this band also carries elsewhere
         local = np.sqrt(np.clip(cv2.blur(band_img * band_img, (9, 9)), 0, None))
@@ -196,11 +193,12 @@ def render(
     low = cv2.GaussianBlur(img, (0, 0), top)
     # the film's own finest bands, attenuated (the faintest markings fade, its grain and resampling stay its
     # own), the rest of the grain synthetic; the band up to the low-pass, where the vessels are, is all synthetic
-    film, synthetic = _bands(img, top), _bands(_grain(rng, img, lung_any, top), top)
+    film = _bands(img, top)
+    synthetic = _bands(_grain(rng, film, lung_any, top), top)
     k1, k2 = params.keep_fine
     texture = k1 * film[0] + (1 - k1) * synthetic[0] + k2 * film[1] + (1 - k2) * synthetic[1] + synthetic[2]
-    # the darkest lung level: air drops the low-pass a share of the way from the local level towards it, more
-    # at the chest wall (the full depth of air) than at the pleural line
+    # air removes a share of the lung level's height above the darkest lung level, more at the chest wall (the
+    # full depth of air) than at the pleural line
     floor = float(np.percentile(low[lung_any > 0], 2)) if lung_any.any() else 0.0
     depth = _depth_from_lung(regions, lungs)
     drop = params.air_drop * (1 - params.periphery / 2 + params.periphery * depth)
