@@ -92,7 +92,7 @@ def test_classifier_gate_empties_what_no_size_rule_can():
     assert result.best_dice == 1.0 and result.family.startswith("classifier gate")
     assert 0.25 < result.best.cls_threshold <= 0.8
     gates = {r["cls_threshold"]: r for r in result.gates}
-    assert len(gates) == 9 and gates[0.2]["dice"] == pytest.approx(plain.best_dice) and gates[0.9]["case_sensitivity"] == 0.0
+    assert len(gates) == 12 and gates[0.2]["dice"] == pytest.approx(plain.best_dice) and gates[0.9]["case_sensitivity"] == 0.0
     for r in result.gates:
         op = OperatingPoint(r["threshold"], r["component_px"], r["min_mask_px"], 1024, cls_threshold=r["cls_threshold"])
         assert dice_per_image(apply_operating_point(probs, op, heads), truths).mean() == pytest.approx(r["dice"])
@@ -218,7 +218,7 @@ def test_model_with_classifier_head_tunes_and_evaluates_with_its_gate(tmp_path):
     assert main(["tune", str(run), "-q", "--tta", "identity"]) == 0
     meta = json.loads((run / "best.json").read_text())
     gates = meta["tuning"]["classifier_gates"]
-    assert [g["cls_threshold"] for g in gates] == pytest.approx([0.1 * k for k in range(1, 10)])
+    assert [g["cls_threshold"] for g in gates] == pytest.approx([0.1 * k for k in range(1, 10)] + [0.95, 0.98, 0.99])
     assert max(g["dice"] for g in gates) <= meta["metrics"]["val_dice_tuned"] + 1e-12
     # store the c = 0.5 row as the operating point: evaluate applies the gate with the head's probability
     g = gates[4]
@@ -329,3 +329,39 @@ def test_a_typed_tune_request_dry_run_changes_nothing_and_agrees_with_the_comman
     after = json.loads((run / "best.json").read_text())
     assert after["operating_point"] == dry.result.best.to_dict()
     assert after["metrics"]["val_dice_tuned"] == pytest.approx(dry.result.best_dice)
+
+
+def _mostly_positive_maps():
+    """30 positives (15 with a 40×40 lesion, 15 with a 16×16 one) and 2 negatives with a 16×16 false spot, all at
+    p=0.9: only a minimum mask size tells the negatives apart, at the price of the small positives."""
+    probs, truths = [], []
+    for k in range(32):
+        p, t = np.full((256, 256), 0.05, np.float32), np.zeros((256, 256), np.uint8)
+        side = 40 if k < 15 else 16
+        p[100 : 100 + side, 100 : 100 + side] = 0.9
+        if k < 30:
+            t[100 : 100 + side, 100 : 100 + side] = 1
+        probs.append(p)
+        truths.append(t)
+    return np.stack(probs), np.stack(truths)
+
+
+def test_prevalence_weighting_tunes_for_the_population_not_the_validation_mix():
+    probs, truths = _mostly_positive_maps()
+    stats = collect(zip(probs, truths, strict=True))
+    plain = search(stats)
+    assert plain.best.min_mask_px == 0 and plain.best_dice == pytest.approx(30 / 32)  # 94 % positive: keep everything
+    weighted = search(stats, prevalence=0.22)
+    # at 22 % positives the two false positives cost more than the small lesions: a size rule (> 256 px at 256²)
+    assert weighted.best.min_mask_px * (256 / 1024) ** 2 > 256
+    assert weighted.best_dice == pytest.approx(0.22 * 0.5 + 0.78 * 1.0)
+    per_image = dice_per_image(apply_operating_point(probs, weighted.best), truths)
+    positive = truths.reshape(32, -1).any(1)
+    assert weighted.best_dice == pytest.approx(0.22 * per_image[positive].mean() + 0.78 * per_image[~positive].mean())
+    sweep = {r["threshold"]: r for r in weighted.threshold_sweep}  # the tables are scored the same way
+    assert sweep[0.5]["dice"] == pytest.approx(0.22 * 1.0 + 0.78 * 0.0)
+    with pytest.raises(PtxsegError, match="between 0 and 1"):
+        search(stats, prevalence=1.5)
+    only_pos = collect(zip(probs[:30], truths[:30], strict=True))
+    with pytest.raises(PtxsegError, match="needs positive and negative images"):
+        search(only_pos, prevalence=0.22)

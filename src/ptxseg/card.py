@@ -49,6 +49,7 @@ class Architecture(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     in_channels: int = Field(1, ge=1, le=4)
     classes: int = Field(1, ge=1, le=16)
+    encoder_weights: dict[str, str] | None = None  # origin of pretrained encoder weights (source, sha256, licence)
 
 
 class TrainingData(_Strict):

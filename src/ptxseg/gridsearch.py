@@ -4,7 +4,7 @@ The grid of the issue: thresholds 0.20–0.80, minimum component sizes
 {0, 50, 100, 200, 500}, minimum mask sizes {0, 500, 1000, 2000, 3000, 5000}
 triplets (top threshold T ∈ {0.60 … 0.80}, top pixel count
 A ∈ {600 … 3000}, bottom threshold B ∈ {0.3, 0.4}) and, for models with a
-classifier head, a gate c ∈ {0.1 … 0.9} on the head's probability combined
+classifier head, a gate c ∈ {0.1 … 0.9, 0.95, 0.98, 0.99} on the head's probability combined
 with every threshold × component × minimum-mask point; pixel counts refer to
 a 1024² image and scale with the maps' area.
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ptxseg.errors import PtxsegError
 from ptxseg.metrics import detection_metrics, dice_from_counts
 from ptxseg.postprocess import OperatingPoint
 
@@ -40,7 +41,7 @@ TOP_THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8)
 TOP_MIN_PX = (600, 1000, 1500, 2000, 2500, 3000)
 BOTTOM_THRESHOLDS = (0.3, 0.4)
 #: classifier-head gates c (searched when the maps come with the head's probability)
-CLS_THRESHOLDS = tuple(float(c) for c in np.round(np.arange(0.1, 0.91, 0.1), 2))
+CLS_THRESHOLDS = (*(float(c) for c in np.round(np.arange(0.1, 0.91, 0.1), 2)), 0.95, 0.98, 0.99)  # strict gates for rare positives
 
 
 @dataclass
@@ -193,6 +194,24 @@ def _case(stats: GridStats, final_area: np.ndarray) -> tuple[float, float]:
     return m["case_sensitivity"], m["case_specificity"]
 
 
+def image_weights(positive: np.ndarray, prevalence: float | None) -> np.ndarray:
+    """Per-image weights (summing to 1) of the tuning score: equal, or positives sharing ``prevalence``.
+
+    Raises:
+        PtxsegError: a prevalence outside (0, 1), or one asked of maps without both positives and negatives.
+    """
+    positive = np.asarray(positive, bool)
+    n = len(positive)
+    if prevalence is None:
+        return np.full(n, 1.0 / max(n, 1))
+    if not 0 < prevalence < 1:
+        raise PtxsegError("--prevalence", f"must be between 0 and 1 (exclusive), got {prevalence}")
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if not n_pos or not n_neg:
+        raise PtxsegError("--prevalence", f"needs positive and negative images; the maps hold {n_pos} and {n_neg}")
+    return np.where(positive, prevalence / n_pos, (1 - prevalence) / n_neg)
+
+
 @dataclass
 class TuneResult:
     best: OperatingPoint
@@ -212,13 +231,24 @@ def search(
     top_min_px: tuple[int, ...] = TOP_MIN_PX,
     bottom_thresholds: tuple[float, ...] = BOTTOM_THRESHOLDS,
     cls_thresholds: tuple[float, ...] = CLS_THRESHOLDS,
+    prevalence: float | None = None,
 ) -> TuneResult:
     """Score every grid point; return the best operating point and the tables a paper reports.
+
+    The score is the SIIM mean Dice over the images, or with ``prevalence`` p the mean Dice at that share of
+    positives: ``p · (mean Dice of the positives) + (1 − p) · (mean Dice of the negatives)``, the second term
+    being the case specificity (a negative scores 1 when left empty). A validation set whose positive share is
+    not the population's (e.g. 97 % positive) is tuned for the population that way.
 
     Ties keep the first point met (lower threshold, smaller sizes, no gate), so
     a rule is only added when it strictly helps.
     """
     T, C = len(stats.thresholds), len(stats.component_px)
+    w = image_weights(stats.true_area > 0, prevalence)
+
+    def avg(per_image: np.ndarray) -> float:
+        return float(w @ per_image)
+
     empty_dice = (stats.true_area == 0).astype(np.float64)  # Dice of an emptied mask
     gates = cls_thresholds if stats.cls_prob is not None else ()
     shut = [stats.cls_prob < c for c in gates]  # N-vectors: images the gate empties
@@ -226,7 +256,7 @@ def search(
     for i, thr in enumerate(stats.thresholds):
         a, it = stats.kept_area[i, 0], stats.kept_inter[i, 0]
         sens, spec = _case(stats, a)
-        sweep.append({"threshold": thr, "dice": float(stats.dice(a, it).mean()), "case_sensitivity": sens, "case_specificity": spec})
+        sweep.append({"threshold": thr, "dice": avg(stats.dice(a, it)), "case_sensitivity": sens, "case_specificity": spec})
     grid = np.zeros((T, len(min_mask_px)))
     grid_c = np.zeros((T, len(min_mask_px)), int)
     best: tuple[float, OperatingPoint | None] = (-1.0, None)
@@ -239,9 +269,9 @@ def search(
                 empty = a < mm * stats.scale
                 fa = np.where(empty, 0, a)
                 dice = stats.dice(fa, np.where(empty, 0, stats.kept_inter[i, j]))
-                scores.append(float(dice.mean()))
+                scores.append(avg(dice))
                 for g, gated in enumerate(shut):
-                    d = float(np.where(gated, empty_dice, dice).mean())
+                    d = avg(np.where(gated, empty_dice, dice))
                     if d > best_gate[g][0]:
                         best_gate[g] = (d, (i, j, k), np.where(gated, 0, fa))
             j = int(np.argmax(scores))
@@ -273,7 +303,7 @@ def search(
                 for amin in top_min_px:
                     empty = stats.top_count[ti] < amin * stats.scale
                     fa = np.where(empty, 0, a)
-                    d = float(stats.dice(fa, np.where(empty, 0, it)).mean())
+                    d = avg(stats.dice(fa, np.where(empty, 0, it)))
                     sens, spec = _case(stats, fa)
                     triplets.append(
                         {

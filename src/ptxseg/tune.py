@@ -73,6 +73,8 @@ class TuneRequest:
         out: ensemble file to write (required to write the point of several models).
         write: store the chosen point (False: a dry run).
         workers: processes labelling the maps (see :func:`ptxseg.gridsearch.collect`).
+        prevalence: score the points at this share of positives (:func:`ptxseg.gridsearch.search`); None: the
+            validation images as they are.
     """
 
     models: list[Path]
@@ -85,6 +87,7 @@ class TuneRequest:
     out: Path | None = None
     write: bool = True
     workers: int = 1
+    prevalence: float | None = None
 
 
 def tune_model(request: TuneRequest | str | Path, progress=None) -> TuneOutcome:
@@ -130,7 +133,7 @@ def tune_model(request: TuneRequest | str | Path, progress=None) -> TuneOutcome:
             (*_known(dataset, i, p.prob, truth),) if p.cls_prob is None else (*_known(dataset, i, p.prob, truth), p.cls_prob)
             for i, (p, truth) in zip(ids, predict_dataset(predictor, dataset, ids, save_probs), strict=True)
         )
-    result = search(collect(items, len(ids), progress=progress, workers=workers))
+    result = search(collect(items, len(ids), progress=progress, workers=workers), prevalence=request.prevalence)
     if out is not None:
         target = Path(out)
     elif predictor.ensemble is not None:
@@ -144,6 +147,7 @@ def tune_model(request: TuneRequest | str | Path, progress=None) -> TuneOutcome:
         "tta": predictor.tta,
         "source": "predicted" if probs is None else str(probs),
         "family": result.family,
+        "prevalence": request.prevalence,
         "threshold_sweep": result.threshold_sweep,
         "triplets_top5": result.triplets[:5],
         "classifier_gates": result.gates,

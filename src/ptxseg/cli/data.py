@@ -13,7 +13,7 @@ from rich.table import Table
 from ptxseg.cli import app
 from ptxseg.data.convert import ConvertOptions, ConvertResult, convert_dataset
 from ptxseg.data.qc import QC_TAGS, REFUSAL_TAGS
-from ptxseg.data.split import fold_summary, split_dataset
+from ptxseg.data.split import ALWAYS_TRAIN, fold_summary, split_dataset
 from ptxseg.errors import PtxsegError
 from ptxseg.limits import check_grid_side
 from ptxseg.progress import console, progress_bar
@@ -112,9 +112,20 @@ def split(
     dataset: Annotated[Path, typer.Argument(help="Canonical dataset folder (with manifest.csv).")],
     folds: Annotated[int, typer.Option(help="Number of folds.")] = 5,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same folds.")] = 42,
+    size_strata: Annotated[
+        int, typer.Option(min=0, help="Also stratify positives by mask-area quantile into this many bins (3: terciles; 0: off).")
+    ] = 0,
+    unlabelled: Annotated[
+        bool,
+        typer.Option(
+            "--unlabelled/--no-unlabelled",
+            help="Keep images without any annotation as unlabelled films (fold -1: in every fold's training set, "
+            "never validated; the pneumothorax loss ignores them, the classifier head learns positive vs unlabelled).",
+        ),
+    ] = False,
 ) -> int:
-    """Write DATASET/folds.csv: folds stratified by label, grouped by PatientID."""
-    table = split_dataset(dataset, folds, seed)
+    """Write DATASET/folds.csv: folds stratified by label (and lesion size), grouped by PatientID."""
+    table = split_dataset(dataset, folds, seed, size_strata, unlabelled)
     summary = fold_summary(table)
     out = Table(title=f"{folds} folds of {dataset} (seed {seed})")
     strata = [c for c in summary.columns if c.startswith("stratum ")]
@@ -123,7 +134,7 @@ def split(
     for fold, row in summary.iterrows():
         share = "—" if math.isnan(row["positive_share"]) else f"{row['positive_share']:.3f}"
         cells = [str(int(row[c])) for c in ("images", "patients", "positive", *strata)]
-        out.add_row(str(fold), *cells[:3], share, *cells[3:])
+        out.add_row("unlabelled" if fold == ALWAYS_TRAIN else str(fold), *cells[:3], share, *cells[3:])
     console.print(out)
     console.print(f"wrote {Path(dataset) / 'folds.csv'}", highlight=False)
     return 0

@@ -3,7 +3,9 @@
 Three source layouts are understood:
 
 ``kaggle``
-    a tree of ``<SOPInstanceUID>.dcm`` files plus an RLE CSV (either format).
+    a tree of ``<SOPInstanceUID>.dcm`` files (or the same films as ``<ImageId>.png/.jpg``) plus an RLE CSV
+    (either format). An image without an RLE row is kept with an unknown label (``positive`` empty: an
+    unlabelled film, see ``ptxseg split --unlabelled``).
     A file below a folder whose name contains ``test`` is in the test split.
 ``png``
     the PNG layout of published work: ``train/png_images/train_image_<id>_<y>.png``
@@ -164,8 +166,8 @@ LUNG_MASK_DIR = "lung-masks"
 
 
 def kaggle_items(src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_shape: tuple[int, int] = SIIM_SHAPE) -> list[Item]:
-    """Items of a Kaggle-layout tree: DICOM files joined with RLE annotations by ImageId (and with lung-field masks
-    of ``LUNG_MASK_DIR`` when the tree has them).
+    """Items of a Kaggle-layout tree: DICOM (or PNG/JPEG) files joined with RLE annotations by ImageId (the file
+    stem), and with lung-field masks of ``LUNG_MASK_DIR`` when the tree has them.
 
     ``rle_shape`` is the (rows, cols) grid the RLE strings are written on: the
     native image size (1024×1024 for SIIM).
@@ -174,7 +176,9 @@ def kaggle_items(src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_
     masks = read_rle_csv(rle_csv, shape=rle_shape, fmt=rle_format)  # type: ignore[arg-type]
     items = []
     seen_ids = set()
-    for path in sorted(src.rglob("*.dcm")):
+    # DICOMs named by SOPInstanceUID, or the same films re-encoded as PNG/JPEG named by ImageId
+    images = (p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    for path in sorted(p for p in images if p.is_file() and LUNG_MASK_DIR not in p.relative_to(src).parts):
         rel = path.relative_to(src)
         image_id = path.stem
         split = "test" if any("test" in part.lower() for part in rel.parts[:-1]) else "train"

@@ -34,7 +34,8 @@ def pos_weight_from_counts(positive_px: int, total_px: int) -> float:
     return (total_px - positive_px) / positive_px
 
 
-UNKNOWN = -1  # folds.csv label of an image without a pneumothorax annotation (lungs-only datasets)
+UNKNOWN = -1  # folds.csv label of an image without a pneumothorax annotation (lungs-only datasets, unlabelled films)
+ALWAYS_TRAIN = -1  # folds.csv fold of an unlabelled film: in the training set of every fold, never validated
 
 
 def eligible_rows(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -46,8 +47,15 @@ def eligible_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest.loc[ok]
 
 
-def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42) -> pd.DataFrame:
+def make_folds(
+    manifest: pd.DataFrame, folds: int = 5, seed: int = 42, size_strata: int = 0, unlabelled: bool = False
+) -> pd.DataFrame:
     """Assign each eligible row a fold in ``0 .. folds-1``.
+
+    ``size_strata`` > 1 also stratifies the positives by mask-area quantile (3: terciles), so every fold keeps
+    the share of small, medium and large lesions. ``unlabelled``: training images without any annotation (an
+    unknown label) are added with ``positive`` -1 and fold :data:`ALWAYS_TRAIN` (-1): they train in every fold
+    (as unlabelled films, never as negatives) and are never validated on.
 
     Returns:
         A frame with columns ``id, patient, positive, fold`` (and ``stratum`` when the manifest has one) in
@@ -68,6 +76,8 @@ def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42) -> pd.Dat
         raise PtxsegError("--folds", f"{folds} folds need at least {folds} patients; the dataset has {n_groups}")
     labels = rows["positive"].fillna(UNKNOWN).astype(int).to_numpy()
     strata = labels.astype(str)
+    if size_strata > 1:
+        strata = np.char.add(strata, size_bins(rows["mask_area"], labels, size_strata))
     if "stratum" in rows.columns:
         strata = np.char.add(np.char.add(strata, "|"), rows["stratum"].astype("string").fillna("").to_numpy(str))
     # StratifiedGroupKFold warns and degrades when a class has fewer members than folds.
@@ -82,13 +92,37 @@ def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42) -> pd.Dat
     table = pd.DataFrame({"id": rows["id"], "patient": groups, "positive": labels, "fold": fold})
     if "stratum" in rows.columns:
         table["stratum"] = rows["stratum"]
+    if unlabelled:
+        extra = unlabelled_rows(manifest)
+        table = pd.concat([table, pd.DataFrame({"id": extra["id"], "patient": extra["id"], "positive": UNKNOWN, "fold": ALWAYS_TRAIN})])
     return table.reset_index(drop=True)
 
 
-def split_dataset(dataset: str | PathLike[str], folds: int = 5, seed: int = 42) -> pd.DataFrame:
-    """Write ``DATASET/folds.csv`` (atomically) and return it."""
+def size_bins(areas: pd.Series, labels: np.ndarray, bins: int) -> np.ndarray:
+    """``"|s<k>"`` per row: the positive's mask-area quantile bin (0 smallest), ``""`` for the others."""
+    out = np.full(len(labels), "", dtype=object)
+    pos = labels == 1
+    if pos.sum() >= bins:
+        ranks = pd.Series(np.asarray(areas, float)[pos]).rank(method="first").to_numpy()
+        out[pos] = [f"|s{int(k)}" for k in np.minimum((ranks - 1) * bins // pos.sum(), bins - 1)]
+    return out.astype(str)
+
+
+def unlabelled_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Training rows with an image but no annotation at all (no label, no mask, no lung fields)."""
+    known = manifest["positive"].notna()
+    if "lung_area" in manifest.columns:
+        known |= manifest["lung_area"].notna()
+    ok = (manifest["split"] == "train") & (manifest["has_image"] == 1) & ~known
+    return manifest.loc[ok]
+
+
+def split_dataset(
+    dataset: str | PathLike[str], folds: int = 5, seed: int = 42, size_strata: int = 0, unlabelled: bool = False
+) -> pd.DataFrame:
+    """Write ``DATASET/folds.csv`` (atomically) and return it (options: :func:`make_folds`)."""
     manifest = read_manifest(dataset)
-    table = make_folds(manifest, folds, seed)
+    table = make_folds(manifest, folds, seed, size_strata, unlabelled)
     write_text_atomic(Path(dataset) / "folds.csv", table.to_csv(index=False))
     return table
 

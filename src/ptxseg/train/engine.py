@@ -37,7 +37,7 @@ from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
 from ptxseg.data.manifest import dataset_licences, read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
-from ptxseg.data.split import fold_split
+from ptxseg.data.split import UNKNOWN, fold_split
 from ptxseg.errors import PtxsegError
 from ptxseg.io.tensors import non_finite_tensors, read_tensors
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
@@ -177,7 +177,11 @@ class Trainer:
         c = self.cfg
         return ModelCard(
             model=Architecture(
-                name=c.model.name, encoder=c.model.encoder, aux_classifier=c.model.aux_classifier, kwargs=c.model.kwargs
+                name=c.model.name,
+                encoder=c.model.encoder,
+                aux_classifier=c.model.aux_classifier,
+                kwargs=c.model.kwargs,
+                encoder_weights=self.encoder_weights,
             ),
             preprocessing=self.preprocessing(stage),
             target=c.data.target,
@@ -227,6 +231,7 @@ class Trainer:
         self.stored = read_dataset_info(self.dataset)
         self.licences = dataset_licences(self.dataset)  # read once: every epoch's card names them
         env = environment()
+        self.encoder_weights: dict[str, str] | None = None  # the first stage's pretrained origin (model card)
         self.software = {
             k: env[k] for k in ("ptxseg", "git", "python", "torch", "segmentation_models_pytorch", "timm", "albumentations")
         }
@@ -235,10 +240,16 @@ class Trainer:
         D.barrier(self.dist)
         if not self.dist.main:
             split = fold_split(self.dataset, self.fold, cfg.data.folds, cfg.data.split_seed, create=False)
-        unknown = int((split.train_labels < 0).sum() + (split.val_labels < 0).sum())
+        unknown = int((split.val_labels < 0).sum())
         if cfg.data.target == "pneumothorax" and unknown:
             raise PtxsegError(
                 self.dataset, f"{unknown} images of fold {self.fold} have no pneumothorax annotation (a lungs-only dataset?)"
+            )
+        unlabelled = int((split.train_labels < 0).sum())  # folds.csv fold -1 (ptxseg split --unlabelled)
+        if cfg.data.target == "pneumothorax" and unlabelled and not cfg.model.aux_classifier:
+            raise PtxsegError(
+                self.dataset,
+                f"{unlabelled} unlabelled training films train only the classifier head: set model.aux_classifier: true",
             )
         if cfg.sampler.kind == "positive_share" and (split.train_labels == 1).sum() == 0:
             raise PtxsegError("sampler.kind", "positive_share needs positive training images; this fold has none")
@@ -301,6 +312,7 @@ class Trainer:
             aux_classifier=cfg.model.aux_classifier,
             **cfg.model.kwargs,
         )
+        self.encoder_weights = model.encoder_weights  # every stage builds from the same config: the same origin
         if init_weights is not None:
             model.load_state_dict(read_tensors(init_weights))
         model.to(d.device)
@@ -310,7 +322,10 @@ class Trainer:
         if cfg.augment:  # on the real (cropped) stored size, before any DataLoader worker starts
             check_pipeline(cfg.augment, pp.cropped_shape())
         target = cfg.data.target
-        train_ds = SegmentationDataset(self.dataset, split.train_ids, pp, target, cfg.augment, train=True, seed=cfg.training.seed)
+        unlabelled = [i for i, y in zip(split.train_ids, split.train_labels, strict=True) if y == UNKNOWN]
+        train_ds = SegmentationDataset(
+            self.dataset, split.train_ids, pp, target, cfg.augment, train=True, seed=cfg.training.seed, unlabelled=unlabelled
+        )
         sampler = build_sampler(
             cfg, split.train_labels, stage.positive_share, cfg.training.seed + s_idx, d.world, d.rank, split.train_strata
         )
