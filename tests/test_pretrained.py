@@ -72,7 +72,9 @@ def test_unet_encoder_gets_the_imagenet_weights_and_the_card_their_origin(cache)
 
 
 def test_a_missing_wheel_is_one_clear_line(cache, monkeypatch):
-    spec = dataclasses.replace(P.OFFLINE_IMAGENET[LITE0], package="efficientnet_lite9_pytorch_model", distribution="efficientnet-lite9")
+    spec = dataclasses.replace(
+        P.OFFLINE_IMAGENET[LITE0], package="efficientnet_lite9_pytorch_model", distribution="efficientnet-lite9"
+    )
     monkeypatch.setitem(P.OFFLINE_IMAGENET, LITE0, spec)
     with pytest.raises(PtxsegError, match="need the wheel efficientnet-lite9 \\(pip install efficientnet-lite9\\)"):
         create_model("unet", encoder=LITE0, pretrained="imagenet")

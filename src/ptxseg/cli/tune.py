@@ -90,7 +90,8 @@ def tune_command(
         float | None,
         typer.Option(
             "--prevalence",
-            help="Score at this share of positives: p·(Dice of positives) + (1−p)·specificity (SIIM: 0.22); default: the maps as they are.",
+            help="Score at this share of positives: p·(Dice of positives) + (1−p)·specificity (SIIM: 0.22); "
+            "default: the maps as they are.",
         ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the tables without writing the operating point.")] = False,

@@ -94,7 +94,8 @@ def make_folds(
         table["stratum"] = rows["stratum"]
     if unlabelled:
         extra = unlabelled_rows(manifest)
-        table = pd.concat([table, pd.DataFrame({"id": extra["id"], "patient": extra["id"], "positive": UNKNOWN, "fold": ALWAYS_TRAIN})])
+        added = pd.DataFrame({"id": extra["id"], "patient": extra["id"], "positive": UNKNOWN, "fold": ALWAYS_TRAIN})
+        table = pd.concat([table, added])
     return table.reset_index(drop=True)
 
 

@@ -6,7 +6,8 @@ out fold, the validation set is that fold (:func:`ptxseg.data.split.fold_split`)
 
 Each sample is a float32 ``1×S×S`` image (normalised) and a float32
 ``1×S×S`` mask in {0, 1}, or -1 where the dataset's ``ignore/<id>.png`` marks a pixel unknown (losses and
-validation metrics leave those pixels out) and everywhere on an unlabelled film (``folds.csv`` positive -1). Augmentation is seeded by ``(seed, epoch, index)``,
+validation metrics leave those pixels out), and everywhere on an unlabelled film
+(``folds.csv`` positive -1). Augmentation is seeded by ``(seed, epoch, index)``,
 so a sample's augmentation does not depend on which worker loads it, on the
 number of workers or processes, or on whether the run was resumed.
 """
