@@ -32,6 +32,7 @@ from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
 from ptxseg.quality import GATE_FLAGS, quality_gate
 from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, quantify
+from ptxseg.shipped import WEIGHTS_DIR, resolve_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 DICOM_SUFFIXES = {".dcm", ".dicom"}
@@ -143,7 +144,7 @@ def load_radiograph(path: str | PathLike[str]) -> Radiograph:
 
 
 #: the lung-field model shipped inside the package (a bundle; ``docs/lungs.md``), absent in a checkout without it
-SHIPPED_LUNG_MODEL = Path(__file__).resolve().parent / "weights" / "lungs"
+SHIPPED_LUNG_MODEL = WEIGHTS_DIR / "lungs"
 _MODEL_MARKERS = ("best.safetensors", "model.safetensors", "bundle.json")  # a run directory, a weights folder or a bundle
 
 
@@ -195,14 +196,15 @@ class ClinicalPipeline:
         mc_dropout: int = 0,
         threads: int | None = None,
     ) -> None:
-        self.model_path = Path(model)
+        model = resolve_model(model)
+        self.model_path = model
         self.ptx = Predictor([model], tta=tta, device=device, mc_dropout=mc_dropout, threads=threads)
         if self.ptx.target != "pneumothorax":
             raise PtxsegError(model, f"is a {self.ptx.target} model, not a pneumothorax model")
         self.op = self.ptx.operating_point
         self.bounds = bounds
         self.lung_reason = None
-        lung_path = None if lungs is False else (find_lung_model(model) if lungs is None else Path(lungs))
+        lung_path = None if lungs is False else (find_lung_model(model) if lungs is None else resolve_model(lungs))
         self.lungs = None
         if lung_path is None:
             self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs; none ships here)"

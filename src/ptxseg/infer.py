@@ -37,6 +37,7 @@ from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import check_name, under
 from ptxseg.limits import max_pixels
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.shipped import resolve_model
 from ptxseg.tta import TTA_TRANSFORMS, check_tta
 
 
@@ -186,6 +187,7 @@ class Predictor:
         self.mc_dropout, self.mc_seed = int(mc_dropout), int(mc_seed)
         if not sources:
             raise PtxsegError("model", "no model given")
+        sources = [resolve_model(s) for s in sources]  # a shipped name (`default`) → its folder; a typo → "no such file"
         self.ensemble = None
         self.bundle = None
         self.backend = "pytorch"

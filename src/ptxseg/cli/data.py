@@ -71,6 +71,14 @@ def convert(
     aspect: Annotated[str, typer.Option(help="Non-square images: pad (keep proportions) or stretch.")] = "pad",
     drop_qc: Annotated[bool, typer.Option("--drop-qc", help="Leave items with any QC tag out of the manifest.")] = False,
     no_voi: Annotated[bool, typer.Option("--no-voi", help="Ignore VOI LUT / window of DICOM files.")] = False,
+    jpeg_quality: Annotated[
+        int | None,
+        typer.Option(
+            "--jpeg-quality",
+            help="Store every image as re-encoded at this JPEG quality after resizing: one last step for all sources, "
+            "so lossless and lossy files look alike (e.g. 89 for the SIIM films).",
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(min=0, help="Parallel worker processes (default: CPU count).")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
@@ -88,6 +96,7 @@ def convert(
         target=target,  # type: ignore[arg-type]
         ignore_value=ignore_value or None,
         stratify=stratify,
+        jpeg_quality=jpeg_quality,
     )
     result = convert_dataset(
         src,

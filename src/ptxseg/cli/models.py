@@ -34,9 +34,14 @@ def models(
     encoder: Annotated[str | None, typer.Option(help="Encoder for the architectures that take one (default: each one's).")] = None,
     no_macs: Annotated[bool, typer.Option("--no-macs", help="Skip counting multiply-accumulates (faster).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    shipped: Annotated[
+        bool, typer.Option("--shipped", help="List the trained models that ship inside ptxseg (usable by name: predict default …).")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
-    """List architectures (parameters, multiply-accumulates at SIZE²) and encoders."""
+    """List architectures (parameters, multiply-accumulates at SIZE²) and encoders, or the shipped models."""
+    if shipped:
+        return _list_shipped(as_json)
     from ptxseg.models import ENCODERS, list_models
 
     names = list_models()
@@ -52,4 +57,26 @@ def models(
         table.add_row(r["name"], r["encoder"], f"{r['params_m']:.2f}", macs)
     console.print(table)
     console.print("encoders: " + ", ".join(ENCODERS) + " (any smp encoder or timm model as tu-<name> also works)")
+    return 0
+
+
+def _list_shipped(as_json: bool) -> int:
+    from ptxseg.shipped import SHIPPED, shipped_path
+
+    rows = []
+    for name, what in SHIPPED.items():
+        folder = shipped_path(name)
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder else 0
+        rows.append(
+            {"name": name, "what": what, "installed": folder is not None, "path": str(folder or ""), "mb": round(size / 1e6, 1)}
+        )
+    if as_json:
+        print(json.dumps({"shipped": rows}, indent=2))
+        return 0
+    table = Table(title="models shipped inside ptxseg (use the name as MODEL)")
+    for col in ("name", "what", "size (MB)", "path"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["what"], f"{r['mb']:.1f}" if r["installed"] else "not installed", r["path"])
+    console.print(table)
     return 0

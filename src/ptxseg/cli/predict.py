@@ -15,7 +15,12 @@ from ptxseg.progress import console, err_console, progress_bar
 
 @app.command("predict")
 def predict_command(
-    model: Annotated[Path, typer.Argument(help="Pneumothorax model: run directory, bundle or ensemble file.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Pneumothorax model: `default` (shipped: trained on real SIIM films), a run directory, bundle or ensemble file."
+        ),
+    ],
     inputs: Annotated[list[Path], typer.Argument(help="DICOM/PNG/JPEG files, folders (recursive) or list files (.txt).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
     lungs: Annotated[Path | None, typer.Option("--lungs", help="Lung-field model (default: MODEL/lungs when present).")] = None,

@@ -13,7 +13,12 @@ from ptxseg.errors import PtxsegError
 
 @app.command("serve")
 def serve_command(
-    model: Annotated[Path, typer.Argument(help="Pneumothorax model: bundle (fast path), run directory or ensemble file.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Pneumothorax model: `default` (shipped, real SIIM films), a bundle (fast path), run directory or ensemble file."
+        ),
+    ],
     host: Annotated[str, typer.Option(help="Address to listen on (loopback unless told otherwise).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="Inference threads sharing the loaded models.")] = 1,

@@ -39,7 +39,12 @@ Credentials = Annotated[
 
 @triage_app.command("run", hidden=True)
 def triage_run(
-    model: Annotated[Path, typer.Argument(help="Pneumothorax model: bundle (fast path), run directory or ensemble file.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="Pneumothorax model: `default` (shipped, real SIIM films), a bundle (fast path), run directory or ensemble file."
+        ),
+    ],
     orthanc: Orthanc,
     config: Settings = None,
     credentials: Credentials = None,

@@ -45,7 +45,7 @@ from ptxseg.data.qc import REFUSAL_TAGS, image_warnings, join_tags
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
-from ptxseg.io.images import read_image, read_mask, read_radiograph, to_uint16, write_png
+from ptxseg.io.images import jpeg_roundtrip, read_image, read_mask, read_radiograph, to_uint16, write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import check_name, is_safe_name, safe_name, under
 from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
@@ -91,6 +91,7 @@ class ConvertOptions:
     target: Target = "pneumothorax"  # what the masks of the folders layout outline
     ignore_value: int | None = 127  # mask value meaning "unknown" in the folders layout; None: no such value
     stratify: str | None = None  # source manifest column copied to ``stratum`` (folds keep its shares)
+    jpeg_quality: int | None = None  # store each image as re-encoded at this JPEG quality (one chain for mixed sources)
 
     def validate(self) -> None:
         if not 32 <= self.size <= 8192:
@@ -101,6 +102,8 @@ class ConvertOptions:
             raise PtxsegError("--target", f"must be pneumothorax or lungs, got {self.target!r}")
         if self.ignore_value is not None and not 0 < self.ignore_value < 256:
             raise PtxsegError("--ignore-value", f"must be a mask value in 1..255, got {self.ignore_value}")
+        if self.jpeg_quality is not None and not 1 <= self.jpeg_quality <= 100:
+            raise PtxsegError("--jpeg-quality", f"must be between 1 and 100, got {self.jpeg_quality}")
 
 
 @dataclass
@@ -123,14 +126,19 @@ class ConvertResult:
 
 def detect_layout(src: Path) -> Literal["kaggle", "png", "folders"]:
     """``png`` if ``src`` has ``*/png_images``, ``folders`` if it has ``images/`` and ``masks/``, else ``kaggle``
-    if it holds ``.dcm`` files."""
+    if it holds ``.dcm`` files, or image files and an ``*rle*.csv[.gz]``."""
     if any(src.glob("*/png_images")):
         return "png"
     if (src / "images").is_dir() and (src / "masks").is_dir():
         return "folders"
     if next(src.rglob("*.dcm"), None) is not None:
         return "kaggle"
-    raise PtxsegError(src, "unknown layout: no */png_images folder, no images/ + masks/ folders and no .dcm files")
+    has_rle = any(next(src.rglob(pat), None) is not None for pat in ("*rle*.csv", "*rle*.csv.gz"))
+    if has_rle and any(next(src.rglob(f"*{suffix}"), None) is not None for suffix in IMAGE_SUFFIXES):
+        return "kaggle"  # films re-encoded as PNG/JPEG, named by ImageId, beside the RLE file
+    raise PtxsegError(
+        src, "unknown layout: no */png_images folder, no images/ + masks/ folders, no .dcm files and no images beside an RLE CSV"
+    )
 
 
 def _find_rle_csv(src: Path) -> Path:
@@ -371,6 +379,8 @@ def convert_item(item: Item, out: Path, opts: ConvertOptions) -> dict:
                 tags.append("image_without_mask")
             keep = not (opts.drop_qc and tags)
             stored, geom = resize_image(image, opts.size, opts.aspect)
+            if opts.jpeg_quality is not None:  # every source through the same last step: a compression cue is no cue
+                stored = jpeg_roundtrip(stored, opts.jpeg_quality)
             row.update(asdict(geom))
             if keep:
                 if mask is not None:

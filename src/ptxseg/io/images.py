@@ -155,6 +155,19 @@ def read_radiograph_dataset(path: str | PathLike[str], apply_voi: bool = True) -
     return image, meta, None
 
 
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """A ``[0, 1]`` float image as it reads back after 8-bit baseline JPEG encoding at ``quality`` (1–100), float32.
+
+    Used to put images of several sources (lossless DICOMs, lossy JPEGs) through one last compression step, so
+    a model cannot tell them apart by their compression.
+    """
+    gray = np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise PtxsegError("jpeg", f"OpenCV could not encode a {gray.shape} image as JPEG")
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
+
+
 def to_uint16(image: np.ndarray) -> np.ndarray:
     """Quantise a ``[0, 1]`` float image to uint16 (values outside are clipped)."""
     return np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
