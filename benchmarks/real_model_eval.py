@@ -180,6 +180,12 @@ def main() -> None:
     final = search(rows, prevalence=PREVALENCE)
     out["shipped_point"] = final.best.to_dict() | {"family": final.family, "tuned_on": "all out-of-fold maps"}
     sources = manifest.loc[ids, "source"].astype(str).str.rsplit(".", n=1).str[-1].str.lower().to_numpy()
+    out["max_probability_by_source"] = {
+        f"{'positive' if p else 'negative'} {s}": _quantiles(raw_max[(sources == s) & (positive == p)])
+        for s in np.unique(sources)
+        for p in (True, False)
+        if ((sources == s) & (positive == p)).any()
+    }
     out["head_by_source"] = {
         f"{'positive' if p else 'negative'} {s}": _quantiles(heads[(sources == s) & (positive == p)])
         for s in np.unique(sources)
@@ -187,7 +193,7 @@ def main() -> None:
         if ((sources == s) & (positive == p)).any()
     }
     if args.negjpeg is not None:
-        out["dicom_vs_jpeg"] = _shortcut(args, ids, heads, probs, final.best)
+        out["dicom_vs_jpeg"] = _shortcut(args, ids, heads, probs, positive, final.best)
     if args.unlabelled is not None or args.sample is not None:
         ensemble = Predictor(list(args.runs))
         if args.unlabelled is not None:
@@ -223,26 +229,37 @@ def _quantiles(values: np.ndarray) -> dict:
     return {"n": int(len(values)), **{f"p{p}": round(float(v), 4) for p, v in zip((5, 25, 50, 75, 95), q, strict=True)}}
 
 
-def _shortcut(args, ids, heads, probs, op) -> dict:
-    """Each DICOM negative against its JPEG re-encode, both predicted by the fold model that did not train on it."""
+def _shortcut(args, ids, heads, probs, positive, op) -> dict:
+    """Each original DICOM film against its JPEG re-encode, both predicted by the fold model that did not train on
+    it: the head, the map's maximum and the final call, for the negatives and the positives apart."""
     jpeg = {p.stem for p in (args.work / "negjpeg").glob("*.npz")}
-    pairs = [(k, i) for k, i in enumerate(ids) if i in jpeg]
-    rows = []
-    for k, i in pairs:
-        prob_j, head_j = load_probability_map(args.work / "negjpeg" / f"{i}.npz")
-        call_d = apply_operating_point(probs[k], op, heads[k] if op.cls_threshold is not None else None).any()
-        call_j = apply_operating_point(prob_j, op, head_j if op.cls_threshold is not None else None).any()
-        rows.append((heads[k], head_j, bool(call_d), bool(call_j)))
-    d = np.asarray([r[0] for r in rows])
-    j = np.asarray([r[1] for r in rows])
-    return {
-        "films": len(rows),
-        "head_dicom_median": float(np.median(d)),
-        "head_jpeg_median": float(np.median(j)),
-        "head_abs_difference_max": float(np.abs(d - j).max()),
-        "head_abs_difference_median": float(np.median(np.abs(d - j))),
-        "same_call": int(sum(r[2] == r[3] for r in rows)),
-    }
+    out = {}
+    for label, want in (("negatives", False), ("positives", True)):
+        rows = []
+        for k, i in enumerate(ids):
+            if i not in jpeg or positive[k] != want:
+                continue
+            prob_j, head_j = load_probability_map(args.work / "negjpeg" / f"{i}.npz")
+            call_d = apply_operating_point(probs[k], op, heads[k] if op.cls_threshold is not None else None).any()
+            call_j = apply_operating_point(prob_j, op, head_j if op.cls_threshold is not None else None).any()
+            rows.append((heads[k], head_j, float(probs[k].max()), float(prob_j.max()), bool(call_d), bool(call_j)))
+        if not rows:
+            continue
+        a = np.asarray([r[:4] for r in rows])
+        out[label] = {
+            "films": len(rows),
+            "head_dicom_median": float(np.median(a[:, 0])),
+            "head_jpeg_median": float(np.median(a[:, 1])),
+            "head_abs_difference_median": float(np.median(np.abs(a[:, 0] - a[:, 1]))),
+            "head_abs_difference_max": float(np.abs(a[:, 0] - a[:, 1]).max()),
+            "max_prob_dicom_median": float(np.median(a[:, 2])),
+            "max_prob_jpeg_median": float(np.median(a[:, 3])),
+            "max_prob_abs_difference_max": float(np.abs(a[:, 2] - a[:, 3]).max()),
+            "called_dicom": int(sum(r[4] for r in rows)),
+            "called_jpeg": int(sum(r[5] for r in rows)),
+            "same_call": int(sum(r[4] == r[5] for r in rows)),
+        }
+    return out
 
 
 def _call_rate(predictor, dataset: Path, folder: Path, op, out: dict) -> dict:

@@ -47,6 +47,7 @@ def dataset(real_source, tmp_path_factory):
     src, _ = real_source
     out = tmp_path_factory.mktemp("siim") / "data"
     assert main(["convert", str(src), str(out), "--size", "128", "--workers", "1", "-q"]) == 0
+    assert main(["split", str(out), "--folds", "3", "--size-strata", "3", "--unlabelled"]) == 0  # (each xdist worker has its own)
     return out
 
 
@@ -124,3 +125,65 @@ def test_training_refuses_unlabelled_films_without_a_classifier_head(dataset, tm
     cfg = load_config("siim_real_lite0_256", overrides=["model.aux_classifier=false", "model.pretrained=null", "data.size=64"])
     with pytest.raises(PtxsegError, match="unlabelled training films train only the classifier head"):
         train(cfg, dataset, tmp_path / "run")
+
+
+def test_convert_jpeg_quality_puts_every_source_through_one_last_compression(real_source, dataset, tmp_path):
+    from ptxseg.data.geometry import resize_image
+    from ptxseg.io.images import jpeg_roundtrip, read_image, read_radiograph
+
+    src, picks = real_source
+    out = tmp_path / "q89"
+    assert main(["convert", str(src), str(out), "--size", "128", "--jpeg-quality", "89", "--workers", "1", "-q"]) == 0
+    dicom = picks[picks["format"] == "dicom"]["ImageId"].iloc[0]
+    source, _ = read_radiograph(src / "train" / f"{dicom}.dcm")
+    expected = jpeg_roundtrip(resize_image(source, 128, "pad")[0], 89)
+    stored = read_image(out / "images" / f"{dicom}.png")
+    assert np.abs(stored - expected).max() < 1e-4  # the lossless DICOM now carries JPEG's 8×8 blocks like the others
+    plain = read_image(dataset / "images" / f"{dicom}.png")
+    assert 0 < np.abs(stored - plain).mean() < 0.01
+    assert main(["convert", str(src), str(tmp_path / "bad"), "--jpeg-quality", "0", "-q"]) == 2
+
+
+def test_jpeg_roundtrip_is_lossy_and_bounded():
+    from ptxseg.io.images import jpeg_roundtrip
+
+    rng = np.random.default_rng(0)
+    image = cv2_blur(rng.random((96, 96)).astype(np.float32))
+    low, high = jpeg_roundtrip(image, 30), jpeg_roundtrip(image, 95)
+    assert low.dtype == np.float32 and low.shape == image.shape
+    assert np.abs(high - image).mean() < np.abs(low - image).mean() < 0.05
+
+
+def cv2_blur(a):
+    import cv2
+
+    return cv2.GaussianBlur(a, (0, 0), 2)
+
+
+def test_a_negative_dicom_and_its_jpeg_re_encode_get_the_same_answer(dataset, real_source, tmp_path):
+    """The format shortcut, on a tiny model trained with the real recipe: the lossless DICOM and the same film as a
+    lossy JPEG (quality 75, as the positives were stored) must reach the network alike and get the same answer."""
+    import cv2
+    import pydicom
+
+    from ptxseg.infer import Predictor
+    from ptxseg.io.images import read_radiograph
+    from ptxseg.train.engine import train
+
+    src, picks = real_source
+    cfg = load_config(
+        "siim_real_lite0_256",
+        overrides=["data.size=64", "training.epochs=2", "training.batch_size=4", "data.workers=0", "postprocess.tune=false"],
+    )
+    run = tmp_path / "run"
+    train(cfg, dataset, run, fold=0)
+    predictor = Predictor([run])
+    for image_id in picks[picks["format"] == "dicom"]["ImageId"]:
+        dicom = src / "train" / f"{image_id}.dcm"
+        jpeg = tmp_path / f"{image_id}.jpg"
+        cv2.imwrite(str(jpeg), pydicom.dcmread(dicom).pixel_array, [cv2.IMWRITE_JPEG_QUALITY, 75])
+        a, b = read_radiograph(dicom)[0], read_radiograph(jpeg)[0]
+        assert a.shape == b.shape and np.abs(a - b).mean() < 0.01  # the same picture, whatever the file format
+        pa, pb = predictor.predict([a, b])
+        assert pa.cls_prob is not None and abs(pa.cls_prob - pb.cls_prob) < 0.05
+        assert np.abs(pa.prob.max() - pb.prob.max()) < 0.05

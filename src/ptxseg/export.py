@@ -28,7 +28,7 @@ from ptxseg.card import LungModelRef, ModelCard, write_card
 from ptxseg.clinical import find_lung_model
 from ptxseg.data.manifest import dataset_licences
 from ptxseg.data.split import fold_split
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, reading
 from ptxseg.evaluate import evaluate_model
 from ptxseg.infer import Predictor
 from ptxseg.io.atomic import prepare_output_dir
@@ -171,6 +171,11 @@ def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str
         f"{card.model.name} / {card.model.encoder or 'own encoder'}{' with a classifier head' if card.model.aux_classifier else ''}.",
         f"- Precision: {manifest.precision} (ONNX Runtime); TTA: {' + '.join(manifest.tta)}.",
         f"- Preprocessing: {card.preprocessing.describe()}.",
+        *(
+            [f"- Encoder initialisation: ImageNet weights from the {w['source']}, {w['licence']}, sha256 {w['sha256'][:16]}…."]
+            if (w := card.model.encoder_weights)
+            else []
+        ),
         f"- Operating point: {manifest.operating_point.to_dict()}.",
         (
             f"- Lung-field model: {card.lung_model.name} in `{card.lung_model.path}/`"
@@ -248,8 +253,9 @@ def _with_licences(folder: Path, members: list[BundleMember], cards: list[ModelC
     return out
 
 
-def _finish(folder: Path, manifest: BundleManifest, cards: list[ModelCard]) -> None:
-    (folder / "MODEL_CARD.md").write_text(model_card_markdown(manifest, cards), encoding="utf-8")
+def _finish(folder: Path, manifest: BundleManifest, cards: list[ModelCard], card_notes: str | None = None) -> None:
+    text = model_card_markdown(manifest, cards) + (f"\n{card_notes.strip()}\n" if card_notes else "")
+    (folder / "MODEL_CARD.md").write_text(text, encoding="utf-8")
     write_manifest(folder, manifest)
 
 
@@ -267,6 +273,7 @@ def export_bundle(
     method: str = "minmax",
     atol: float = 1e-4,
     progress: Callable[[Iterable, int], Iterable] | None = None,
+    card_notes: str | PathLike[str] | None = None,
 ) -> ExportResult:
     """Export ``source`` (run directory, weights file or ensemble file) as a bundle at ``out`` (see the module docstring).
 
@@ -277,6 +284,7 @@ def export_bundle(
         calib_images: calibration images, drawn from the training folds.
         eval_images: validation images the fp32/INT8 Dice is measured on (default: the whole fold).
         tolerance: the largest Dice INT8 may lose; a worse INT8 bundle is refused.
+        card_notes: a Markdown file appended to ``MODEL_CARD.md`` (e.g. out-of-fold results, the data's terms).
 
     Raises:
         PtxsegError: a bad source or option, an export that does not match PyTorch, or an INT8 bundle that loses
@@ -292,6 +300,10 @@ def export_bundle(
         raise PtxsegError("--calib-images/--eval-images", "must be at least 1")
     if out.exists() and not (out.is_dir() and (is_bundle(out) or not any(out.iterdir()))):
         raise PtxsegError(out, "exists and is not a bundle: choose a new --out (an existing bundle is replaced)")
+    notes_text = None
+    if card_notes is not None:
+        with reading(card_notes, "model card notes"):
+            notes_text = Path(card_notes).read_text(encoding="utf-8")
     predictor = _load_source(source)
     parent = prepare_output_dir(out.parent, "output folder", clean=False)  # not ours to sweep: only --out is
     work = parent / f".{out.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
@@ -314,7 +326,7 @@ def export_bundle(
             manifest, cards, quantization = _quantize(
                 work, manifest, cards, Path(calib), fold, calib_images, eval_images, tolerance, method, progress
             )
-        _finish(work, manifest, cards)
+        _finish(work, manifest, cards, notes_text)
         lung_result = None
         lung_source = _lung_source(source, lungs)
         if lung_source is not None:
@@ -335,7 +347,7 @@ def export_bundle(
             if int8 and lung_result.precision != "int8":
                 notes.append("lung model kept in fp32: the calibration dataset has no lungs/ masks to measure it on")
             cards = _link_lungs(work, manifest, cards)
-            _finish(work, manifest, cards)  # again: the cards name the lung model, the hashes now cover lungs/
+            _finish(work, manifest, cards, notes_text)  # again: the cards name the lung model, the hashes now cover lungs/
         read_bundle(work)  # the bundle as a user will load it: every hash checked
         if out.exists():
             shutil.rmtree(out)

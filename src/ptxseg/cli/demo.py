@@ -51,18 +51,18 @@ def demo(
     budget, lung_budget = (0.0, 0.0) if quick else (None, None)
     lung_epochs = 4
     source = out / "source"
-    console.print(f"[bold]1/10[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
+    console.print(f"[bold]1/11[/bold] ptxseg synth {source} -n {n} --size {size} --layout kaggle --test-fraction 0.2")
     rows = synth_dataset(
         source, n, size=size, seed=seed, layout="kaggle", workers=2, progress=progress_bar("synthesising"), test_fraction=0.2
     )
     print_synth_summary(rows, source, "kaggle")
     dataset = out / "dataset"
-    console.print(f"[bold]2/10[/bold] ptxseg convert {source} {dataset} --rle-size {size} --size {size}")
+    console.print(f"[bold]2/11[/bold] ptxseg convert {source} {dataset} --rle-size {size} --size {size}")
     result = convert_dataset(
         source, dataset, rle_shape=(size, size), options=ConvertOptions(size=size), workers=2, progress=progress_bar("converting")
     )
     print_convert_summary(result)
-    console.print(f"[bold]3/10[/bold] ptxseg split {dataset} --folds {folds}")
+    console.print(f"[bold]3/11[/bold] ptxseg split {dataset} --folds {folds}")
     console.print(fold_summary(split_dataset(dataset, folds=folds, seed=seed)).to_string())
 
     from ptxseg.cli.evaluate import print_metrics
@@ -78,7 +78,7 @@ def demo(
     sets = [f"data.size={size}", "data.workers=0", f"training.epochs={epochs}"] + (
         ["model.encoder=resnet18", "training.batch_size=4"] if quick else []
     )
-    console.print(f"[bold]4/10[/bold] ptxseg train --data {dataset} --out {run} " + " ".join(f"--set {s}" for s in sets))
+    console.print(f"[bold]4/11[/bold] ptxseg train --data {dataset} --out {run} " + " ".join(f"--set {s}" for s in sets))
     cfg = load_config("default", sets)
 
     def on_epoch(r: dict) -> None:
@@ -93,21 +93,21 @@ def demo(
         highlight=False,
     )
 
-    console.print(f"[bold]5/10[/bold] ptxseg tune {run}")
+    console.print(f"[bold]5/11[/bold] ptxseg tune {run}")
     tuned = tune_model(run, progress=progress_bar("predicting")).result
     print_tables(tuned)
     console.print(f"  operating point: {tuned.best.to_dict()} (validation Dice {tuned.best_dice:.4f})", highlight=False)
 
-    console.print(f"[bold]6/10[/bold] ptxseg evaluate --model {run} --data {dataset} --split test")
+    console.print(f"[bold]6/11[/bold] ptxseg evaluate --model {run} --data {dataset} --split test")
     predictor = Predictor([run])
     test_ids = dataset_ids(dataset, split="test")
     ev = evaluate_model(predictor, dataset, test_ids, progress=progress_bar("predicting"))
     print_metrics(ev.metrics, f"held-out test split ({len(test_ids)} phantoms, TTA {'+'.join(predictor.tta)})")
     evaluation = {**ev.metrics, "per_image_dice": dict(zip(ev.ids, map(float, ev.dice), strict=True)), "note": NOTE}
 
-    console.print(f"[bold]7/10[/bold] ptxseg report → {out / 'report'}")
+    console.print(f"[bold]7/11[/bold] ptxseg report → {out / 'report'}")
     page = report_model([run], dataset, test_ids, out / "report", evaluation, note=NOTE)
-    console.print(f"[bold]8/10[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
+    console.print(f"[bold]8/11[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
     lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18", f"training.epochs={lung_epochs}"] + (
         ["training.batch_size=4"] if quick else []
     )
@@ -118,11 +118,12 @@ def demo(
     from ptxseg.predict import predict_batch
 
     dicoms = sorted((source / "dicom-images-test").rglob("*.dcm"))[: 4 if quick else 8]
-    console.print(f"[bold]9/10[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --seg --out {out / 'predictions'}")
+    console.print(f"[bold]9/11[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --seg --out {out / 'predictions'}")
     table = predict_batch(ClinicalPipeline(run), dicoms, out / "predictions", seg=True, progress=progress_bar("predicting"))
     shown = table[["id", "present", "probability", "max_severity", "ratio_right_pct", "ratio_left_pct"]].head(8)
     console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
     real_lungs = shipped_lungs_on_real(out / "lungs_real", quick)
+    real_ptx = shipped_default_on_real(out / "real_predictions", quick)
     m = ev.metrics
     console.print(
         f"\n[bold]SIIM mean Dice {m['mean_dice']:.4f}[/bold] (95% CI {m['ci95']['mean_dice'][0]:.3f}–{m['ci95']['mean_dice'][1]:.3f}),"
@@ -130,7 +131,8 @@ def demo(
         f" on {len(test_ids)} held-out test phantoms; {time.monotonic() - t0:.0f} s in all.\n"
         f"Model: {run} (lung-field model: {run / 'lungs'})   Report: {page}\n"
         f"Clinical outputs (JSON, overlay, DICOM SEG, summary.csv): {out / 'predictions'}\n{NOTE}"
-        + (f"\nShipped lung-field model on real radiographs: {real_lungs}" if real_lungs else ""),
+        + (f"\nShipped lung-field model on real radiographs: {real_lungs}" if real_lungs else "")
+        + (f"\n{real_ptx}" if real_ptx else ""),
         highlight=False,
     )
 
@@ -149,11 +151,39 @@ def shipped_lungs_on_real(out: Path, quick: bool) -> Path | None:
     model = shipped_lung_model()
     if not shared.is_dir() or model is None:
         why = "no ../shared/data here" if not shared.is_dir() else "no shipped lung model in this installation"
-        console.print(f"[bold]10/10[/bold] shipped lung-field model on real radiographs: skipped ({why})")
+        console.print(f"[bold]10/11[/bold] shipped lung-field model on real radiographs: skipped ({why})")
         return None
     inputs = gather_inputs([shared / p for p in REAL_EXAMPLES if (shared / p).exists()])[: 3 if quick else 8]
-    console.print(f"[bold]10/10[/bold] ptxseg lungs <{len(inputs)} real radiographs from {shared}> --out {out}")
+    console.print(f"[bold]10/11[/bold] ptxseg lungs <{len(inputs)} real radiographs from {shared}> --out {out}")
     table = segment_lungs_batch(LungSegmenter(model), inputs, out, progress=progress_bar("segmenting lungs"))
     shown = table[["id", "status", "right_area_px", "left_area_px", "triage_eligible", "qc"]]
     console.print(shown.to_string(index=False), highlight=False)
     return out
+
+
+def shipped_default_on_real(out: Path, quick: bool) -> str | None:
+    """Step 11: ``ptxseg predict default`` — the shipped real-SIIM pneumothorax model — on the real SIIM sample films
+    of ``../shared/data`` against their RLE annotations; returns the honest one-line result (None when skipped)."""
+    from ptxseg.clinical import ClinicalPipeline, gather_inputs
+    from ptxseg.io.rle import read_rle_csv
+    from ptxseg.predict import predict_batch
+    from ptxseg.shipped import shipped_path
+
+    shared = Path.cwd().parent / "shared" / "data" / "siim"
+    if not (shared / "real_sample").is_dir() or shipped_path("default") is None:
+        why = "no ../shared/data here" if not (shared / "real_sample").is_dir() else "no shipped default model in this installation"
+        console.print(f"[bold]11/11[/bold] shipped pneumothorax model on real SIIM films: skipped ({why})")
+        return None
+    inputs = gather_inputs([shared / "real_sample"])[: 3 if quick else 8]
+    console.print(f"[bold]11/11[/bold] ptxseg predict default <{len(inputs)} real SIIM films> --out {out}")
+    table = predict_batch(ClinicalPipeline("default"), inputs, out, progress=progress_bar("predicting"))
+    truth = read_rle_csv(shared / "train-rle.csv.gz")
+    table["truth"] = ["yes" if Path(s).stem in truth and truth.is_positive(Path(s).stem) else "no" for s in table["input"]]
+    shown = table[["id", "truth", "present", "probability", "max_severity"]].assign(id=table["id"].str[-12:])
+    console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
+    pos, called = table["truth"] == "yes", table["present"].astype(str).str.lower().isin(("true", "1", "yes"))
+    return (
+        f"Shipped model `default` on {len(table)} real SIIM films: {int((pos & called).sum())} of {int(pos.sum())} pneumothoraces "
+        f"flagged, {int((~pos & called).sum())} of {int((~pos).sum())} normal films flagged "
+        "(its out-of-fold numbers with CIs: docs/real-model.md; research use, not a medical device)."
+    )

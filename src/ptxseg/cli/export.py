@@ -33,6 +33,9 @@ def export_command(
         float, typer.Option("--int8-tolerance", help="Largest validation Dice INT8 may lose; a worse INT8 bundle is refused.")
     ] = 0.005,
     method: Annotated[str, typer.Option("--calib-method", help="Calibration: minmax, percentile or entropy.")] = "minmax",
+    card_notes: Annotated[
+        Path | None, typer.Option("--card-notes", help="Markdown appended to MODEL_CARD.md (measured results, the data's terms).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write a deployable bundle: ONNX models verified against PyTorch, model cards, MODEL_CARD.md, sha256 of every file."""
@@ -53,6 +56,7 @@ def export_command(
         tolerance=tolerance,
         method=method,
         progress=progress_bar("measuring Dice", quiet),
+        card_notes=card_notes,
     )
     console.print(
         f"bundle {result.out}: {result.members} model(s), {result.precision}, ONNX vs PyTorch max relative difference "
