@@ -143,3 +143,17 @@ def test_export_command_writes_a_bundle_and_says_what_it_verified(trained, tmp_p
     assert manifest.members[0].outputs == ["logits", "cls"] and (out / "lungs" / "bundle.json").is_file()
     assert main(["export", str(run), "--out", str(tmp_path / "b2"), "--no-lungs", "--lungs", str(run / "lungs"), "-q"]) == 2
     assert "--lungs or --no-lungs" in capsys.readouterr().err and not (tmp_path / "b2").exists()
+
+
+def test_card_notes_are_appended_to_the_model_card_and_hashed(trained, tmp_path, capsys):
+    _, run, _ = trained
+    notes = tmp_path / "notes.md"
+    notes.write_text("## Out-of-fold results\n- measured elsewhere: 0.123\n", encoding="utf-8")
+    out = tmp_path / "noted"
+    assert main(["export", str(run), "--out", str(out), "--no-lungs", "--card-notes", str(notes), "-q"]) == 0
+    text = (out / "MODEL_CARD.md").read_text()
+    assert text.rstrip().endswith("- measured elsewhere: 0.123") and "not a medical device" in text
+    manifest, _ = read_bundle(out)  # the notes are inside the hashed card: the bundle verifies
+    assert "MODEL_CARD.md" in manifest.files
+    assert main(["export", str(run), "--out", str(tmp_path / "x"), "--card-notes", str(tmp_path / "none.md"), "-q"]) == 2
+    assert "none.md" in capsys.readouterr().err and not (tmp_path / "x").exists()

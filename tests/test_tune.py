@@ -92,7 +92,7 @@ def test_classifier_gate_empties_what_no_size_rule_can():
     assert result.best_dice == 1.0 and result.family.startswith("classifier gate")
     assert 0.25 < result.best.cls_threshold <= 0.8
     gates = {r["cls_threshold"]: r for r in result.gates}
-    assert len(gates) == 12 and gates[0.2]["dice"] == pytest.approx(plain.best_dice) and gates[0.9]["case_sensitivity"] == 0.0
+    assert len(gates) == 21 and gates[0.2]["dice"] == pytest.approx(plain.best_dice) and gates[0.9]["case_sensitivity"] == 0.0
     for r in result.gates:
         op = OperatingPoint(r["threshold"], r["component_px"], r["min_mask_px"], 1024, cls_threshold=r["cls_threshold"])
         assert dice_per_image(apply_operating_point(probs, op, heads), truths).mean() == pytest.approx(r["dice"])
@@ -218,7 +218,7 @@ def test_model_with_classifier_head_tunes_and_evaluates_with_its_gate(tmp_path):
     assert main(["tune", str(run), "-q", "--tta", "identity"]) == 0
     meta = json.loads((run / "best.json").read_text())
     gates = meta["tuning"]["classifier_gates"]
-    assert [g["cls_threshold"] for g in gates] == pytest.approx([0.1 * k for k in range(1, 10)] + [0.95, 0.98, 0.99])
+    assert [g["cls_threshold"] for g in gates] == pytest.approx([0.05 * k for k in range(1, 20)] + [0.98, 0.99])
     assert max(g["dice"] for g in gates) <= meta["metrics"]["val_dice_tuned"] + 1e-12
     # store the c = 0.5 row as the operating point: evaluate applies the gate with the head's probability
     g = gates[4]

