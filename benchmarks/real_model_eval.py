@@ -112,7 +112,8 @@ def nested(stats_rows, folds: np.ndarray, probs, truths, heads, gate: bool) -> t
 
 
 def overlay_grid(dataset: Path, ids, probs, truths, heads, op, dice, positive, path: Path) -> None:
-    """Best, median and worst positives and the false positives (or most confident negatives), one row each."""
+    """Best, median and worst positives (ranked by nested out-of-fold Dice) and the negatives with the highest head
+    probability, one row each, drawn at the shipped point ``op``."""
     order = np.argsort(-np.where(positive, dice, -1))
     pos = order[: positive.sum()]
     negs = np.flatnonzero(~positive)
@@ -124,7 +125,8 @@ def overlay_grid(dataset: Path, ids, probs, truths, heads, op, dice, positive, p
         for i in idx:
             image = read_image(Path(dataset) / "images" / f"{ids[i]}.png")
             final = apply_operating_point(probs[i], op, heads[i] if op.cls_threshold is not None else None)
-            label = f"{name} D={dice[i]:.2f} c={heads[i]:.2f}"
+            shown = float(dice_per_image(final[None], truths[i][None])[0])  # of the mask drawn (the shipped point)
+            label = f"{name} D={shown:.2f} c={heads[i]:.2f}"
             row.append(case_tile(image, final, truths[i], label))
         tiles.append(np.concatenate(row, axis=1))
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(tiles, axis=0), cv2.COLOR_RGB2BGR))

@@ -146,6 +146,8 @@ def test_demo_quick(tmp_path):
     real = pd.read_csv(tmp_path / "demo" / "lungs_real" / "summary.csv")
     assert len(real) == 3 and (real.status == "ok").all() and (real.right_area_px > 0).all() and (real.left_area_px > 0).all()
     assert "Shipped lung-field model on real radiographs" in proc.stdout
+    # step 11: the real pneumothorax model, or the honest reason none ships (docs/real-model.md)
+    assert "11/11" in proc.stdout and "Real pneumothorax model: no pneumothorax model ships yet" in proc.stdout
 
 
 def test_models_prints_a_table_of_every_architecture(capsys):

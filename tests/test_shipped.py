@@ -19,9 +19,10 @@ def test_a_name_is_a_shipped_model_unless_a_path_of_that_name_exists(tmp_path, m
     assert resolve_model("lungs") == tmp_path.joinpath("lungs").relative_to(tmp_path)  # the user's own folder wins
     with pytest.raises(PtxsegError, match="no such file or directory \\(shipped models: default, lungs\\)"):
         resolve_model("defualt")
+    (tmp_path / "lungs").rmdir()
     monkeypatch.setattr("ptxseg.shipped.WEIGHTS_DIR", tmp_path / "nothing")
     with pytest.raises(PtxsegError, match="shipped model name, but this installation does not hold it"):
-        resolve_model("default")
+        resolve_model("lungs")
 
 
 def test_a_typo_in_the_model_path_reads_as_a_typo(tmp_path, capsys):
@@ -36,3 +37,14 @@ def test_models_shipped_lists_both(capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)["shipped"]}
     assert set(rows) == set(SHIPPED) and rows["lungs"]["installed"]
     assert rows["default"]["installed"] == (shipped_path("default") is not None)
+
+
+def test_default_says_why_no_real_pneumothorax_model_ships(tmp_path, capsys):
+    assert shipped_path("default") is None  # docs/real-model.md: out of fold it did not beat the all-empty answer
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert main(["predict", "default", str(image), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "default: is a shipped model name, but no pneumothorax model ships yet" in err and "docs/real-model.md" in err
+    assert main(["models", "--shipped"]) == 0
+    assert "not shipped" in capsys.readouterr().out

@@ -123,7 +123,7 @@ def demo(
     shown = table[["id", "present", "probability", "max_severity", "ratio_right_pct", "ratio_left_pct"]].head(8)
     console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
     real_lungs = shipped_lungs_on_real(out / "lungs_real", quick)
-    real_ptx = shipped_default_on_real(out / "real_predictions", quick)
+    real_ptx = shipped_default_on_real()
     m = ev.metrics
     console.print(
         f"\n[bold]SIIM mean Dice {m['mean_dice']:.4f}[/bold] (95% CI {m['ci95']['mean_dice'][0]:.3f}–{m['ci95']['mean_dice'][1]:.3f}),"
@@ -161,29 +161,12 @@ def shipped_lungs_on_real(out: Path, quick: bool) -> Path | None:
     return out
 
 
-def shipped_default_on_real(out: Path, quick: bool) -> str | None:
-    """Step 11: ``ptxseg predict default`` — the shipped real-SIIM pneumothorax model — on the real SIIM sample films
-    of ``../shared/data`` against their RLE annotations; returns the honest one-line result (None when skipped)."""
-    from ptxseg.clinical import ClinicalPipeline, gather_inputs
-    from ptxseg.io.rle import read_rle_csv
-    from ptxseg.predict import predict_batch
-    from ptxseg.shipped import shipped_path
+def shipped_default_on_real() -> str | None:
+    """Step 11: ``ptxseg predict default`` — the real-SIIM pneumothorax model — or, while none passes its bar, why
+    none ships (the honest result); returns the line for the summary."""
+    from ptxseg.shipped import WITHHELD, shipped_path
 
-    shared = Path.cwd().parent / "shared" / "data" / "siim"
-    if not (shared / "real_sample").is_dir() or shipped_path("default") is None:
-        why = "no ../shared/data here" if not (shared / "real_sample").is_dir() else "no shipped default model in this installation"
-        console.print(f"[bold]11/11[/bold] shipped pneumothorax model on real SIIM films: skipped ({why})")
-        return None
-    inputs = gather_inputs([shared / "real_sample"])[: 3 if quick else 8]
-    console.print(f"[bold]11/11[/bold] ptxseg predict default <{len(inputs)} real SIIM films> --out {out}")
-    table = predict_batch(ClinicalPipeline("default"), inputs, out, progress=progress_bar("predicting"))
-    truth = read_rle_csv(shared / "train-rle.csv.gz")
-    table["truth"] = ["yes" if Path(s).stem in truth and truth.is_positive(Path(s).stem) else "no" for s in table["input"]]
-    shown = table[["id", "truth", "present", "probability", "max_severity"]].assign(id=table["id"].str[-12:])
-    console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
-    pos, called = table["truth"] == "yes", table["present"].astype(str).str.lower().isin(("true", "1", "yes"))
-    return (
-        f"Shipped model `default` on {len(table)} real SIIM films: {int((pos & called).sum())} of {int(pos.sum())} pneumothoraces "
-        f"flagged, {int((~pos & called).sum())} of {int((~pos).sum())} normal films flagged "
-        "(its out-of-fold numbers with CIs: docs/real-model.md; research use, not a medical device)."
-    )
+    if shipped_path("default") is None:
+        console.print(f"[bold]11/11[/bold] ptxseg predict default <real SIIM films>: {WITHHELD['default']}", highlight=False)
+        return f"Real pneumothorax model: {WITHHELD['default']}."
+    raise NotImplementedError("a shipped default model: show it on ../shared/data/siim/real_sample here")

@@ -61,15 +61,16 @@ def models(
 
 
 def _list_shipped(as_json: bool) -> int:
-    from ptxseg.shipped import SHIPPED, shipped_path
+    from ptxseg.shipped import SHIPPED, WITHHELD, shipped_path
 
     rows = []
     for name, what in SHIPPED.items():
         folder = shipped_path(name)
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder else 0
-        rows.append(
-            {"name": name, "what": what, "installed": folder is not None, "path": str(folder or ""), "mb": round(size / 1e6, 1)}
-        )
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder else 0
+        row = {"name": name, "what": what, "installed": folder is not None, "path": str(folder or ""), "mb": round(size / 1e6, 1)}
+        if folder is None:
+            row["why_not"] = WITHHELD.get(name, "not in this installation")
+        rows.append(row)
     if as_json:
         print(json.dumps({"shipped": rows}, indent=2))
         return 0
@@ -77,6 +78,6 @@ def _list_shipped(as_json: bool) -> int:
     for col in ("name", "what", "size (MB)", "path"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], r["what"], f"{r['mb']:.1f}" if r["installed"] else "not installed", r["path"])
+        table.add_row(r["name"], r["what"], f"{r['mb']:.1f}" if r["installed"] else "not shipped", r["path"] or r["why_not"])
     console.print(table)
     return 0
