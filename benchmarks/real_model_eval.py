@@ -208,7 +208,8 @@ def main() -> None:
     if args.unlabelled is not None or args.sample is not None:
         ensemble = Predictor(list(args.runs))
         if args.unlabelled is not None:
-            out["unlabelled"] = _call_rate(ensemble, args.unlabelled, args.work / "unlabelled", final.best, out)
+            calls_figure = None if args.figure is None else args.figure.with_name("unlabelled_calls.jpg")
+            out["unlabelled"] = _call_rate(ensemble, args.unlabelled, args.work / "unlabelled", final.best, out, calls_figure)
         if args.sample is not None:
             out["real_sample"] = _sample(ensemble, args.sample, args.work / "sample", final.best)
     if args.figure is not None:
@@ -310,7 +311,7 @@ def _shortcut(args, ids, heads, probs, positive, op) -> dict:
     return out
 
 
-def _call_rate(predictor, dataset: Path, folder: Path, op, out: dict) -> dict:
+def _call_rate(predictor, dataset: Path, folder: Path, op, out: dict, figure: Path | None = None) -> dict:
     """Share of held-out unlabelled in-domain films called positive, and the false-alarm rate it implies."""
     ids = sorted(read_manifest(dataset).query("has_image == 1")["id"])
     cached_maps(predictor, dataset, ids, folder)
@@ -320,6 +321,17 @@ def _call_rate(predictor, dataset: Path, folder: Path, op, out: dict) -> dict:
         calls.append(apply_operating_point(prob, op, head if op.cls_threshold is not None else None).any())
         heads.append(head)
     rate = float(np.mean(calls))
+    if figure is not None:
+        tiles = []
+        for i, called, head in zip(ids, calls, heads, strict=True):
+            if called:
+                prob, _ = load_probability_map(folder / f"{i}.npz")
+                mask = apply_operating_point(prob, op, head if op.cls_threshold is not None else None)
+                tiles.append(case_tile(read_image(dataset / "images" / f"{i}.png"), mask, np.zeros_like(mask), f"c={head:.2f}"))
+        if tiles:
+            tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 4)
+            rows = [np.concatenate(tiles[k : k + 4], axis=1) for k in range(0, len(tiles), 4)]
+            cv2.imwrite(str(figure), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR))
     sens = out["with_gate"]["case_sensitivity"]
     # call = sens·π + fpr·(1−π): the false-alarm rate for a prevalence π of 0 .. 0.22 (SIIM's share)
     fpr = {f"prevalence {p}": max(0.0, (rate - sens * p) / (1 - p)) for p in (0.0, 0.1, PREVALENCE)}
