@@ -187,3 +187,12 @@ def test_a_negative_dicom_and_its_jpeg_re_encode_get_the_same_answer(dataset, re
         pa, pb = predictor.predict([a, b])
         assert pa.cls_prob is not None and abs(pa.cls_prob - pb.cls_prob) < 0.05
         assert np.abs(pa.prob.max() - pb.prob.max()) < 0.05
+
+
+def test_only_a_pneumothorax_model_treats_unknown_labels_as_unlabelled_films():
+    from ptxseg.train.data import unlabelled_ids
+
+    ids, labels = ["a", "b", "c"], np.array([UNKNOWN, 1, 0])
+    assert unlabelled_ids(ids, labels, "pneumothorax") == ["a"]
+    # a lung-field dataset has no pneumothorax labels at all (every row -1): its lung masks must still train
+    assert unlabelled_ids(ids, np.full(3, UNKNOWN), "lungs") == []

@@ -30,6 +30,7 @@ from ptxseg.data.augment import build_pipeline
 from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Preprocessing, crop_box, resize_mask_to
 from ptxseg.data.samplers import SAMPLERS, EpochSampler, stratum_factors
+from ptxseg.data.split import UNKNOWN
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import under
@@ -112,6 +113,17 @@ class SegmentationDataset(Dataset):
         if self.ids[i] in self.unlabelled:  # after augmentation: its border fill must not become known background
             target.fill(-1.0)
         return torch.from_numpy(np.ascontiguousarray(x))[None], torch.from_numpy(target)[None]
+
+
+def unlabelled_ids(ids: Sequence[str], labels: np.ndarray, target: str) -> list[str]:
+    """The training films whose pneumothorax label is unknown (folds.csv positive −1), for a pneumothorax model.
+
+    A lung-field model gets none: its dataset has no pneumothorax labels at all, which says nothing about its
+    lung masks.
+    """
+    if target != "pneumothorax":
+        return []
+    return [i for i, y in zip(ids, labels, strict=True) if y == UNKNOWN]
 
 
 def build_sampler(

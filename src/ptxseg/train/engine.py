@@ -37,7 +37,7 @@ from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
 from ptxseg.data.manifest import dataset_licences, read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
-from ptxseg.data.split import UNKNOWN, fold_split
+from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
 from ptxseg.io.tensors import non_finite_tensors, read_tensors
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
@@ -47,7 +47,7 @@ from ptxseg.optim import Schedule, build_optimizer
 from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.progress import err_console
 from ptxseg.train import distributed as D
-from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader
+from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader, unlabelled_ids
 from ptxseg.train.epoch import EpochPlan, train_epoch
 from ptxseg.train.freeze import freeze_batchnorm_of_frozen, set_encoder_trainable, trainable_fraction
 from ptxseg.train.rundir import RunDir, environment
@@ -322,7 +322,7 @@ class Trainer:
         if cfg.augment:  # on the real (cropped) stored size, before any DataLoader worker starts
             check_pipeline(cfg.augment, pp.cropped_shape())
         target = cfg.data.target
-        unlabelled = [i for i, y in zip(split.train_ids, split.train_labels, strict=True) if y == UNKNOWN]
+        unlabelled = unlabelled_ids(split.train_ids, split.train_labels, target)
         train_ds = SegmentationDataset(
             self.dataset, split.train_ids, pp, target, cfg.augment, train=True, seed=cfg.training.seed, unlabelled=unlabelled
         )
