@@ -92,16 +92,12 @@ def score(dice: np.ndarray, called: np.ndarray, positive: np.ndarray) -> dict:
     return out
 
 
-def nested(stats_rows, folds: np.ndarray, probs, truths, heads, gate: bool) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Final masks' Dice and calls when fold k is scored with the point tuned on the other folds."""
+def nested(tuning: dict, folds: np.ndarray, probs, truths, heads, gate: bool) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Final masks' Dice and calls when fold k is scored with the point tuned on ``tuning[k]`` (the other folds)."""
     dice, called, points = np.zeros(len(probs)), np.zeros(len(probs), bool), []
     for k in np.unique(folds):
-        inside, outside = folds == k, folds != k
-        if not outside.any():  # one fold only: tuned on itself (optimistic; the K-fold run is nested)
-            outside = inside
-        result = search(
-            stats_rows(outside), min_mask_px=MIN_MASK_PX, prevalence=PREVALENCE, cls_thresholds=CLS_THRESHOLDS if gate else ()
-        )
+        inside = folds == k
+        result = search(tuning[k], min_mask_px=MIN_MASK_PX, prevalence=PREVALENCE, cls_thresholds=CLS_THRESHOLDS if gate else ())
         op = result.best
         points.append({"fold": int(k), **op.to_dict(), "family": result.family})
         idx = np.flatnonzero(inside)
@@ -159,9 +155,10 @@ def main() -> None:
     folds = np.asarray([fold_of[i] for i in ids])
     positive = truths.reshape(len(ids), -1).any(1)
     rows = collect(zip(probs, truths, heads, strict=True), **GRID)
-
-    def stats_rows(select: np.ndarray):
-        return collect(zip(probs[select], truths[select], heads[select], strict=True), **GRID)
+    tuning = {}  # fold → grid statistics of the other folds' maps (one fold only: itself, optimistic)
+    for k in np.unique(folds):
+        outside = folds != k if (folds != k).any() else folds == k
+        tuning[k] = collect(zip(probs[outside], truths[outside], heads[outside], strict=True), **GRID)
 
     out: dict = {"images": len(ids), "positives": int(positive.sum()), "negatives": int((~positive).sum())}
     out["all_empty_baseline"] = 1 - PREVALENCE
@@ -172,7 +169,9 @@ def main() -> None:
     }
     out["sensitivity_at_specificity_0.95"] = _sens_at_spec(heads, positive, 0.95)
     for gate in (True, False):
-        dice, called, points = nested(stats_rows, folds, probs, truths, heads, gate)
+        dice, called, points = nested(tuning, folds, probs, truths, heads, gate)
+        if gate:
+            gated_dice = dice
         res = score(dice, called, positive) | {"points": points}
         areas = truths.reshape(len(ids), -1).sum(1)
         terciles = pd.qcut(areas[positive], 3, labels=["small", "medium", "large"])
@@ -191,18 +190,8 @@ def main() -> None:
     final = search(rows, min_mask_px=MIN_MASK_PX, prevalence=PREVALENCE)
     out["shipped_point"] = final.best.to_dict() | {"family": final.family, "tuned_on": "all out-of-fold maps"}
     sources = manifest.loc[ids, "source"].astype(str).str.rsplit(".", n=1).str[-1].str.lower().to_numpy()
-    out["max_probability_by_source"] = {
-        f"{'positive' if p else 'negative'} {s}": _quantiles(raw_max[(sources == s) & (positive == p)])
-        for s in np.unique(sources)
-        for p in (True, False)
-        if ((sources == s) & (positive == p)).any()
-    }
-    out["head_by_source"] = {
-        f"{'positive' if p else 'negative'} {s}": _quantiles(heads[(sources == s) & (positive == p)])
-        for s in np.unique(sources)
-        for p in (True, False)
-        if ((sources == s) & (positive == p)).any()
-    }
+    out["max_probability_by_source"] = _by_source(raw_max, sources, positive)
+    out["head_by_source"] = _by_source(heads, sources, positive)
     if args.negjpeg is not None:
         out["dicom_vs_jpeg"] = _shortcut(args, ids, heads, probs, positive, final.best)
     if args.unlabelled is not None or args.sample is not None:
@@ -213,8 +202,7 @@ def main() -> None:
         if args.sample is not None:
             out["real_sample"] = _sample(ensemble, args.sample, args.work / "sample", final.best)
     if args.figure is not None:
-        dice, _, _ = nested(stats_rows, folds, probs, truths, heads, True)
-        overlay_grid(args.data, ids, probs, truths, heads, final.best, dice, positive, args.figure)
+        overlay_grid(args.data, ids, probs, truths, heads, final.best, gated_dice, positive, args.figure)
     text = json.dumps(out, indent=2)
     print(text)
     if args.out is not None:
@@ -256,6 +244,16 @@ def markdown(out: dict) -> str:
     for name, r in out["with_gate"]["dice_by_size"].items():
         lines.append(f"| {name} ({r['area_px_1024'][0]:,}–{r['area_px_1024'][1]:,}) | {r['dice']:.3f} | {r['sensitivity']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def _by_source(values: np.ndarray, sources: np.ndarray, positive: np.ndarray) -> dict:
+    """Quantiles of ``values`` per file format and label ("positive jpg", "negative dcm", ...)."""
+    groups = ((s, p) for s in np.unique(sources) for p in (True, False))
+    return {
+        f"{'positive' if p else 'negative'} {s}": _quantiles(values[(sources == s) & (positive == p)])
+        for s, p in groups
+        if ((sources == s) & (positive == p)).any()
+    }
 
 
 def _scale(probs: np.ndarray) -> float:

@@ -114,8 +114,10 @@ def test_unlabelled_films_train_only_the_classifier(dataset):
             assert set(np.unique(target.numpy())) <= {0.0, 1.0}
     sampler = build_sampler(cfg, split.train_labels, 0.5, seed=0, num_replicas=1, rank=0)
     drawn = [split.train_labels[i] for i in sampler]
-    # positive_share counts an unlabelled film (-1) with the negatives, never as a positive
-    assert sum(y == 1 for y in drawn) == (split.train_labels == 1).sum()
+    # positive_share counts an unlabelled film (-1) with the negatives, never as a positive: every positive once,
+    # as many films again from the negatives and unlabelled films (were -1 a positive, the epoch would differ)
+    n_pos = int((split.train_labels == 1).sum())
+    assert sum(y == 1 for y in drawn) == n_pos and len(drawn) == n_pos + min(n_pos, len(split.train_labels) - n_pos)
 
 
 def test_training_refuses_unlabelled_films_without_a_classifier_head(dataset, tmp_path):
