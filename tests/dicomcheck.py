@@ -16,5 +16,5 @@ needs_dciodvfy = pytest.mark.skipif(
 
 def dciodvfy_errors(path: Path) -> list[str]:
     """The validator's ``Error`` lines for ``path`` (its warnings are advice, e.g. what a DICOMDIR would need)."""
-    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, errors="replace", timeout=120)
     return [line for line in (out.stdout + out.stderr).splitlines() if line.startswith("Error")]

@@ -26,6 +26,7 @@ import pydicom
 from ptxseg.data.qc import image_warnings, qc_verdict
 from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
+from ptxseg.io.derived import header_problems
 from ptxseg.io.dicom import is_dicom_file
 from ptxseg.io.images import read_radiograph_dataset
 from ptxseg.io.names import safe_name
@@ -52,6 +53,7 @@ class Radiograph:
     dataset: Any = None  # pydicom.Dataset for DICOM inputs
     identifiers: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # QC warnings of the reader (lateral view, non-chest body part …)
+    header_problems: dict[str, str] = field(default_factory=dict)  # copied attributes that break their VR → why
 
 
 def gather_inputs(paths: list[str | PathLike[str]], exclude: str | PathLike[str] | None = None) -> list[Path]:
@@ -140,7 +142,9 @@ def load_radiograph(path: str | PathLike[str]) -> Radiograph:
     if ds is None:
         return Radiograph(path, safe_name(path.stem), image, warnings=list(meta.warnings))
     ids = {k: getattr(meta, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "ViewPosition")}
-    return Radiograph(path, safe_name(meta.SOPInstanceUID or path.stem), image, meta.PixelSpacing, ds, ids, list(meta.warnings))
+    problems = header_problems(ds)  # left out of the SEG/SC/SR, so that a bad birth date never costs the result
+    warnings = list(meta.warnings) + (["header_values_dropped"] if problems else [])
+    return Radiograph(path, safe_name(meta.SOPInstanceUID or path.stem), image, meta.PixelSpacing, ds, ids, warnings, problems)
 
 
 #: the lung-field model shipped inside the package (a bundle; ``docs/lungs.md``), absent in a checkout without it
@@ -311,6 +315,8 @@ def qc_block(rad: Radiograph, fields: LungFields | None) -> dict[str, Any]:
         measures=gate.measures,
     )
     block["meaning"].update({f: GATE_FLAGS[f] for f in gate.flags})
+    if rad.header_problems:
+        block["header_values_dropped"] = dict(rad.header_problems)
     return block
 
 

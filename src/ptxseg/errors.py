@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from os import PathLike
+from pathlib import Path
 
 
 def one_line(text: str, limit: int) -> str:
@@ -18,6 +19,16 @@ def one_line(text: str, limit: int) -> str:
     message names untrusted identifiers and file names, and must stay one line."""
     clean = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
     return clean if len(clean) <= limit else clean[: limit - 3] + "..."
+
+
+def unexpected(exc: BaseException) -> str:
+    """A failure nobody foresaw, for a log line or an answer: its type and where it was raised (file and line),
+    never its message — a library's message may quote a header value, a UID or a patient's name."""
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f" at {Path(frame.tb_frame.f_code.co_filename).name}:{frame.tb_lineno}" if frame is not None else ""
+    return f"internal error ({type(exc).__name__}{where})"
 
 
 class PtxsegError(Exception):

@@ -21,6 +21,7 @@ import sys
 import typer
 
 from ptxseg.errors import PtxsegError, one_line
+from ptxseg.io.atomic import system_error
 
 app = typer.Typer(
     name="ptxseg",
@@ -55,6 +56,7 @@ def _say(message: str) -> None:
 
 def os_error_message(exc: OSError) -> str:
     """One line for a failure of the machine rather than of an input: a full disk, a read-only folder …"""
+    exc = system_error(exc)  # not a library's wrapper, whose message may hold a whole traceback
     where = exc.filename or "output"
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
         return (
@@ -63,7 +65,7 @@ def os_error_message(exc: OSError) -> str:
         )
     if exc.errno == errno.EROFS:
         return f"{where}: the file system is read-only; choose a writable output folder"
-    return f"{where}: {exc.strerror or exc}"
+    return f"{where}: {exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
 
 
 def _worker_error(exc: Exception) -> str | None:

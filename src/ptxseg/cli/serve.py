@@ -35,6 +35,10 @@ def serve_command(
     no_lungs: Annotated[bool, typer.Option("--no-lungs", help="No lung fields (sides and ratios stay null).")] = False,
     threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads per inference (default: one per core).")] = None,
     seg: Annotated[bool, typer.Option("--seg/--no-seg", help="Write a DICOM SEG for DICOM uploads.")] = True,
+    head_timeout: Annotated[
+        float, typer.Option(help="Seconds a connection has to send a complete request head (idle keep-alive included).")
+    ] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request has to send its whole body.")] = 120.0,
 ) -> None:
     """Serve the pneumothorax pipeline over HTTP (POST /v1/predict) with a web viewer at / — not a medical device."""
     from ptxseg.serve import ServeOptions, run_server
@@ -56,5 +60,7 @@ def serve_command(
         token_file=token_file,
         threads=threads,
         seg=seg,
+        head_timeout_s=head_timeout,
+        body_timeout_s=body_timeout,
     )
     run_server(options)

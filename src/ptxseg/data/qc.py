@@ -36,6 +36,8 @@ QC_TAGS: dict[str, str] = {
     "lateral_view": "lateral ViewPosition",
     "voi_ignored": "the file's VOI LUT / window is broken and was ignored",
     "small_image": "smaller than 256 px on a side",
+    "header_values_dropped": "header values that break their DICOM type (qc.header_values_dropped) are left out of "
+    "the derived DICOM objects; the analysis does not read them",
     # annotation consistency
     "mask_without_image": "annotation for an image that does not exist",
     "image_without_mask": "training image without annotation",

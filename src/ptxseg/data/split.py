@@ -47,9 +47,7 @@ def eligible_rows(manifest: pd.DataFrame) -> pd.DataFrame:
     return manifest.loc[ok]
 
 
-def make_folds(
-    manifest: pd.DataFrame, folds: int = 5, seed: int = 42, size_strata: int = 0, unlabelled: bool = False
-) -> pd.DataFrame:
+def make_folds(manifest: pd.DataFrame, folds: int = 5, seed: int = 42, size_strata: int = 0, unlabelled: bool = False) -> pd.DataFrame:
     """Assign each eligible row a fold in ``0 .. folds-1``.
 
     ``size_strata`` > 1 also stratifies the positives by mask-area quantile (3: terciles), so every fold keeps

@@ -56,10 +56,30 @@ def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[
         if durable:
             _fsync_file(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        root = system_error(exc)
+        if root is exc:
+            raise
+        # a writer that wrapped the machine's error (pydicom adds the tag and a whole traceback to the message):
+        # the machine's error itself, naming the file meant
+        raise OSError(root.errno, root.strerror, str(path)) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def system_error(exc: OSError) -> OSError:
+    """The error of the machine behind ``exc``: ``exc`` itself when it has an errno, else the first exception with
+    one among its causes (a library that re-raises ``type(exc)(message)`` loses the errno), else ``exc``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ptxseg.clinical import ClinicalPipeline, load_radiograph
-from ptxseg.errors import PtxsegError, one_line
+from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.names import hashed_uid
 from ptxseg.pacs.orthanc import ORTHANC_ID, OrthancClient, OrthancError
 from ptxseg.pacs.results import derive, findings
@@ -126,7 +126,7 @@ class TriageWorker:
                     return "not-triaged"
                 results = derive(self.pipeline, rad, folder)
             except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the PACS's triage
-                reason = one_line(exc.reason if isinstance(exc, PtxsegError) else f"{type(exc).__name__}: {exc}", 300)
+                reason = one_line(exc.reason if isinstance(exc, PtxsegError) else unexpected(exc), 300)
                 self.client.set_metadata(instance, {"ptxseg-status": f"error: {reason}"})
                 log.warning("instance %s (sop %s): not analysed: %s", instance, sop, reason)
                 return "error"

@@ -42,6 +42,8 @@ class ServeOptions:
     token_file: Path | None = None
     threads: int | None = None
     seg: bool = True
+    head_timeout_s: float = 10.0
+    body_timeout_s: float = 120.0
 
 
 def read_token(path: Path) -> str:
@@ -69,8 +71,11 @@ def build_app(options: ServeOptions) -> tuple[FastAPI, InferenceService]:
     token = read_token(options.token_file) if options.token_file is not None else None
     if options.workers < 1 or options.queue < options.workers:
         raise PtxsegError("--queue", f"must be at least --workers ({options.workers}), got {options.queue}")
-    if options.timeout_s <= 0 or options.max_upload_mb <= 0 or options.keep_results < 1 or options.keep_hours <= 0:
-        raise PtxsegError("serve", "--timeout, --max-upload-mb, --keep-results and --keep-hours must be positive")
+    positive = (options.timeout_s, options.max_upload_mb, options.keep_hours, options.head_timeout_s, options.body_timeout_s)
+    if min(positive) <= 0 or options.keep_results < 1:
+        raise PtxsegError(
+            "serve", "--timeout, --max-upload-mb, --keep-results, --keep-hours, --head-timeout and --body-timeout must be positive"
+        )
     pipeline = ClinicalPipeline(options.model, lungs=options.lungs, threads=options.threads)
     info, lungs = pipeline.model_info, pipeline.lung_info
     log.info(
@@ -98,6 +103,8 @@ def run_server(options: ServeOptions) -> None:
     """Serve until SIGINT/SIGTERM; requests in flight finish (up to the timeout) before the process exits."""
     import uvicorn  # the server only: tests drive the app in-process
 
+    from ptxseg.serve.connections import protocol_with_deadlines
+
     level = os.environ.get("PTXSEG_LOG_LEVEL", "info").upper()
     if not log.handlers:  # the service's own lines (start-up, one per result), beside uvicorn's
         handler = logging.StreamHandler()
@@ -108,15 +115,34 @@ def run_server(options: ServeOptions) -> None:
     app, service = build_app(options)
     if not is_loopback(options.host):
         log.warning("listening on %s: reachable from other machines%s", options.host, "" if options.token_file else " WITHOUT a token")
+    _raise_open_file_limit()
+    # admission is the service's queue (requests analysed or waiting), not uvicorn's socket count; sockets that
+    # ask nothing are closed by the request deadlines instead (serve/connections.py)
     config = uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
         log_level=level.lower(),
         timeout_graceful_shutdown=int(options.timeout_s) + 5,
-        limit_concurrency=max(64, 4 * options.queue),
+        http=protocol_with_deadlines(options.head_timeout_s, options.body_timeout_s),
+        timeout_keep_alive=5,
+        limit_concurrency=None,
     )
     try:
         uvicorn.Server(config).run()
     finally:
         service.close()
+
+
+def _raise_open_file_limit() -> None:
+    """Let the process hold as many sockets as the system allows it (the soft limit up to the hard one): idle
+    connections are closed by deadline, not by refusing to accept."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        ceiling = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+        if soft != resource.RLIM_INFINITY and soft < ceiling:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))
+    except (ImportError, ValueError, OSError):  # not on this platform, or not allowed: keep the limit
+        pass

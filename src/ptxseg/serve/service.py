@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
-from ptxseg.errors import PtxsegError, one_line
+from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import raster_kind, write_png
 from ptxseg.io.names import hashed_uid
@@ -153,6 +153,9 @@ class InferenceService:
     def _guarded(self, name: str, data: bytes, abandoned: threading.Event) -> Answer | Rejected:
         try:
             return self._analyse_one(name, data, abandoned)
+        except Exception as exc:  # noqa: BLE001 - one upload's failure is its own answer, not the request's
+            log.error("upload failed: %s", unexpected(exc))  # the type and place only: messages may quote headers
+            return Rejected(500, f"{_shown(name)}: the analysis failed ({type(exc).__name__}); the error is logged")
         finally:
             self._release()
 
