@@ -144,11 +144,19 @@ def test_a_full_queue_answers_503_with_retry_after(pipeline, models, tmp_path):
     finally:
         service._release()
     assert r.status_code == 503 and r.headers["retry-after"] == "5" and "busy" in r.json()["detail"]
-    two = [("file", (f"{k}.png", _png(models, k), "image/png")) for k in range(2)]
-    assert client.post("/v1/predict", files=two).status_code == 503  # two never fit a queue of one
     assert client.post("/v1/predict", files={"file": ("x.png", _png(models), "image/png")}).status_code == 200
     metrics = client.get("/metrics").text
-    assert 'ptxseg_requests_total{route="/v1/predict",status="503"} 2.0' in metrics and "ptxseg_busy_rejections_total 2.0" in metrics
+    assert 'ptxseg_requests_total{route="/v1/predict",status="503"} 1.0' in metrics and "ptxseg_busy_rejections_total 1.0" in metrics
+
+
+def test_more_files_than_the_queue_ever_holds_is_413_naming_the_limit_not_503(pipeline, models, tmp_path):
+    client, service = _client(pipeline, tmp_path, queue=2)
+    three = [("file", (f"{k}.png", _png(models, k), "image/png")) for k in range(3)]
+    r = client.post("/v1/predict", files=three)  # an idle server: waiting would never help
+    assert r.status_code == 413 and "retry-after" not in r.headers, r.status_code
+    assert "at most 2" in r.json()["detail"] and service.depth == 0
+    two = [("file", (f"{k}.png", _png(models, k), "image/png")) for k in range(2)]
+    assert client.post("/v1/predict", files=two).status_code == 200
 
 
 def test_a_slow_answer_times_out_with_504_and_leaves_no_result(pipeline, models, tmp_path):

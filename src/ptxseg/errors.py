@@ -8,6 +8,10 @@ with code 2, without a traceback.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from os import PathLike
@@ -29,6 +33,56 @@ def unexpected(exc: BaseException) -> str:
         frame = frame.tb_next
     where = f" at {Path(frame.tb_frame.f_code.co_filename).name}:{frame.tb_lineno}" if frame is not None else ""
     return f"internal error ({type(exc).__name__}{where})"
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_UID_LIKE = re.compile(r"\d+(?:\.\d+){2,}")
+
+
+def _digest(match: re.Match[str]) -> str:
+    return "#" + hashlib.sha256(match.group(0).strip("'\"").encode()).hexdigest()[:12]
+
+
+def redacted(text: str, limit: int = 300) -> str:
+    """``text`` (a library's message) fit for a service log: every quoted value and every UID-like number replaced
+    by ``#`` and the first 12 hex digits of its SHA-256 (the same digest as :func:`ptxseg.io.names.hashed_uid`, so
+    the same instance stays recognisable), control characters escaped, at most ``limit`` characters."""
+    return one_line(_UID_LIKE.sub(_digest, _QUOTED.sub(_digest, text)), limit)
+
+
+#: libraries whose own log lines may quote a header value
+QUOTING_LOGGERS = ("pydicom", "highdicom", "PIL")
+
+
+class _Forward(logging.Handler):
+    """Re-logs a library's record on ``target``, :func:`redacted`."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__(logging.WARNING)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.target.log(record.levelno, "%s: %s", record.name, redacted(record.getMessage()))
+        except Exception:  # noqa: BLE001 - a log line must never stop the service
+            self.handleError(record)
+
+
+def route_warnings(logger: logging.Logger) -> None:
+    """Send every Python warning (pydicom's ``Invalid value for VR UI: '<the UID>'``, highdicom's …) and the
+    warnings pydicom, highdicom and Pillow log to ``logger`` as one :func:`redacted` line each, instead of raw
+    to stderr: a service's log never carries a header value. For long-running processes (``serve``,
+    ``triage``); a library never calls this."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ARG001 - warnings' signature
+        logger.warning("%s from %s: %s", category.__name__, Path(filename).name, redacted(str(message)))
+
+    warnings.showwarning = show
+    for name in QUOTING_LOGGERS:
+        library = logging.getLogger(name)
+        if not any(isinstance(h, _Forward) for h in library.handlers):
+            library.addHandler(_Forward(logger))
+        library.propagate = False
 
 
 class PtxsegError(Exception):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ptxseg.clinical import ClinicalPipeline
-from ptxseg.errors import PtxsegError
+from ptxseg.errors import PtxsegError, route_warnings
 from ptxseg.pacs.config import TriageSettings, read_credentials
 from ptxseg.pacs.orthanc import OrthancClient, OrthancError
 from ptxseg.pacs.state import FeedState
@@ -100,3 +100,4 @@ def configure_logging(level: str | None = None) -> None:
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel((level or os.environ.get("PTXSEG_LOG_LEVEL", "info")).upper())
+    route_warnings(logger)  # pydicom's warnings quote UIDs and names: hashed, on our logger

@@ -16,7 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ptxseg.clinical import ClinicalPipeline
-from ptxseg.errors import PtxsegError, one_line
+from ptxseg.errors import PtxsegError, one_line, route_warnings
 from ptxseg.serve.app import ServeSettings, create_app
 from ptxseg.serve.service import InferenceService
 from ptxseg.serve.store import ResultStore
@@ -112,6 +112,7 @@ def run_server(options: ServeOptions) -> None:
         log.addHandler(handler)
         log.setLevel(level)
         log.propagate = False
+    route_warnings(log)  # pydicom's warnings quote UIDs and names: hashed, on our logger
     app, service = build_app(options)
     if not is_loopback(options.host):
         log.warning("listening on %s: reachable from other machines%s", options.host, "" if options.token_file else " WITHOUT a token")

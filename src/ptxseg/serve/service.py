@@ -52,6 +52,10 @@ class Busy(Exception):
     """The queue is full: come back later."""
 
 
+class TooMany(Exception):
+    """More radiographs in one request than the queue can ever hold: coming back later will not help."""
+
+
 class Rejected(Exception):
     """The upload is not a radiograph ptxseg can read; ``status`` is the HTTP status (415 or 422)."""
 
@@ -136,10 +140,13 @@ class InferenceService:
         """Analyse every ``(file name, bytes)`` upload; one answer or rejection per upload, in order.
 
         Raises:
-            Busy: the queue cannot take them all (nothing was started).
+            TooMany: more uploads than the queue holds at all (nothing was started).
+            Busy: the queue cannot take them all now (nothing was started).
             TimeoutError: no complete answer within ``timeout_s`` (the work goes on in its threads and its
                 results are dropped instead of published).
         """
+        if len(uploads) > self.queue:
+            raise TooMany(f"{len(uploads)} radiographs in one request; this service takes at most {self.queue} at once")
         self._admit(len(uploads))
         loop = asyncio.get_running_loop()
         abandoned = threading.Event()
