@@ -31,6 +31,12 @@ class TriageSettings(BaseModel):
     retry_s: float = Field(0.5, gt=0, le=60, description="first wait after a failed request; doubles")
     max_backoff_s: float = Field(30.0, gt=0, le=3600, description="longest wait between retries")
     give_up_s: float = Field(600.0, gt=0, description="how long Orthanc may stay unreachable before the worker stops")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="starts of one radiograph's analysis before it is recorded as given up (a film that kills the worker)",
+    )
     credentials_file: Path | None = Field(None, description="file with one line user:password")
     lungs: Path | None = Field(None, description="lung-field model (default: MODEL/lungs, else the shipped one)")
     threads: int | None = Field(None, ge=1, description="ONNX Runtime threads")

@@ -58,7 +58,17 @@ def run_triage(
         work = Path(settings.work_dir)
         (work / "scratch").mkdir(parents=True, exist_ok=True)
         state = FeedState.load(work / "state.json", client.url)
-        worker = TriageWorker(client, pipeline, state, settings.modalities, work / "scratch", settings.batch, settings.poll_s, stop)
+        worker = TriageWorker(
+            client,
+            pipeline,
+            state,
+            settings.modalities,
+            work / "scratch",
+            settings.batch,
+            settings.poll_s,
+            stop,
+            settings.max_attempts,
+        )
         log.info(
             "model %s (version %s); following changes after #%d%s",
             pipeline.model_info["name"], pipeline.model_info["version"], state.last_change, " once" if once else "",

@@ -12,12 +12,18 @@ For every ``NewInstance`` change after the last one finished (:class:`~ptxseg.pa
 4. a file that cannot be analysed is recorded as ``error: <reason>`` and passed over;
 5. the change is recorded as finished, atomically.
 
+Each start of a change is recorded durably before the work begins: a radiograph that has been started
+``max_attempts`` times without finishing (it killed the worker each time) is recorded as
+``error: gave up after N attempts`` and passed over.
+
 A stop request (SIGTERM) is honoured between instances: the one in progress is finished first.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import tempfile
 import threading
 import time
@@ -43,6 +49,23 @@ DERIVED_CLASSES = {
 }
 
 
+#: the testing hook: ``<point>[@<hashed SOP Instance UID>]`` kills the worker (SIGKILL) at that point
+FAULT_ENV = "PTXSEG_TRIAGE_FAULT"
+FAULT_POINTS = ("analysis", "between-stores")
+
+
+def inject_fault(point: str, sop: str | None) -> None:
+    """Kill this process with SIGKILL — as the out-of-memory killer or a power cut would — when
+    ``PTXSEG_TRIAGE_FAULT`` names ``point`` (and, after ``@``, this radiograph's hashed SOP Instance UID, or
+    nothing for every one). The crash tests use it to reach windows a timed kill cannot; unset, it does nothing."""
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    where, _, target = wanted.partition("@")
+    if where == point and target in ("", sop):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class TriageWorker:
     """Analyse what arrives in ``client``'s Orthanc with ``pipeline``; ``state`` says where the feed was left.
 
@@ -50,6 +73,7 @@ class TriageWorker:
         modalities: the Modality values analysed (CR and DX by default).
         scratch: a folder for the files of the instance in progress (emptied after each).
         stop: set it to stop after the instance in progress.
+        max_attempts: starts of one instance's change before it is given up.
     """
 
     def __init__(
@@ -62,24 +86,28 @@ class TriageWorker:
         batch: int = 100,
         poll_s: float = 2.0,
         stop: threading.Event | None = None,
+        max_attempts: int = 3,
     ) -> None:
         self.client, self.pipeline, self.state = client, pipeline, state
         self.modalities = {m.upper() for m in modalities}
         self.scratch = scratch
         self.batch, self.poll_s = batch, poll_s
         self.stop = stop or threading.Event()
+        self.max_attempts = max_attempts
         self.counts: Counter[str] = Counter()
 
     def run(self, once: bool = False) -> Counter[str]:
         """Process the feed: with ``once`` until nothing is pending, else until :attr:`stop` is set. Returns how
-        many instances ended each way (``analysed``, ``not-triaged``, ``error``, ``skipped``, ``gone``)."""
+        many instances ended each way (``analysed``, ``not-triaged``, ``error``, ``gave-up``, ``skipped``,
+        ``gone``)."""
         while not self.stop.is_set():
             page = self.client.changes(self.state.last_change, self.batch)
             for change in page.get("Changes", []):
                 if self.stop.is_set():
                     return self.counts
                 if change.get("ChangeType") == "NewInstance" and change.get("ResourceType") == "Instance":
-                    self.counts[self._process_or_gone(str(change["ID"]))] += 1
+                    starts = self.state.attempt(int(change["Seq"]))  # durably, before any work on it
+                    self.counts[self._process_or_gone(str(change["ID"]), starts)] += 1
                     self.state.advance(int(change["Seq"]))  # durably, before the next radiograph
                 else:  # series, study, patient changes: nothing to do; recorded with the next write
                     self.state.advance(int(change["Seq"]), persist=False)
@@ -91,11 +119,15 @@ class TriageWorker:
                 self.stop.wait(self.poll_s)
         return self.counts
 
-    def _process_or_gone(self, instance: str) -> str:
+    def _process_or_gone(self, instance: str, starts: int = 1) -> str:
         if not ORTHANC_ID.fullmatch(instance):  # never put an odd id from the feed into a URL
             log.warning("change for %r: not an Orthanc instance id; passed over", instance[:80])
             return "skipped"
         try:
+            if starts > self.max_attempts:
+                self.client.set_metadata(instance, {"ptxseg-status": f"error: gave up after {starts - 1} attempts"})
+                log.warning("instance %s: gave up after %d attempts that did not finish", instance, starts - 1)
+                return "gave-up"
             return self.process(instance)
         except OrthancError as exc:
             if exc.status == 404:
@@ -124,13 +156,17 @@ class TriageWorker:
                     self.client.set_metadata(instance, {"ptxseg-status": f"not-triaged: {reason}"})
                     log.info("instance %s (sop %s): not triaged: %s", instance, sop, reason)
                     return "not-triaged"
+                inject_fault("analysis", sop)
                 results = derive(self.pipeline, rad, folder)
             except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the PACS's triage
                 reason = one_line(exc.reason if isinstance(exc, PtxsegError) else unexpected(exc), 300)
                 self.client.set_metadata(instance, {"ptxseg-status": f"error: {reason}"})
                 log.warning("instance %s (sop %s): not analysed: %s", instance, sop, reason)
                 return "error"
-            stored = [self.client.store(p.read_bytes()) for p in (results.seg, results.sc, results.sr)]
+            stored = []
+            for path in (results.seg, results.sc, results.sr):
+                stored.append(self.client.store(path.read_bytes()))
+                inject_fault("between-stores", sop)  # after the SEG (and the SC): a crash between two stores
             self.client.set_metadata(instance, findings(results.doc))
         doc = results.doc
         log.info(
