@@ -28,7 +28,7 @@ from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
 from ptxseg.io.derived import header_problems
 from ptxseg.io.dicom import is_dicom_file
-from ptxseg.io.images import read_radiograph_dataset
+from ptxseg.io.images import raster_size, read_radiograph_dataset
 from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
 from ptxseg.quality import GATE_FLAGS, quality_gate
@@ -54,6 +54,7 @@ class Radiograph:
     identifiers: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # QC warnings of the reader (lateral view, non-chest body part …)
     header_problems: dict[str, str] = field(default_factory=dict)  # copied attributes that break their VR → why
+    decoded_scale: float = 1.0  # image side / the file's side: below 1 when a large raster file was decoded reduced
 
 
 def gather_inputs(paths: list[str | PathLike[str]], exclude: str | PathLike[str] | None = None) -> list[Path]:
@@ -130,17 +131,20 @@ def unique_ids(paths: list[Path]) -> list[str]:
     return out
 
 
-def load_radiograph(path: str | PathLike[str]) -> Radiograph:
-    """Read a DICOM, PNG or JPEG radiograph (header and pixels, in one guarded step).
+def load_radiograph(path: str | PathLike[str], reduce_to: int | None = None) -> Radiograph:
+    """Read a DICOM, PNG or JPEG radiograph (header and pixels, in one guarded step). ``reduce_to``: a raster file
+    whose longest side is at least twice this is decoded at 1/2, 1/4 or 1/8 (:func:`ptxseg.io.images.read_image`),
+    and everything derived from it lies on that grid (``decoded_scale``); a DICOM is always read in full.
 
     Raises:
         PtxsegError: naming the file and the reason — for any failure of reading it, never another exception.
     """
 
     path = Path(path)
-    image, meta, ds = read_radiograph_dataset(path)
+    image, meta, ds = read_radiograph_dataset(path, reduce_to=reduce_to)
     if ds is None:
-        return Radiograph(path, safe_name(path.stem), image, warnings=list(meta.warnings))
+        scale = image.shape[1] / raster_size(path)[1] if reduce_to else 1.0
+        return Radiograph(path, safe_name(path.stem), image, warnings=list(meta.warnings), decoded_scale=scale)
     ids = {k: getattr(meta, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "ViewPosition")}
     problems = header_problems(ds)  # left out of the SEG/SC/SR, so that a bad birth date never costs the result
     warnings = list(meta.warnings) + (["header_values_dropped"] if problems else [])
@@ -296,6 +300,7 @@ def input_block(rad: Radiograph) -> dict[str, Any]:
         "rows": int(rad.image.shape[0]),
         "columns": int(rad.image.shape[1]),
         "pixel_spacing_mm": None if rad.spacing_mm is None else list(rad.spacing_mm),
+        **({"decoded_scale": round(rad.decoded_scale, 6)} if rad.decoded_scale != 1.0 else {}),
         **rad.identifiers,
     }
 

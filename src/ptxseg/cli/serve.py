@@ -9,6 +9,7 @@ import typer
 
 from ptxseg.cli import app
 from ptxseg.errors import PtxsegError
+from ptxseg.limits import SERVICE_MAX_PIXELS, SERVICE_MAX_REQUEST_PIXELS
 
 
 @app.command("serve")
@@ -39,6 +40,12 @@ def serve_command(
         float, typer.Option(help="Seconds a connection has to send a complete request head (idle keep-alive included).")
     ] = 10.0,
     body_timeout: Annotated[float, typer.Option(help="Seconds a request has to send its whole body.")] = 120.0,
+    max_pixels: Annotated[
+        int, typer.Option(min=1, help="Largest radiograph in pixels, from its header (4,300² detectors are 18.5 M); more gets 413.")
+    ] = SERVICE_MAX_PIXELS,
+    max_request_pixels: Annotated[
+        int, typer.Option(min=1, help="Pixels of all the files of one request together.")
+    ] = SERVICE_MAX_REQUEST_PIXELS,
 ) -> None:
     """Serve the pneumothorax pipeline over HTTP (POST /v1/predict) with a web viewer at / — not a medical device."""
     from ptxseg.serve import ServeOptions, run_server
@@ -62,5 +69,7 @@ def serve_command(
         seg=seg,
         head_timeout_s=head_timeout,
         body_timeout_s=body_timeout,
+        max_pixels=max_pixels,
+        max_request_pixels=max_request_pixels,
     )
     run_server(options)

@@ -60,6 +60,23 @@ def _raster_kind(path: Path) -> str | None:
     return raster_kind(head)
 
 
+#: OpenCV's reduced-resolution reads, by factor: a JPEG is decoded straight at 1/f (libjpeg's DCT scaling)
+_REDUCED = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+
+def reduction(rows: int, cols: int, reduce_to: int | None) -> int:
+    """The largest of 8, 4, 2 by which an image of ``rows × cols`` can be decoded while its longest side stays at
+    least ``reduce_to`` pixels (1: decode in full, as with ``reduce_to`` None)."""
+    if not reduce_to:
+        return 1
+    return next((f for f in (8, 4, 2) if max(rows, cols) // f >= reduce_to), 1)
+
+
+def raster_size(path: str | PathLike[str]) -> tuple[int, int]:
+    """(rows, cols) a raster file's header declares, without decoding (Pillow's header parse)."""
+    return _header_size(Path(path))
+
+
 def _header_size(path: Path) -> tuple[int, int]:
     """(rows, cols) declared by a raster file's header, read without decoding the pixels."""
     from PIL import Image
@@ -77,7 +94,7 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 
 @guard_reads("image")
-def read_image(path: str | PathLike[str], radiograph: bool = True) -> np.ndarray:
+def read_image(path: str | PathLike[str], radiograph: bool = True, reduce_to: int | None = None) -> np.ndarray:
     """Read a raster image (PNG/JPEG/TIFF/BMP, 8 or 16 bit) as float32 H×W in ``[0, 1]``.
 
     The size the header declares is checked against :mod:`ptxseg.limits` before
@@ -89,6 +106,9 @@ def read_image(path: str | PathLike[str], radiograph: bool = True) -> np.ndarray
     Args:
         radiograph: refuse images too small to be a radiograph (under
             ``ptxseg.limits.MIN_RADIOGRAPH_SIDE`` on a side); masks pass False.
+        reduce_to: decode a large image at 1/2, 1/4 or 1/8 of its size (:func:`reduction`), its longest side
+            still at least this many pixels: a JPEG straight from its DCT coefficients (no full-size image is
+            ever held), other formats decoded and then reduced (area averaging). None: full size.
 
     Raises:
         PtxsegError: if the file is not an image OpenCV can decode, or is too
@@ -107,14 +127,15 @@ def read_image(path: str | PathLike[str], radiograph: bool = True) -> np.ndarray
         raise PtxsegError(path, f"image header cannot be read, truncated or corrupt ({type(exc).__name__})", code="corrupt") from None
     if radiograph or rows * cols > max_pixels():
         check_image_size(rows, cols, path)  # too small to be a radiograph; more pixels than the limit
-    arr = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)  # applies the EXIF orientation
+    factor = reduction(rows, cols, reduce_to)
+    if factor > 1 and _raster_kind(path) == "JPEG":  # 8-bit by nature: the reduced read loses nothing
+        arr = cv2.imread(str(path), _REDUCED[factor])  # grayscale by OpenCV's luma weights; EXIF applied
+    else:
+        arr = _gray(cv2.imread(str(path), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR))  # applies the EXIF orientation
+        if factor > 1 and arr is not None:
+            arr = cv2.resize(arr, (arr.shape[1] // factor, arr.shape[0] // factor), interpolation=cv2.INTER_AREA)
     if arr is None:
         raise PtxsegError(path, "image cannot be decoded (truncated or corrupt)", code="corrupt")
-    if arr.ndim == 3:
-        if arr.shape[2] == 1 or (np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2])):
-            arr = arr[:, :, 0]
-        else:
-            arr = cv2.cvtColor(arr, cv2.COLOR_BGR2GRAY)
     if arr.dtype == np.uint8:
         scale = 255.0
     elif arr.dtype == np.uint16:
@@ -122,6 +143,15 @@ def read_image(path: str | PathLike[str], radiograph: bool = True) -> np.ndarray
     else:
         raise PtxsegError(path, f"unsupported pixel type {arr.dtype}; expected 8- or 16-bit", code="not_image")
     return (arr.astype(np.float32) / scale).astype(np.float32)
+
+
+def _gray(arr: np.ndarray | None) -> np.ndarray | None:
+    """One channel: a colour image whose channels are equal is taken as it is, another by OpenCV's luma weights."""
+    if arr is None or arr.ndim == 2:
+        return arr
+    if arr.shape[2] == 1 or (np.array_equal(arr[:, :, 0], arr[:, :, 1]) and np.array_equal(arr[:, :, 1], arr[:, :, 2])):
+        return arr[:, :, 0]
+    return cv2.cvtColor(arr, cv2.COLOR_BGRA2GRAY if arr.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
 
 
 def read_radiograph(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.ndarray, DicomMetadata]:
@@ -138,8 +168,12 @@ def read_radiograph(path: str | PathLike[str], apply_voi: bool = True) -> tuple[
 
 
 @guard_reads("radiograph")
-def read_radiograph_dataset(path: str | PathLike[str], apply_voi: bool = True) -> tuple[np.ndarray, DicomMetadata, Any]:
-    """:func:`read_radiograph` plus the pydicom Dataset of a DICOM input (None for a raster file).
+def read_radiograph_dataset(
+    path: str | PathLike[str], apply_voi: bool = True, reduce_to: int | None = None
+) -> tuple[np.ndarray, DicomMetadata, Any]:
+    """:func:`read_radiograph` plus the pydicom Dataset of a DICOM input (None for a raster file). ``reduce_to``:
+    a raster file is decoded reduced (:func:`read_image`); a DICOM always in full, since what is derived from
+    it (a SEG) must lie on its own pixel grid.
 
     The one step every command reads an input radiograph through (header and
     pixels): every failure is a :class:`PtxsegError` naming the file, so a
@@ -150,7 +184,7 @@ def read_radiograph_dataset(path: str | PathLike[str], apply_voi: bool = True) -
         raise PtxsegError(path, "no such file" if not path.exists() else "not a regular file", code="missing")
     if is_dicom_file(path) or (_raster_kind(path) is None and path.suffix.lower() in (".dcm", ".dicom")):
         return read_dicom_dataset(path, apply_voi=apply_voi)  # a .dcm without DICM is refused with the reader's reason
-    image = read_image(path)
+    image = read_image(path, reduce_to=reduce_to)
     meta = DicomMetadata(SOPInstanceUID=path.stem, Rows=image.shape[0], Columns=image.shape[1])
     return image, meta, None
 

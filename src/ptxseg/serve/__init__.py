@@ -17,8 +17,9 @@ from fastapi import FastAPI
 
 from ptxseg.clinical import ClinicalPipeline
 from ptxseg.errors import PtxsegError, one_line, route_warnings
+from ptxseg.limits import SERVICE_MAX_PIXELS, SERVICE_MAX_REQUEST_PIXELS
 from ptxseg.serve.app import ServeSettings, create_app
-from ptxseg.serve.service import InferenceService
+from ptxseg.serve.service import InferenceService, PixelLimits
 from ptxseg.serve.store import ResultStore
 
 log = logging.getLogger("ptxseg.serve")
@@ -44,6 +45,8 @@ class ServeOptions:
     seg: bool = True
     head_timeout_s: float = 10.0
     body_timeout_s: float = 120.0
+    max_pixels: int = SERVICE_MAX_PIXELS
+    max_request_pixels: int = SERVICE_MAX_REQUEST_PIXELS
 
 
 def read_token(path: Path) -> str:
@@ -88,7 +91,10 @@ def build_app(options: ServeOptions) -> tuple[FastAPI, InferenceService]:
     spool = Path(options.store) / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     tempfile.tempdir = str(spool)
-    service = InferenceService(pipeline, store, options.workers, options.queue, options.timeout_s, options.seg)
+    if options.max_pixels <= 0 or options.max_request_pixels < options.max_pixels:
+        raise PtxsegError("--max-request-pixels", f"must be at least --max-pixels ({options.max_pixels:,}), which must be positive")
+    limits = PixelLimits(options.max_pixels, options.max_request_pixels)
+    service = InferenceService(pipeline, store, options.workers, options.queue, options.timeout_s, options.seg, limits)
     try:
         log.info("warm-up: one synthetic radiograph analysed in %.2f s", service.warm_up())
     except PtxsegError as exc:

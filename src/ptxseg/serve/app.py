@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ptxseg.serve.metrics import ServiceMetrics
-from ptxseg.serve.service import STEM, Answer, Busy, InferenceService, Rejected, TooMany
+from ptxseg.serve.service import STEM, Answer, Busy, InferenceService, Rejected, TooLarge
 from ptxseg.serve.store import is_result_id
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -160,7 +160,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
         uploads = [(f.filename or "upload", await f.read()) for f in file]
         try:
             answers = await service.analyse(uploads)
-        except TooMany as exc:
+        except TooLarge as exc:
             return _problem(413, f"{exc}: send them in several requests")
         except Busy:
             metrics.rejected.inc()

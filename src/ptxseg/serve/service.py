@@ -10,6 +10,7 @@ request never waits forever. Admitted work runs in ``workers`` threads sharing o
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import tempfile
 import threading
@@ -21,12 +22,14 @@ from typing import Any
 
 import cv2
 import numpy as np
+import pydicom
 
 from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
 from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import raster_kind, write_png
 from ptxseg.io.names import hashed_uid
+from ptxseg.limits import SERVICE_MAX_PIXELS, SERVICE_MAX_REQUEST_PIXELS, pixel_limit
 from ptxseg.predict import write_outputs
 from ptxseg.serve.store import ResultStore
 
@@ -52,8 +55,38 @@ class Busy(Exception):
     """The queue is full: come back later."""
 
 
-class TooMany(Exception):
-    """More radiographs in one request than the queue can ever hold: coming back later will not help."""
+class TooLarge(Exception):
+    """A request that can never be admitted — more radiographs than the queue holds, more pixels than the
+    request budget: coming back later will not help."""
+
+
+@dataclass(frozen=True)
+class PixelLimits:
+    """What one upload and one request may make the service decode (pixels), and the longest side a large
+    PNG/JPEG is decoded at (``decode_side``: at 1/2, 1/4 or 1/8 while its longest side stays at least this)."""
+
+    per_file: int = SERVICE_MAX_PIXELS
+    per_request: int = SERVICE_MAX_REQUEST_PIXELS
+    decode_side: int | None = 2048
+
+    def __post_init__(self) -> None:
+        if self.per_file <= 0 or self.per_request <= 0 or (self.decode_side is not None and self.decode_side < 64):
+            raise ValueError("pixel limits must be positive and the decoding side at least 64")
+
+
+def declared_pixels(data: bytes) -> int:
+    """The pixels an upload's header declares (rows × columns × frames), read without decoding; 0 when its
+    header cannot be read (the analysis then refuses the file with its own reason)."""
+    try:
+        if data[128:132] == b"DICM":
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["Rows", "Columns", "NumberOfFrames"])
+            return int(ds.Rows) * int(ds.Columns) * max(1, int(ds.get("NumberOfFrames") or 1))
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.size[0]) * int(im.size[1])
+    except Exception:  # noqa: BLE001 - an unreadable header is the analysis's to report, per file
+        return 0
 
 
 class Rejected(Exception):
@@ -83,6 +116,7 @@ class InferenceService:
         queue: radiographs admitted at once (waiting + running); more are refused (:class:`Busy`).
         timeout_s: a request waits at most this long for its answer (its thread finishes and its result is dropped).
         seg: also write a DICOM SEG for DICOM uploads.
+        limits: pixels per file and per request, and the side large PNG/JPEG uploads are decoded at.
     """
 
     def __init__(
@@ -93,11 +127,13 @@ class InferenceService:
         queue: int = 8,
         timeout_s: float = 60.0,
         seg: bool = True,
+        limits: PixelLimits | None = None,
     ) -> None:
         if workers < 1 or queue < workers or timeout_s <= 0:
             raise ValueError("the service needs workers >= 1, queue >= workers and a positive timeout")
         self.pipeline, self.store = pipeline, store
         self.workers, self.queue, self.timeout_s, self.seg = workers, queue, timeout_s, seg
+        self.limits = limits or PixelLimits()
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="ptxseg-infer")
         self._lock = threading.Lock()
         self._admitted = 0
@@ -140,13 +176,20 @@ class InferenceService:
         """Analyse every ``(file name, bytes)`` upload; one answer or rejection per upload, in order.
 
         Raises:
-            TooMany: more uploads than the queue holds at all (nothing was started).
+            TooLarge: more uploads than the queue holds at all, or more pixels declared than the request budget
+                (nothing was started).
             Busy: the queue cannot take them all now (nothing was started).
             TimeoutError: no complete answer within ``timeout_s`` (the work goes on in its threads and its
                 results are dropped instead of published).
         """
         if len(uploads) > self.queue:
-            raise TooMany(f"{len(uploads)} radiographs in one request; this service takes at most {self.queue} at once")
+            raise TooLarge(f"{len(uploads)} radiographs in one request; this service takes at most {self.queue} at once")
+        if len(uploads) > 1:  # one file is held to the per-file limit, with its own reason
+            pixels = sum(declared_pixels(data) for _, data in uploads)
+            if pixels > self.limits.per_request:
+                raise TooLarge(
+                    f"the files declare {pixels:,} pixels together, more than the {self.limits.per_request:,} one request may"
+                )
         self._admit(len(uploads))
         loop = asyncio.get_running_loop()
         abandoned = threading.Event()
@@ -176,9 +219,11 @@ class InferenceService:
             upload = folder / "upload"  # the reader tells DICOM from PNG/JPEG by the bytes
             upload.write_bytes(data)
             try:
-                rad = load_radiograph(upload)
+                with pixel_limit(self.limits.per_file):  # this thread's reads only: refused from the header
+                    rad = load_radiograph(upload, reduce_to=self.limits.decode_side)
             except PtxsegError as exc:
-                return _reject(self.store, result_id, 422, f"{_shown(name)}: {exc.reason}")
+                status = 413 if exc.code == "too_large" else 422
+                return _reject(self.store, result_id, status, f"{_shown(name)}: {exc.reason}")
             rad.id, rad.path = result_id, Path(_shown(name))  # the answer names the upload, not the staging file
             try:
                 doc, analysis = write_outputs(self.pipeline, rad, STEM, folder, seg=self.seg and rad.dataset is not None, overlay=True)
