@@ -101,9 +101,8 @@ def main() -> None:
     if args.case:
         print(json.dumps(one_case(args.case[0], int(args.case[1]), args.case[2], args.model)))
         return
-    print(
-        f"{'input':>14} {'upload':>9} | {'before: status':>14} {'s':>6} {'peak MB':>8} | {'after: status':>13} {'s':>6} {'peak MB':>8} | {'time ×':>6} {'peak ×':>6}"
-    )
+    head = f"{'input':>14} {'upload':>9} | {'before: status':>14} {'s':>6} {'peak MB':>8} |"
+    print(head + f" {'after: status':>13} {'s':>6} {'peak MB':>8} | {'time ×':>6} {'peak ×':>6}")
     for side in args.sizes:
         for kind in args.kinds:
             row = {}
