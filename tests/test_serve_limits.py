@@ -10,10 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ptxseg.clinical import ClinicalPipeline, load_radiograph
+from ptxseg.io.headers import declared_pixels
 from ptxseg.io.images import read_image, reduction
 from ptxseg.limits import SERVICE_MAX_PIXELS, max_pixels, pixel_limit
 from ptxseg.serve.app import ServeSettings, create_app
-from ptxseg.serve.service import InferenceService, PixelLimits, declared_pixels
+from ptxseg.serve.service import InferenceService, PixelLimits
 from ptxseg.serve.store import ResultStore
 
 from .conftest import tiny_models
@@ -95,3 +96,38 @@ def test_a_request_over_the_pixel_budget_is_413_and_a_large_jpeg_is_answered_at_
     assert doc["input"]["decoded_scale"] == 0.5 and (doc["input"]["rows"], doc["input"]["columns"]) == (2150, 2150)
     mask = cv2.imdecode(np.frombuffer(client.get(doc["urls"]["mask"]).content, np.uint8), cv2.IMREAD_UNCHANGED)
     assert mask.shape == (2150, 2150)
+
+
+def _deflated(tmp_path, rows: int, cols: int, extra_zeros: int = 0) -> bytes:
+    import io
+
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from ptxseg.io.dicom import write_dicom
+
+    path = write_dicom(tmp_path / "d.dcm", np.zeros((rows, cols), np.uint16), pixel_spacing=(0.2, 0.2))
+    ds = pydicom.dcmread(path)
+    if extra_zeros:
+        ds.add_new(0x00091010, "OB", b"\0" * extra_zeros)  # a private element: zeros compress 1000:1
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_a_deflated_dicom_is_sized_from_its_header_and_a_deflate_bomb_is_413(pipeline, tmp_path):
+    from ptxseg.io.headers import dicom_image_header, inflated_size_exceeds
+
+    big = _deflated(tmp_path, 6000, 6000)
+    assert len(big) < 200_000 and declared_pixels(big) == 36_000_000
+    assert int(dicom_image_header(big).Rows) == 6000 and not inflated_size_exceeds(big, 8 * 36_000_000)
+    bomb = _deflated(tmp_path, 512, 512, extra_zeros=64 << 20)
+    assert len(bomb) < 200_000 and inflated_size_exceeds(bomb, 32 << 20)
+    client, _ = _client(pipeline, tmp_path)
+    r = client.post("/v1/predict", files={"file": ("big.dcm", big, "application/dicom")})
+    assert r.status_code == 413 and "36,000,000 pixels" in r.json()["detail"]
+    r = client.post("/v1/predict", files={"file": ("bomb.dcm", bomb, "application/dicom")})
+    assert r.status_code == 413 and "inflates" in r.json()["detail"], r.text
+    good = _deflated(tmp_path, 512, 512)
+    assert client.post("/v1/predict", files={"file": ("ok.dcm", good, "application/dicom")}).status_code == 200

@@ -10,7 +10,6 @@ request never waits forever. Admitted work runs in ``workers`` threads sharing o
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import tempfile
 import threading
@@ -22,11 +21,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import pydicom
 
 from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
 from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.dicom import write_dicom
+from ptxseg.io.headers import declared_pixels, inflated_size_exceeds
 from ptxseg.io.images import raster_kind, write_png
 from ptxseg.io.names import hashed_uid
 from ptxseg.limits import SERVICE_MAX_PIXELS, SERVICE_MAX_REQUEST_PIXELS, pixel_limit
@@ -41,6 +40,9 @@ STEM = "result"
 VIEW_SIDE = 1024
 #: label bits of ``view_labels.png``
 PNEUMOTHORAX, RIGHT_LUNG, LEFT_LUNG = 1, 2, 4
+
+#: bytes a deflated DICOM may inflate to beyond 8 per declared pixel (its header, overlays, private data)
+INFLATE_SLACK = 16 << 20
 
 #: what the service accepts: DICOM Part 10 files (``DICM`` at byte 128) and these raster formats
 RASTER_FORMATS = ("PNG", "JPEG")
@@ -72,21 +74,6 @@ class PixelLimits:
     def __post_init__(self) -> None:
         if self.per_file <= 0 or self.per_request <= 0 or (self.decode_side is not None and self.decode_side < 64):
             raise ValueError("pixel limits must be positive and the decoding side at least 64")
-
-
-def declared_pixels(data: bytes) -> int:
-    """The pixels an upload's header declares (rows × columns × frames), read without decoding; 0 when its
-    header cannot be read (the analysis then refuses the file with its own reason)."""
-    try:
-        if data[128:132] == b"DICM":
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["Rows", "Columns", "NumberOfFrames"])
-            return int(ds.Rows) * int(ds.Columns) * max(1, int(ds.get("NumberOfFrames") or 1))
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            return int(im.size[0]) * int(im.size[1])
-    except Exception:  # noqa: BLE001 - an unreadable header is the analysis's to report, per file
-        return 0
 
 
 class Rejected(Exception):
@@ -213,6 +200,9 @@ class InferenceService:
         start = time.perf_counter()
         if not is_accepted_upload(data):
             return Rejected(415, f"{_shown(name)}: not a DICOM, PNG or JPEG file")
+        refused = self._refused_by_header(data)
+        if refused:
+            return Rejected(413, f"{_shown(name)}: {refused}")
         result_id = self.store.new_id()
         folder = self.store.stage(result_id)
         try:
@@ -249,6 +239,19 @@ class InferenceService:
             seconds,
         )
         return Answer(result_id, doc, seconds)
+
+    def _refused_by_header(self, data: bytes) -> str | None:
+        """Why an upload is too large, judged from its header alone — more pixels than the per-file limit, or a
+        deflated DICOM inflating to more than its image needs (an 8 MB upload can inflate to gigabytes) — or None."""
+        declared = declared_pixels(data)
+        if declared > self.limits.per_file:
+            limit = f"{self.limits.per_file:,}-pixel limit (the service's --max-pixels)"
+            return f"the header declares {declared:,} pixels, more than the {limit}"
+        try:
+            bomb = inflated_size_exceeds(data, 8 * declared + INFLATE_SLACK)
+        except Exception:  # noqa: BLE001 - a broken header or stream: the reader refuses it with its reason
+            bomb = False
+        return "the deflated dataset inflates to far more than its image needs" if bomb else None
 
     def close(self) -> None:
         """Finish the work in progress, then stop the threads."""
