@@ -271,3 +271,34 @@ def test_start_up_warms_the_pipeline_and_refuses_one_that_cannot_answer(models, 
     monkeypatch.setattr(service_module, "write_outputs", broken)
     with pytest.raises(PtxsegError, match="fails on a synthetic radiograph at start-up: is NaN or infinite"):
         build_app(ServeOptions(model=models[1], store=tmp_path / "t"))
+
+
+def test_an_unforeseen_failure_of_one_file_is_its_own_500_and_the_others_keep_their_ids(
+    pipeline, models, tmp_path, monkeypatch, caplog
+):
+    import ptxseg.serve.service as service_module
+
+    real = service_module.load_radiograph
+    poison = _png(models, 2)
+
+    def flaky(path, **kw):
+        if path.read_bytes() == poison:  # what highdicom once raised on a bad birth date, value and all
+            raise ValueError("Unable to convert '19700101-SECRET' to 'DA' object")
+        return real(path, **kw)
+
+    monkeypatch.setattr(service_module, "load_radiograph", flaky)
+    client, _ = _client(pipeline, tmp_path)
+    files = [
+        ("file", ("a.png", _png(models, 0), "image/png")),
+        ("file", ("b.png", poison, "image/png")),
+        ("file", ("c.png", _png(models, 1), "image/png")),
+    ]
+    with caplog.at_level(logging.ERROR, logger="ptxseg.serve"):
+        r = client.post("/v1/predict", files=files)
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == [200, 500, 200]
+    assert "ValueError" in results[1]["detail"] and "SECRET" not in results[1]["detail"]
+    assert "SECRET" not in caplog.text and "ValueError" in caplog.text
+    for good in (results[0], results[2]):
+        assert client.get(good["urls"]["result"]).status_code == 200
