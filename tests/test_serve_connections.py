@@ -14,7 +14,7 @@ import pytest
 from .conftest import tiny_models
 from .serving import Server
 
-HEAD_S, BODY_S = 2.0, 4.0
+HEAD_S, BODY_S = 3.0, 6.0
 
 
 @pytest.fixture(scope="module")
