@@ -12,13 +12,11 @@ COVERAGE_MIN ?= 85
 
 setup: $(STAMP)
 
-# Re-install only when the dependency declarations change.
+# Re-install only when the dependency declarations change. TORCH=cpu: PyTorch's CPU-only build (README).
+TORCH ?= default
 $(STAMP): pyproject.toml constraints.txt
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@echo "ptxseg: installing into $(VENV) (pinned by constraints.txt) ..."
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]' 2>&1 \
-		| { grep -v "is ignored: it is neither a file nor a directory" || true; }
-	@$(BIN)/python -c "import ptxseg" && touch $(STAMP)
+	@PYTHON=$(PYTHON) VENV=$(VENV) TORCH=$(TORCH) bash scripts/setup-venv.sh
+	@touch $(STAMP)
 
 # Debian programs the tests drive for real (chromium for the web viewer), installed when missing and possible.
 system-deps:

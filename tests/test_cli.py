@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,8 @@ from ptxseg.clinical import shipped_lung_model
 from ptxseg.io.dicom import write_dicom
 
 from .conftest import shared_path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COMMANDS = sorted(c.name for c in app.registered_commands)
 #: every command line that has its own help: the commands, each group and each group's subcommands
@@ -138,6 +141,24 @@ def test_demo_quick(tmp_path):
     meta = json.loads((tmp_path / "demo" / "model" / "best.json").read_text())
     assert "tuning" in meta and meta["operating_point"]["threshold"] > 0
     assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    # the phantom lung model is kept apart (predict on real films uses the shipped one) and named where it is used
+    assert (tmp_path / "demo" / "lungs_phantom" / "best.json").is_file() and not (tmp_path / "demo" / "model" / "lungs").exists()
+    assert "epoch 1: val Dice" in proc.stdout.split("8/11")[1]  # the lung training shows its epochs
+    first = json.loads(next((tmp_path / "demo" / "predictions").glob("*.json")).read_text())
+    assert first["lung_model"]["path"] == str(tmp_path / "demo" / "lungs_phantom")
+    assert first["model_warnings"] and "synthetic phantoms" in first["model"]["warning"]  # the card knows its data
+    assert meta["training_data"]["domains"] == {"phantom": int(manifest["has_image"].sum())}
+    # docs/demo.md's numbers are written from the run's own record (scripts/demo_numbers.py), and checked against it
+    doc = tmp_path / "demo.md"
+    doc.write_text("before\n<!-- demo-numbers:start -->\nstale\n<!-- demo-numbers:end -->\nafter\n")
+    script = [sys.executable, str(ROOT / "scripts" / "demo_numbers.py"), str(tmp_path / "demo"), "--doc", str(doc)]
+    assert subprocess.run([*script, "--check"], capture_output=True).returncode == 1  # stale
+    assert subprocess.run(script, capture_output=True).returncode == 0
+    assert subprocess.run([*script, "--check"], capture_output=True).returncode == 0
+    record = json.loads((tmp_path / "demo" / "demo.json").read_text())
+    written = doc.read_text()
+    assert f"{record['test']['images']} held-out test phantoms" in written and "stale" not in written
+    assert f"| SIIM mean Dice | **{record['test']['mean_dice']:.3f}** |" in written
     assert "SIIM mean Dice" in proc.stdout and "case sensitivity" in proc.stdout
     assert "not how a model does on patients" in proc.stdout
     # step 10: the shipped lung model (in the package) on real radiographs, each answered (areas and the gate's verdict)

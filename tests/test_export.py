@@ -23,10 +23,11 @@ from .conftest import tiny_models
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A one-epoch model with a classifier head and a lung-field model at MODEL/lungs, on 24 phantoms; fp32 bundle."""
+    """A one-epoch model with a classifier head and a lung-field model at MODEL/lungs, on 24 phantoms; fp32 bundle
+    with that lung model (named: a run directory's own is not bundled unasked)."""
     root = tmp_path_factory.mktemp("export")
     data, run = tiny_models(root, 24, seed=21, extra=("model.aux_classifier=true",))
-    result = export_bundle(run, root / "bundle")
+    result = export_bundle(run, root / "bundle", lungs=run / "lungs")
     return data, run, result
 
 
@@ -136,7 +137,12 @@ def test_tta_runs_as_one_batch_with_the_same_answer():
 def test_export_command_writes_a_bundle_and_says_what_it_verified(trained, tmp_path, capsys):
     _, run, _ = trained
     out = tmp_path / "cli_bundle"
-    assert main(["export", str(run), "--out", str(out), "-q"]) == 0
+    assert main(["export", str(run), "--out", str(tmp_path / "plain"), "-q"]) == 0
+    captured = capsys.readouterr()
+    # the run's own (phantom-trained) lung model is not bundled unasked: predict and serve use the shipped one
+    assert "lung-field model:" not in captured.out and not (tmp_path / "plain" / "lungs").exists()
+    assert f"{run / 'lungs'} is not bundled unless named" in captured.err
+    assert main(["export", str(run), "--out", str(out), "--lungs", str(run / "lungs"), "-q"]) == 0
     printed = capsys.readouterr().out
     manifest, _ = read_bundle(out)
     assert f"bundle {out}: 1 model(s), fp32" in printed and "lung-field model:" in printed

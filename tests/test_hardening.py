@@ -437,10 +437,10 @@ def test_broken_model_and_lung_model_are_one_line(tmp_path):
     lungs.mkdir()
     (lungs / "best.safetensors").write_bytes(b"\x00" * 100)
     (lungs / "best.json").write_text('{"format": "ptxseg-checkpoint/1"')  # truncated
-    proc = _cli("predict", str(model_dir), str(image), "--out", str(tmp_path / "out"), "-q")
+    proc = _cli("predict", str(model_dir), str(image), "--lungs", str(lungs), "--out", str(tmp_path / "out"), "-q")
     assert proc.returncode == 2 and "lungs/best.json" in _one_line(proc) and "not valid JSON" in proc.stderr
     (lungs / "best.json").write_text((tmp_path / "m.json").read_text().replace('"pneumothorax"', '"lungs"'))
-    proc = _cli("predict", str(model_dir), str(image), "--out", str(tmp_path / "out"), "-q")
+    proc = _cli("predict", str(model_dir), str(image), "--lungs", str(lungs), "--out", str(tmp_path / "out"), "-q")
     assert proc.returncode == 2 and "lungs/best.safetensors" in _one_line(proc)
 
 

@@ -91,7 +91,7 @@ def test_lungs_refuses_a_pneumothorax_model_and_no_model(tmp_path, lung_run, mon
     assert "none ships with this installation" in capsys.readouterr().err
 
 
-def test_predict_uses_the_model_s_lungs_else_the_shipped_ones(tmp_path, lung_run, monkeypatch):
+def test_predict_uses_a_named_or_bundled_lung_model_else_the_shipped_one(tmp_path, lung_run, monkeypatch, capsys):
     from ptxseg import clinical
     from ptxseg.checkpoint import save_weights
     from ptxseg.export import export_bundle
@@ -109,6 +109,13 @@ def test_predict_uses_the_model_s_lungs_else_the_shipped_ones(tmp_path, lung_run
         assert main(["predict", str(ptx.parent), str(tmp_path / "a.png"), "--out", str(out), "-q", *extra]) == 0
         used[name] = json.loads((out / "a.json").read_text())["lung_model"]
     assert used["default"]["path"] == str(shipped) and used["explicit"]["path"] == str(lung_run) and used["none"] is None
-    (ptx.parent / "lungs").symlink_to(lung_run)  # a model with its own lung model uses that one
+    # a lung model stored in the run directory (the demo's phantom one, say) is not applied unasked: the shipped
+    # real one stays the default, and predict says how to use the other
+    (ptx.parent / "lungs").symlink_to(lung_run)
     assert main(["predict", str(ptx.parent), str(tmp_path / "a.png"), "--out", str(tmp_path / "own"), "-q"]) == 0
-    assert json.loads((tmp_path / "own" / "a.json").read_text())["lung_model"]["path"] == str(ptx.parent / "lungs")
+    assert json.loads((tmp_path / "own" / "a.json").read_text())["lung_model"]["path"] == str(shipped)
+    assert f"--lungs {ptx.parent / 'lungs'}" in capsys.readouterr().err
+    # a bundle exported with --lungs carries its own, chosen by whoever exported it
+    bundle = export_bundle(ptx.parent, tmp_path / "bundle", lungs=lung_run).out
+    assert main(["predict", str(bundle), str(tmp_path / "a.png"), "--out", str(tmp_path / "bundled"), "-q"]) == 0
+    assert json.loads((tmp_path / "bundled" / "a.json").read_text())["lung_model"]["path"] == str(bundle / "lungs")

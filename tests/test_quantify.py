@@ -29,7 +29,7 @@ def test_bilateral_and_multiple_lesions_per_side():
         "area_mm2": 500 * 0.125,
         "lung_area_px": 3200,
         "lung_area_mm2": 3200 * 0.125,
-        "ratio_pct": 500 / 3200 * 100,
+        "ratio_pct": round(500 / 3200 * 100, 2),  # 15.625 % shown to 0.01 %
         "severity": "mild",
         "lesions": 2,
     }

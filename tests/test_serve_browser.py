@@ -154,9 +154,11 @@ def test_the_page_loads_its_model_and_says_it_is_not_a_medical_device(session):
 
     server, driver, _, _ = session
     version = httpx.get(f"{server.url}/version", timeout=30).json()
+    assert version["model_warnings"]  # a phantom-trained model: the page's top line says so too
     assert (
         driver.find_element(By.ID, "model").text
         == f"ptxseg {version['ptxseg']} · {version['model']['name']} · {version['model']['backend']}"
+        " · TRAINED ON SYNTHETIC DATA: not for patients"
     )
     assert "Not a medical device" in driver.find_element(By.CLASS_NAME, "notice").text
     assert not driver.find_element(By.ID, "token-form").is_displayed()  # this server has no token
@@ -188,6 +190,9 @@ def test_the_panel_shows_the_numbers_of_the_json(session, name, tmp_path):
     assert panel["qc"] == doc["qc"]["verdict"]
     assert driver.find_element(By.ID, "f-title").text == name
     assert driver.find_element(By.ID, "f-headline").get_attribute("data-present") == str(p["present"]).lower()
+    # the model's warning (trained on synthetic data) stands above the findings, in the document's words
+    warning = driver.find_element(By.ID, "f-model-warning")
+    assert warning.is_displayed() and warning.text == " ".join(f"Warning: {w}." for w in doc["model_warnings"])
     # the text beside each number is the same number, as the reader sees it
     shown = driver.find_element(By.CSS_SELECTOR, '[data-field="probability"]').text
     assert shown == f"{p['probability']:.3f}"

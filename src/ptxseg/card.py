@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ptxseg.data.manifest import read_dataset_info
+from ptxseg.data.manifest import dataset_domains, read_dataset_info
 from ptxseg.data.preprocess import CropSpec, Preprocessing
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
@@ -61,6 +61,7 @@ class TrainingData(_Strict):
     train_images: int | None = None
     val_images: int | None = None
     licences: dict[str, int] | None = None  # the dataset manifest's ``licence`` values → images under each
+    domains: dict[str, int] | None = None  # phantom / inserted_lesions / real / unstated → training-set images
 
 
 class LungModelRef(_Strict):
@@ -111,6 +112,36 @@ class ModelCard(_Strict):
         """Standard JSON (the operating point as a plain mapping)."""
 
         return dumps(self.model_dump(mode="json"), indent=2)
+
+
+#: training domains that are not patients' radiographs with real findings
+SYNTHETIC_DOMAINS = {"phantom": "synthetic phantoms", "inserted_lesions": "real radiographs with inserted synthetic lesions"}
+
+
+def training_domains(card: ModelCard) -> dict[str, int] | None:
+    """What the model was trained on (domain → images): the card's record, else — for cards written before it —
+    its training dataset's manifest when that dataset is still there; None when unknown."""
+    data = card.training_data
+    if data is None:
+        return None
+    if data.domains is not None:
+        return data.domains
+    return dataset_domains(data.dataset) if data.dataset else None
+
+
+def synthetic_warning(card: ModelCard) -> str | None:
+    """One sentence for every output of a model trained (partly) on synthetic data, naming what it saw; None for a
+    model trained on real radiographs only, or whose training domain is unknown."""
+    domains = training_domains(card) or {}
+    synthetic = {d: n for d, n in domains.items() if d in SYNTHETIC_DOMAINS and n > 0}
+    if not synthetic:
+        return None
+    total = sum(domains.values())
+    seen = " and ".join(f"{n} of {total} images {SYNTHETIC_DOMAINS[d]}" for d, n in synthetic.items())
+    return (
+        f"the {card.target} model was trained on synthetic data ({seen}): "
+        "its answers on patients' radiographs are not validated and mean nothing clinically"
+    )
 
 
 def _problems(exc: ValidationError) -> str:

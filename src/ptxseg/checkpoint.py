@@ -74,6 +74,8 @@ def resolve_weights(path: str | PathLike[str]) -> Path:
             if (p / name).is_file():
                 return p / name
         raise PtxsegError(p, "no best.safetensors or model.safetensors in this directory (did training finish an epoch?)")
+    if not p.exists():  # a typo reads as a typo, whatever its suffix
+        raise PtxsegError(p, "no such file or directory")
     if p.suffix != ".safetensors":
         raise PtxsegError(p, "weights must be a .safetensors file or a run directory (pickled checkpoints are not loaded)")
     if not p.is_file():

@@ -23,16 +23,17 @@ from typing import Any
 import numpy as np
 import pydicom
 
+from ptxseg.card import synthetic_warning, training_domains
 from ptxseg.data.qc import image_warnings, qc_verdict
 from ptxseg.errors import PtxsegError
 from ptxseg.infer import Prediction, Predictor
-from ptxseg.io.derived import header_problems
+from ptxseg.io.derived import header_problems, invalid_uids
 from ptxseg.io.dicom import is_dicom_file
 from ptxseg.io.images import raster_size, read_radiograph_dataset
 from ptxseg.io.names import safe_name
 from ptxseg.lungs import LungFields, split_lungs
 from ptxseg.quality import GATE_FLAGS, quality_gate
-from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, quantify
+from ptxseg.quantify import SEVERITY_BOUNDS, SIDES, area_mm2, quantify
 from ptxseg.shipped import WEIGHTS_DIR, resolve_model
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -147,7 +148,7 @@ def load_radiograph(path: str | PathLike[str], reduce_to: int | None = None) -> 
         return Radiograph(path, safe_name(path.stem), image, warnings=list(meta.warnings), decoded_scale=scale)
     ids = {k: getattr(meta, k) for k in ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "ViewPosition")}
     problems = header_problems(ds)  # left out of the SEG/SC/SR, so that a bad birth date never costs the result
-    warnings = list(meta.warnings) + (["header_values_dropped"] if problems else [])
+    warnings = list(meta.warnings) + (["header_values_dropped"] if problems else []) + (["uid_invalid"] if invalid_uids(ds) else [])
     return Radiograph(path, safe_name(meta.SOPInstanceUID or path.stem), image, meta.PixelSpacing, ds, ids, warnings, problems)
 
 
@@ -161,14 +162,31 @@ def shipped_lung_model() -> Path | None:
     return SHIPPED_LUNG_MODEL if (SHIPPED_LUNG_MODEL / "bundle.json").is_file() else None
 
 
-def find_lung_model(model: str | PathLike[str], shipped: bool = True) -> Path | None:
-    """The lung-field model for a pneumothorax model: the one stored with it (``MODEL/lungs``), else (``shipped``)
-    the one that ships with ptxseg; None when there is neither."""
+def find_lung_model(model: str | PathLike[str]) -> Path | None:
+    """The lung-field model used with a pneumothorax model when the user names none: the one a bundle carries
+    (put there by ``ptxseg export --lungs``, i.e. chosen by whoever exported it), else the real one that ships
+    with ptxseg; None when there is neither. A run directory's ``lungs/`` is never picked up unasked
+    (``ptxseg demo`` keeps a phantom-trained one there in older versions): name it with ``--lungs``."""
     p = Path(model)
-    candidate = (p if p.is_dir() else p.parent) / "lungs"
-    if any((candidate / m).is_file() for m in _MODEL_MARKERS):
+    folder = p if p.is_dir() else p.parent
+    candidate = folder / "lungs"
+    if (folder / "bundle.json").is_file() and any((candidate / m).is_file() for m in _MODEL_MARKERS):
         return candidate
-    return shipped_lung_model() if shipped else None
+    return shipped_lung_model()
+
+
+def unused_lung_model(model: str | PathLike[str]) -> Path | None:
+    """A lung-field model stored beside a run directory (``MODEL/lungs``) that :func:`find_lung_model` passes over."""
+    p = Path(model)
+    candidate = p / "lungs"
+    if p.is_dir() and not (p / "bundle.json").is_file() and any((candidate / m).is_file() for m in _MODEL_MARKERS):
+        return candidate
+    return None
+
+
+def _first_warning(cards: list) -> str | None:
+    """:func:`ptxseg.card.synthetic_warning` of the first ensemble member trained on synthetic data."""
+    return next((w for card in cards if (w := synthetic_warning(card))), None)
 
 
 @dataclass
@@ -186,7 +204,8 @@ class ClinicalPipeline:
 
     Args:
         model: run directory, bundle or ensemble file of the pneumothorax model.
-        lungs: lung-field model; ``None`` looks for ``MODEL/lungs``; ``False`` disables phase I.
+        lungs: lung-field model; ``None``: :func:`find_lung_model` (a bundle's own, else the shipped real one);
+            ``False`` disables phase I.
         tta: TTA transforms (default: the model's).
         device: torch device.
         bounds: severity boundaries in % of the lung field.
@@ -215,12 +234,17 @@ class ClinicalPipeline:
         lung_path = None if lungs is False else (find_lung_model(model) if lungs is None else resolve_model(lungs))
         self.lungs = None
         if lung_path is None:
-            self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL, or store one at MODEL/lungs; none ships here)"
+            self.lung_reason = "no lung-field model (pass --lungs LUNG_MODEL; none ships with this installation)"
         else:
             self.lungs = Predictor([lung_path], device=device, threads=threads)
             if self.lungs.target != "lungs":
                 raise PtxsegError(lung_path, "is not a lung-field model (train one with the lungs_unet_r34_256 recipe)")
             self.lung_op = self.lungs.operating_point
+        warnings = {"model": _first_warning(self.ptx.cards), "lung_model": None}
+        if self.lungs is not None:
+            warnings["lung_model"] = _first_warning(self.lungs.cards)
+        #: one sentence per model trained on synthetic data: every per-film output repeats them
+        self.warnings = [w for w in warnings.values() if w]
         self.model_info = {
             "path": str(self.model_path),
             "name": self.ptx.card.model.name,
@@ -230,9 +254,20 @@ class ClinicalPipeline:
             "backend": self.ptx.backend,
             "tta": self.ptx.tta,
             "ensemble_members": len(self.ptx.sources),
+            "training_domains": training_domains(self.ptx.card),
+            "warning": warnings["model"],
         }
         self.lung_info = (
-            None if self.lungs is None else {"path": str(lung_path), "name": self.lungs.card.model.name, "version": self.lungs.version}
+            None
+            if self.lungs is None
+            else {
+                "path": str(lung_path),
+                "name": self.lungs.card.model.name,
+                "version": self.lungs.version,
+                "shipped": lung_path == shipped_lung_model(),
+                "training_domains": training_domains(self.lungs.card),
+                "warning": warnings["lung_model"],
+            }
         )
 
     def analyse(self, rad: Radiograph) -> Analysis:
@@ -268,13 +303,14 @@ class ClinicalPipeline:
             "qc": qc_block(rad, fields),
             "model": self.model_info,
             "lung_model": self.lung_info,
+            "model_warnings": list(self.warnings),
             "operating_point": self.op.to_dict(),
             "pneumothorax": {
                 "present": bool(total > 0),
                 "probability": float(pred.score),
                 "probability_source": "classifier head" if pred.cls_prob is not None else "maximum pixel probability",
                 "area_px": total,
-                "area_mm2": None if px_mm2 is None else total * px_mm2,
+                "area_mm2": area_mm2(total, px_mm2),
             },
             "right": sides["right"],
             "left": sides["left"],

@@ -5,7 +5,9 @@ and verified against PyTorch (≤ 1e-4 relative on sample inputs). With ``int8``
 statically (QDQ, per-channel weights) with calibration images drawn from the training fold of a dataset, through
 the model's own preprocessing; the SIIM mean Dice of the fp32 and the INT8 bundle is measured on the validation
 fold and written into the manifest and the cards, and an INT8 bundle that loses more than ``tolerance`` is refused
-with both numbers. The lung-field model stored with the source (``SOURCE/lungs``) travels as ``lungs/``.
+with both numbers. A lung-field model named with ``lungs`` travels as ``lungs/``; without one, the bundle has none
+and ``predict``/``serve`` use the real lung-field model that ships with ptxseg (a run directory's own ``lungs/`` is
+not taken unasked: ``ptxseg demo``'s is trained on phantoms).
 
 The bundle is built in a temporary folder beside ``out`` and renamed into place when complete.
 """
@@ -24,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ptxseg.bundle import FORMAT, MANIFEST, BundleManifest, BundleMember, is_bundle, read_bundle, write_manifest
-from ptxseg.card import LungModelRef, ModelCard, write_card
-from ptxseg.clinical import find_lung_model
+from ptxseg.card import LungModelRef, ModelCard, training_domains, write_card
+from ptxseg.card_markdown import model_card_markdown
 from ptxseg.data.manifest import dataset_licences
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError, reading
@@ -130,100 +132,6 @@ def _folds(card: ModelCard, dataset: Path, fold: int | None):
     return fold, fold_split(dataset, fold, create=False)
 
 
-INTENDED_USE = {
-    "pneumothorax": [
-        "- Research on pneumothorax triage: flag, outline and size a pneumothorax for a person to check.",
-        "- Frontal (PA/AP) adult chest radiographs as decoded by ptxseg; lateral views, other body parts and",
-        "  children are outside the training distribution (ptxseg reports such inputs in each prediction's `qc`).",
-        "- The classifier gate and thresholds were tuned on one validation fold; other populations need re-tuning.",
-    ],
-    "lungs": [
-        "- Phase I of ptxseg's pneumothorax quantification: the full (pre-collapse) lung fields that a pneumothorax is",
-        "  sized against, the patient's sides, and the quality gate that marks films not fit for triage.",
-        "- Frontal (PA/AP) chest radiographs; lateral views and other body parts are outside its training data.",
-        "- Its outline follows the annotation convention of its training masks (the whole lung including the part",
-        "  behind the heart); masks drawn to another convention score lower against it (see docs/lungs.md).",
-    ],
-}
-
-
-def model_card_markdown(manifest: BundleManifest, cards: list[ModelCard]) -> str:
-    """``MODEL_CARD.md``: what the model is, what it was trained and measured on, how to use it, and its limits."""
-    card = cards[0]
-    v = card.metrics.get("validation_at_operating_point", {})
-    ci = v.get("ci95", {})
-
-    def num(key: str) -> str:
-        value = v.get(key)
-        if value is None:
-            return "n/a"
-        interval = ci.get(key)
-        return f"{value:.3f}" + (f" (95 % CI {interval[0]:.3f}–{interval[1]:.3f})" if interval and None not in interval else "")
-
-    data = card.training_data
-    lines = [
-        f"# {card.recipe or card.model.name} — ptxseg model card",
-        "",
-        "ptxseg is a research tool, **not a medical device**. Do not use its output for a diagnosis.",
-        "",
-        "## Model",
-        f"- Target: **{card.target}** segmentation on chest radiographs; {len(cards)} member(s), "
-        f"{card.model.name} / {card.model.encoder or 'own encoder'}{' with a classifier head' if card.model.aux_classifier else ''}.",
-        f"- Precision: {manifest.precision} (ONNX Runtime); TTA: {' + '.join(manifest.tta)}.",
-        f"- Preprocessing: {card.preprocessing.describe()}.",
-        *(
-            [f"- Encoder initialisation: ImageNet weights from the {w['source']}, {w['licence']}, sha256 {w['sha256'][:16]}…."]
-            if (w := card.model.encoder_weights)
-            else []
-        ),
-        f"- Operating point: {manifest.operating_point.to_dict()}.",
-        (
-            f"- Lung-field model: {card.lung_model.name} in `{card.lung_model.path}/`"
-            f" ({card.lung_model.precision}, {card.lung_model.version})."
-        )
-        if card.lung_model
-        else "- Lung-field model: none bundled (sides, ratios and severity stay null).",
-        "",
-        "## Data",
-        f"- Trained on `{data.dataset if data else 'unknown'}` (fold {data.fold if data else '?'} held out for validation; "
-        f"{data.train_images if data else '?'} training / {data.val_images if data else '?'} validation images; "
-        f"fingerprint {data.fingerprint if data else '?'}).",
-        *(
-            [
-                f"- Licences of the training images and masks (attribute them in anything derived): {licence} ({n} images)."
-                for licence, n in (data.licences or {}).items()
-            ]
-            if data
-            else []
-        ),
-        "- Models trained here on phantoms or on few real images say nothing about patients.",
-        "",
-        "## Validation metrics (the training run's validation pass: no TTA; at the operating point; bootstrap 95 % CIs)",
-        f"- SIIM mean Dice: {num('mean_dice')}",
-        f"- Dice on images with the target: {num('dice_positive')}",
-        f"- Case sensitivity: {num('case_sensitivity')}; specificity: {num('case_specificity')}; AUROC: {num('auroc')}",
-        f"- Images: {v.get('images', 'n/a')} ({v.get('positives', 'n/a')} with the target).",
-    ]
-    q = manifest.quantization
-    if q and "dice_int8" in q:
-        lines += [
-            "",
-            "## INT8",
-            f"- Static QDQ quantisation calibrated on {q['calibration_images']} training-fold images of `{q['dataset']}`"
-            f" ({q['method']}).",
-            f"- Validation SIIM mean Dice on {q['eval_images']} images: fp32 {q['dice_fp32']:.4f}, INT8 {q['dice_int8']:.4f} "
-            f"(change {q['dice_int8'] - q['dice_fp32']:+.4f}; tolerance {q['tolerance']}).",
-        ]
-    lines += ["", "## Intended use and limits", *INTENDED_USE[card.target], ""]
-    lines += [
-        "## Files",
-        "Every file of this bundle is listed with its SHA-256 in `bundle.json`; ptxseg refuses a bundle that does not match.",
-        "",
-        f"Software: {', '.join(f'{k} {v2}' for k, v2 in card.software.items() if isinstance(v2, str))}.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
 def _write_members(predictor, folder: Path, atol: float) -> tuple[list[BundleMember], list[ModelCard], float]:
 
     members, cards, worst = [], [], 0.0
@@ -238,16 +146,20 @@ def _write_members(predictor, folder: Path, atol: float) -> tuple[list[BundleMem
 
 
 def _with_licences(folder: Path, members: list[BundleMember], cards: list[ModelCard]) -> list[ModelCard]:
-    """Cards whose training data name their licences: a card trained before cards carried them takes them from its
-    dataset's manifest, when that dataset is still there."""
+    """Cards whose training data name their licences and domains: a card trained before cards carried them takes
+    them from its dataset's manifest, when that dataset is still there (a bundle travels without it)."""
 
     out = []
     for member, card in zip(members, cards, strict=True):
         data = card.training_data
-        if data is not None and data.licences is None and data.dataset:
-            licences = dataset_licences(data.dataset)
-            if licences:
-                card = card.model_copy(update={"training_data": data.model_copy(update={"licences": licences})})
+        if data is not None and data.dataset:
+            found = {
+                "licences": dataset_licences(data.dataset) if data.licences is None else None,
+                "domains": training_domains(card) if data.domains is None else None,
+            }
+            update = {k: v for k, v in found.items() if v}
+            if update:
+                card = card.model_copy(update={"training_data": data.model_copy(update=update)})
                 write_card(folder / member.card, card)
         out.append(card)
     return out
@@ -280,7 +192,7 @@ def export_bundle(
     Args:
         int8: quantise (needs ``calib``, a canonical dataset with ``folds.csv``).
         fold: the validation fold of ``calib`` (default: the one the model was validated on).
-        lungs: the lung-field model to include (default ``SOURCE/lungs`` when present; False: none).
+        lungs: the lung-field model to include (default or False: none; predict and serve then use the shipped one).
         calib_images: calibration images, drawn from the training folds.
         eval_images: validation images the fp32/INT8 Dice is measured on (default: the whole fold).
         tolerance: the largest Dice INT8 may lose; a worse INT8 bundle is refused.
@@ -372,11 +284,9 @@ def _link_lungs(work: Path, manifest: BundleManifest, cards: list[ModelCard]) ->
 
 
 def _lung_source(source: Path, lungs: str | PathLike[str] | bool | None) -> Path | None:
-
-    if lungs is False:
+    """The lung-field model to bundle: only one the user named (see the module docstring)."""
+    if lungs is None or isinstance(lungs, bool):
         return None
-    if lungs is None or lungs is True:
-        return find_lung_model(source, shipped=False)  # the model's own; predict falls back to the shipped one
     return Path(lungs)
 
 

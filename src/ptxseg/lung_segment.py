@@ -26,6 +26,7 @@ from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name, under
 from ptxseg.lungs import split_lungs
+from ptxseg.quantify import area_mm2
 
 FORMAT = "ptxseg-lungs/1"
 SUMMARY_COLUMNS = [
@@ -71,7 +72,7 @@ class LungSegmenter:
         sides = {}
         for side, m in (("right", fields.right), ("left", fields.left)):
             area = int(m.sum())
-            sides[side] = {"area_px": area, "area_mm2": None if px_mm2 is None else area * px_mm2, "found": bool(area)}
+            sides[side] = {"area_px": area, "area_mm2": area_mm2(area, px_mm2), "found": bool(area)}
         doc = {
             "format": FORMAT,
             "input": input_block(rad),

@@ -43,6 +43,7 @@ SUMMARY_COLUMNS = [
     "severity_left",
     "area_px",
     "probability_std",
+    "model_warning",
     "seconds",
 ]
 
@@ -51,7 +52,8 @@ def _complete(
     out: Path, image_id: str, seg: bool, overlay: bool = True, cam: bool = False, models: tuple = ()
 ) -> dict[str, Any] | None:
     """The stored JSON of ``image_id`` if it and every output it lists exist, it has the outputs asked for now,
-    and it was made by the same models (``models``: the pneumothorax and lung model versions, when given)."""
+    and it was made by the same models (``models``: the pneumothorax and lung model versions and their warnings,
+    when given)."""
     path = under(out, f"{image_id}.json")
     if not path.is_file():
         return None
@@ -59,7 +61,8 @@ def _complete(
         doc = read_json_object(path)
     except PtxsegError:  # unreadable, tampered or half-made by another tool: redo the input
         return None
-    if models and (doc.get("model", {}).get("version"), (doc.get("lung_model") or {}).get("version")) != models:
+    made_by = (doc.get("model", {}).get("version"), (doc.get("lung_model") or {}).get("version"), doc.get("model_warnings"))
+    if models and made_by != models:  # other models, or written before outputs carried the models' warnings
         return None
     outputs = doc.get("outputs", {})
     if not isinstance(outputs, dict) or not all(name is None or is_safe_name(name) for name in outputs.values()):
@@ -86,6 +89,7 @@ def _row(path: Path, image_id: str, status: str, reason: str, doc: dict | None, 
             severity_left=doc["left"]["severity"],
             area_px=p["area_px"],
             probability_std=doc["uncertainty"]["probability_std"],
+            model_warning="; ".join(doc.get("model_warnings") or []),
         )
     return row
 
@@ -108,7 +112,7 @@ def predict_batch(
     input's fault: it stops the batch with an :class:`OSError` (completed inputs are kept and a re-run resumes).
     """
     out = prepare_output_dir(out)
-    models = (pipeline.model_info["version"], (pipeline.lung_info or {}).get("version"))
+    models = (pipeline.model_info["version"], (pipeline.lung_info or {}).get("version"), list(pipeline.warnings))
     rows = run_batch(
         inputs,
         lambda rad, image_id: write_outputs(pipeline, rad, image_id, out, seg, overlay, cam)[0],

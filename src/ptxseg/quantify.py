@@ -35,14 +35,22 @@ def severity(ratio_pct: float | None, bounds: tuple[float, float] = SEVERITY_BOU
     return "moderate" if ratio_pct <= bounds[1] else "severe"
 
 
+def area_mm2(area_px: int, pixel_mm2: float | None) -> float | None:
+    """``area_px`` pixels of ``pixel_mm2`` mm² each, in mm² to 0.01 mm² (exact for spacings given to 0.1 mm; finer
+    digits are float noise such as ``2357.0847160000008``, far below what a pixel spacing's precision carries);
+    None without a pixel spacing."""
+    return None if pixel_mm2 is None else round(float(area_px) * float(pixel_mm2), 2)
+
+
 def _side_result(area_px: int, lung_px: int, lesions: int, pixel_mm2: float | None, bounds) -> dict[str, Any]:
+    # severity from the exact ratio (a one-pixel pneumothorax is mild, not "none"); the ratio shown to 0.01 %
     ratio = 100.0 * area_px / lung_px if lung_px > 0 else None
     return {
         "area_px": int(area_px),
-        "area_mm2": None if pixel_mm2 is None else float(area_px * pixel_mm2),
+        "area_mm2": area_mm2(area_px, pixel_mm2),
         "lung_area_px": int(lung_px),
-        "lung_area_mm2": None if pixel_mm2 is None else float(lung_px * pixel_mm2),
-        "ratio_pct": ratio,
+        "lung_area_mm2": area_mm2(lung_px, pixel_mm2),
+        "ratio_pct": None if ratio is None else round(ratio, 2),
         "severity": severity(ratio, bounds),
         "lesions": int(lesions),
     }

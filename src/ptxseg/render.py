@@ -15,7 +15,9 @@ import numpy as np
 
 from ptxseg.io.atomic import atomic_path
 
-YELLOW, CYAN, WHITE, ORANGE = (255, 215, 0), (0, 200, 255), (255, 255, 255), (255, 140, 0)  # RGB
+YELLOW, CYAN, WHITE, ORANGE, RED = (255, 215, 0), (0, 200, 255), (255, 255, 255), (255, 140, 0), (255, 60, 60)  # RGB
+#: the findings panel's first line when a model was trained on synthetic data (the JSON says which and on what)
+SYNTHETIC_LINE = "MODEL TRAINED ON SYNTHETIC DATA - NOT FOR PATIENTS"
 TILE_BLUE, TILE_YELLOW, TILE_RED = (66, 133, 244), (255, 214, 0), (230, 40, 40)
 TILE_ALPHA = 0.4
 
@@ -46,7 +48,8 @@ def _display_gray(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def findings_lines(report: dict[str, Any]) -> list[tuple[str, tuple[int, int, int]]]:
     """The findings panel of a prediction document (``ptxseg predict``'s JSON): text lines and their colours."""
     p = report["pneumothorax"]
-    lines = [(f"Pneumothorax: {'YES' if p['present'] else 'no'}  (p = {p['probability']:.2f})", YELLOW if p["present"] else WHITE)]
+    lines = [(SYNTHETIC_LINE, RED)] if report.get("model_warnings") else []
+    lines += [(f"Pneumothorax: {'YES' if p['present'] else 'no'}  (p = {p['probability']:.2f})", YELLOW if p["present"] else WHITE)]
     for side in ("right", "left"):
         s = report[side]
         if s["ratio_pct"] is None:

@@ -114,6 +114,7 @@ def insert_dataset(
             {
                 "id": image_id,
                 "source": "inserted",
+                "domain": "inserted_lesions",
                 "split": "train",
                 "positive": int(positive),
                 "mask_area": int(mask.sum()),

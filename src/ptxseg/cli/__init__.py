@@ -17,6 +17,7 @@ import errno
 import os
 import re
 import sys
+import warnings
 
 import typer
 
@@ -29,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # plain help (``--out PATH   Output folder.``): it reads at 80 columns, where rich panels squeeze the text
+    rich_markup_mode=None,
 )
 
 # Importing the command modules registers their commands on `app`.
@@ -48,6 +51,7 @@ from ptxseg.cli import synth as _synth  # noqa: E402,F401
 from ptxseg.cli import train as _train  # noqa: E402,F401
 from ptxseg.cli import triage as _triage  # noqa: E402,F401
 from ptxseg.cli import tune as _tune  # noqa: E402,F401
+from ptxseg.cli.help import plain_help  # noqa: E402
 
 
 def _say(message: str) -> None:
@@ -86,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     (a full disk, a read-only folder). An unexpected exception is one line with exit code 3
     (``PTXSEG_DEBUG=1`` shows the traceback).
     """
-    command = typer.main.get_command(app)
+    # a header oddity (pydicom: "Invalid value for VR UI: ...") is a QC warning in the output, not a Python warning
+    # printed once per read with the value in it
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+    command = plain_help(typer.main.get_command(app))
     try:
         code = command.main(args=argv, prog_name="ptxseg", standalone_mode=False)
     except typer.TyperException as exc:  # typer's (vendored click) usage errors: bad option values, unknown commands

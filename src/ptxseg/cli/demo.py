@@ -6,10 +6,11 @@ conversion path, split the training images into folds, train the CPU default
 recipe for a fixed number of seeded epochs (the same numbers however fast or busy the machine;
 only the time differs), tune its operating point on the validation fold,
 evaluate it with TTA on the held-out test split, write the HTML report, train
-the phase-I lung-field model (stored with the pneumothorax model at
-``DIR/model/lungs``) and run ``ptxseg predict`` on test DICOMs (JSON, overlay,
-DICOM SEG); then, when ``../shared/data`` exists, show the lung-field model that
-ships with ptxseg on real radiographs (``ptxseg lungs``).
+the phase-I lung-field model on the phantoms (``DIR/lungs_phantom``: not beside the
+pneumothorax model, so that nothing applies it to real films unasked) and run
+``ptxseg predict`` on test DICOMs with it (JSON, overlay, DICOM SEG); then, when
+``../shared/data`` exists, show the lung-field model that ships with ptxseg on real
+radiographs (``ptxseg lungs``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import typer
 from ptxseg.cli import app
 from ptxseg.cli.data import print_convert_summary
 from ptxseg.cli.synth import print_synth_summary
+from ptxseg.cli.train import epoch_line
 from ptxseg.data.convert import ConvertOptions, convert_dataset
 from ptxseg.data.split import fold_summary, split_dataset
 from ptxseg.progress import console, progress_bar
@@ -63,7 +65,8 @@ def demo(
     )
     print_convert_summary(result)
     console.print(f"[bold]3/11[/bold] ptxseg split {dataset} --folds {folds}")
-    console.print(fold_summary(split_dataset(dataset, folds=folds, seed=seed)).to_string())
+    per_fold = fold_summary(split_dataset(dataset, folds=folds, seed=seed))
+    console.print(per_fold.to_string())
 
     from ptxseg.cli.evaluate import print_metrics
     from ptxseg.cli.tune import print_tables
@@ -82,9 +85,7 @@ def demo(
     cfg = load_config("default", sets)
 
     def on_epoch(r: dict) -> None:
-        console.print(
-            f"  val Dice {r['val_dice']:.4f} · positives {r['val_dice_pos']:.3f}" + (" · best" if r["best"] else ""), highlight=False
-        )
+        console.print(f"  epoch {r['epoch'] + 1}: {epoch_line(r)}", highlight=False)
 
     trained = train(cfg, dataset, run, minutes=budget, quiet=quick, on_epoch=on_epoch)
     console.print(
@@ -106,35 +107,81 @@ def demo(
     evaluation = {**ev.metrics, "per_image_dice": dict(zip(ev.ids, map(float, ev.dice), strict=True)), "note": NOTE}
 
     console.print(f"[bold]7/11[/bold] ptxseg report → {out / 'report'}")
-    page = report_model([run], dataset, test_ids, out / "report", evaluation, note=NOTE)
-    console.print(f"[bold]8/11[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {run / 'lungs'}")
+    with console.status("writing the report (case figures, curves) …"):
+        page = report_model([run], dataset, test_ids, out / "report", evaluation, note=NOTE)
+    lung_run = out / "lungs_phantom"  # not MODEL/lungs: a phantom lung model is for phantoms only
+    console.print(f"[bold]8/11[/bold] ptxseg train lungs_unet_r34_256 --data {dataset} --out {lung_run}")
     lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18", f"training.epochs={lung_epochs}"] + (
         ["training.batch_size=4"] if quick else []
     )
-    lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, run / "lungs", minutes=lung_budget, quiet=True)
+    lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, lung_run, minutes=lung_budget, quiet=quick, on_epoch=on_epoch)
     console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.select_dice:.4f}")
 
     from ptxseg.clinical import ClinicalPipeline
     from ptxseg.predict import predict_batch
 
     dicoms = sorted((source / "dicom-images-test").rglob("*.dcm"))[: 4 if quick else 8]
-    console.print(f"[bold]9/11[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --seg --out {out / 'predictions'}")
-    table = predict_batch(ClinicalPipeline(run), dicoms, out / "predictions", seg=True, progress=progress_bar("predicting"))
+    console.print(
+        f"[bold]9/11[/bold] ptxseg predict {run} <{len(dicoms)} test DICOMs> --lungs {lung_run} --seg --out {out / 'predictions'}"
+    )
+    pipeline = ClinicalPipeline(run, lungs=lung_run)
+    table = predict_batch(pipeline, dicoms, out / "predictions", seg=True, progress=progress_bar("predicting"))
     shown = table[["id", "present", "probability", "max_severity", "ratio_right_pct", "ratio_left_pct"]].head(8)
     console.print(shown.to_string(index=False, float_format=lambda v: f"{v:.2f}"), highlight=False)
     real_lungs = shipped_lungs_on_real(out / "lungs_real", quick)
     real_ptx = shipped_default_on_real()
     m = ev.metrics
+    write_record(
+        out / "demo.json",
+        seconds=time.monotonic() - t0,
+        phantoms=n,
+        size=size,
+        fold_images=[int(v) for v in per_fold["images"]],
+        train=trained,
+        tuned={"operating_point": tuned.best.to_dict(), "dice": tuned.best_dice},
+        test=m,
+        lungs=lungs,
+        predictions=table,
+        real_lungs=real_lungs,
+    )
     console.print(
         f"\n[bold]SIIM mean Dice {m['mean_dice']:.4f}[/bold] (95% CI {m['ci95']['mean_dice'][0]:.3f}–{m['ci95']['mean_dice'][1]:.3f}),"
         f" case sensitivity {m['case_sensitivity']:.3f}, specificity {m['case_specificity']:.3f}"
         f" on {len(test_ids)} held-out test phantoms; {time.monotonic() - t0:.0f} s in all.\n"
-        f"Model: {run} (lung-field model: {run / 'lungs'})   Report: {page}\n"
+        f"Model: {run}   Report: {page}\nPhantom lung-field model: {lung_run} (for phantoms; on real films `ptxseg predict`"
+        " uses the real one that ships with ptxseg)\n"
         f"Clinical outputs (JSON, overlay, DICOM SEG, summary.csv): {out / 'predictions'}\n{NOTE}"
         + (f"\nShipped lung-field model on real radiographs: {real_lungs}" if real_lungs else "")
         + f"\n{real_ptx}",
         highlight=False,
     )
+
+
+def write_record(path: Path, *, train, lungs, predictions, real_lungs: Path | None, **numbers) -> None:
+    """``OUT/demo.json``: every number the demo printed, which ``scripts/demo_numbers.py`` writes into docs/demo.md."""
+    from ptxseg.io.atomic import write_text_atomic
+    from ptxseg.io.jsonfile import dumps
+
+    def run(result) -> dict:
+        keys = ("epochs_run", "stop_reason", "select_by", "select_dice", "best_dice")
+        return {k: getattr(result, k) for k in keys} | {"chosen_epoch": result.best_epoch + 1}
+
+    columns = ["id", "present", "probability", "ratio_right_pct", "ratio_left_pct", "max_severity"]
+    real = None
+    if real_lungs is not None:
+        import pandas as pd
+
+        table = pd.read_csv(real_lungs / "summary.csv")
+        real = {"films": len(table), "eligible": int((table["triage_eligible"] == True).sum()), "qc": list(table["qc"])}  # noqa: E712
+    record = {
+        "format": "ptxseg-demo/1",
+        **numbers,
+        "train": run(train),
+        "lungs": run(lungs),
+        "predictions": predictions[columns].to_dict("records"),
+        "real_lungs": real,
+    }
+    write_text_atomic(path, dumps(record, indent=2))
 
 
 #: real radiographs shown to the shipped lung model when ../shared/data exists beside the working folder

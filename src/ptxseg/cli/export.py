@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ptxseg.cli import app
-from ptxseg.progress import console, progress_bar
+from ptxseg.progress import console, err_console, progress_bar
 
 
 @app.command("export")
@@ -22,7 +22,7 @@ def export_command(
     ] = None,
     fold: Annotated[int | None, typer.Option("--fold", help="Validation fold of --calib (default: the model's).")] = None,
     lungs: Annotated[
-        Path | None, typer.Option("--lungs", help="Lung-field model to include (default: SOURCE/lungs when present).")
+        Path | None, typer.Option("--lungs", help="Lung-field model to bundle (default: none: predict and serve use the shipped one).")
     ] = None,
     no_lungs: Annotated[bool, typer.Option("--no-lungs", help="Do not include a lung-field model.")] = False,
     calib_images: Annotated[int, typer.Option("--calib-images", min=1, help="Calibration images.")] = 64,
@@ -44,6 +44,8 @@ def export_command(
 
     if no_lungs and lungs is not None:
         raise PtxsegError("--lungs", "give --lungs or --no-lungs, not both")
+    from ptxseg.clinical import unused_lung_model
+
     result = export_bundle(
         source,
         out,
@@ -63,6 +65,12 @@ def export_command(
         f"{result.verification:.1e}",
         highlight=False,
     )
+    if lungs is None and not no_lungs and (unused := unused_lung_model(source)) is not None:
+        err_console.print(
+            f"note: {unused} is not bundled unless named (--lungs {unused}); predict and serve will use the shipped"
+            " real lung-field model",
+            highlight=False,
+        )
     q = result.quantization
     if q:
         console.print(

@@ -23,7 +23,14 @@ def predict_command(
     ],
     inputs: Annotated[list[Path], typer.Argument(help="DICOM/PNG/JPEG files, folders (recursive) or list files (.txt).")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("predictions"),
-    lungs: Annotated[Path | None, typer.Option("--lungs", help="Lung-field model (default: MODEL/lungs when present).")] = None,
+    lungs: Annotated[
+        Path | None,
+        typer.Option(
+            "--lungs",
+            help="Lung-field model: `lungs` (shipped, trained on real radiographs; the default), a run directory or bundle."
+            " A bundle exported with --lungs uses its own; a run directory's lungs/ is used only when named here.",
+        ),
+    ] = None,
     no_lungs: Annotated[bool, typer.Option("--no-lungs", help="Skip phase I (sides and ratios stay null).")] = False,
     tta: Annotated[list[str] | None, typer.Option("--tta", help="TTA transforms (default: the model's).")] = None,
     seg: Annotated[bool, typer.Option("--seg", help="Also write a DICOM SEG (DICOM inputs) at the source resolution.")] = False,
@@ -42,7 +49,7 @@ def predict_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Is there a pneumothorax, where, on which side, how big relative to that lung, how sure — per image, plus summary.csv."""
-    from ptxseg.clinical import ClinicalPipeline, gather_inputs
+    from ptxseg.clinical import ClinicalPipeline, gather_inputs, unused_lung_model
     from ptxseg.io.atomic import prepare_output_dir
     from ptxseg.io.jsonfile import dumps
     from ptxseg.predict import predict_batch
@@ -51,17 +58,22 @@ def predict_command(
         raise PtxsegError("--mild-below/--severe-above", f"need 0 < {mild_below} < {severe_above}")
     if no_lungs and lungs is not None:
         raise PtxsegError("--lungs", "give --lungs or --no-lungs, not both")
-    prepare_output_dir(out, "--out")
     paths = gather_inputs(inputs, exclude=out)
     if not paths:
         raise PtxsegError(", ".join(map(str, inputs)), "no DICOM, PNG or JPEG inputs found")
     pipeline = ClinicalPipeline(
         model, False if no_lungs else lungs, tta, bounds=(mild_below, severe_above), mc_dropout=mc_dropout, threads=threads
     )
+    prepare_output_dir(out, "--out")  # after the models load: a typo in MODEL leaves no empty --out behind
     if mc_dropout and not pipeline.ptx.uses_mc_dropout:
         err_console.print("note: --mc-dropout ignored: the model has no dropout to sample", highlight=False)
     if pipeline.lungs is None:
         err_console.print(f"note: {pipeline.lung_reason}; per-side values will be null", highlight=False)
+    elif lungs is None and (unused := unused_lung_model(pipeline.model_path)) is not None:
+        used = pipeline.lung_info["path"]
+        err_console.print(f"note: {unused} is not used unless named (--lungs {unused}); lung fields: {used}", highlight=False)
+    for warning in pipeline.warnings:
+        err_console.print(f"[bold red]warning:[/] {warning}", highlight=False)
     t0 = time.monotonic()
     on_result = (lambda doc: print(dumps(doc), flush=True)) if json_out else None
     table = predict_batch(pipeline, paths, out, seg, overlay, workers, progress_bar("predicting", quiet or json_out), on_result, cam)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.padding import Padding
 from rich.table import Table
 
 from ptxseg.cli import app
@@ -23,16 +24,25 @@ def config_list() -> int:
     """List the shipped configs with the work each reproduces."""
     from ptxseg.config import list_configs, load_config
 
-    table = Table(title="shipped configs (ptxseg config show NAME)")
-    table.add_column("name", no_wrap=True)
-    table.add_column("model", no_wrap=True)
-    table.add_column("size", justify="right", no_wrap=True)
-    table.add_column("reference")
+    rows = []
     for name in list_configs():
         cfg = load_config(name)
         sizes = "→".join(str(s.size) for s in cfg.resolved_stages())
-        table.add_row(name, f"{cfg.model.name}/{cfg.model.encoder or '-'}", sizes, cfg.reference)
-    console.print(table)
+        rows.append((name, f"{cfg.model.name}/{cfg.model.encoder or '-'}", sizes, cfg.reference))
+    if console.width >= 120:
+        table = Table(title="shipped configs (ptxseg config show NAME)")
+        table.add_column("name", no_wrap=True)
+        table.add_column("model", no_wrap=True)
+        table.add_column("size", justify="right", no_wrap=True)
+        table.add_column("reference")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+    else:  # a narrow terminal: one block per config, so that no column is cut off
+        console.print("shipped configs (ptxseg config show NAME)\n")
+        for name, model, sizes, reference in rows:
+            console.print(f"[bold]{name}[/bold]  {model}  {sizes} px", highlight=False)
+            console.print(Padding(reference, (0, 0, 0, 4), expand=False), highlight=False, soft_wrap=False)
     return 0
 
 
@@ -61,6 +71,22 @@ def config_schema() -> int:
 
     print(json.dumps(Config.model_json_schema(), indent=2))
     return 0
+
+
+def epoch_line(r: dict) -> str:
+    """One epoch's validation as the selection sees it: the Dice the best epoch is chosen by comes first (at the
+    epoch's tuned point, or at the configured one), the other after it, then positives and empty films; "best"
+    marks the epoch whose first number is the highest so far."""
+    tuned = r.get("select_by") == "tuned"
+    first, other = ("val_dice_tuned", "val_dice") if tuned else ("val_dice", "val_dice_tuned")
+    names = {"val_dice_tuned": "tuned point", "val_dice": "configured point"}
+    text = f"val Dice {r[first]:.4f}"
+    if other in r:
+        text += f" ({names[first]}; {r[other]:.4f} at the {names[other]})"
+    text += f" · positives {r['val_dice_pos']:.3f}"
+    if r.get("val_empty_correct") == r.get("val_empty_correct") and r.get("val_empty_correct") is not None:  # not NaN
+        text += f" · empty correct {r['val_empty_correct']:.3f}"
+    return text + (" · best" if r["best"] else "")
 
 
 @app.command("train")
@@ -117,18 +143,9 @@ def train_command(
     trackers = ([MlflowTracker()] if mlflow else []) + ([TensorboardTracker()] if tensorboard else [])
 
     def on_epoch(r: dict) -> None:
-        if quiet:
-            err_console.print(
-                f"stage {r['stage']} epoch {r['epoch'] + 1}: loss {r['train_loss']:.4f} val Dice {r['val_dice']:.4f}"
-                f" (positives {r['val_dice_pos']:.3f}) {r['images_per_s']:.1f} img/s" + (" *" if r["best"] else ""),
-                highlight=False,
-            )
-        else:
-            err_console.print(
-                f"  val Dice {r['val_dice']:.4f} · positives {r['val_dice_pos']:.3f} · empty correct {r['val_empty_correct']:.3f}"
-                f" · val BCE {r['val_loss']:.4f} · lr {r['lr']:.2e}" + (" · [bold green]best[/]" if r["best"] else ""),
-                highlight=False,
-            )
+        head = f"stage {r['stage']} epoch {r['epoch'] + 1}: loss {r['train_loss']:.4f} " if quiet else "  "
+        tail = f" · {r['images_per_s']:.1f} img/s" if quiet else f" · val BCE {r['val_loss']:.4f} · lr {r['lr']:.2e}"
+        err_console.print(head + epoch_line(r) + tail, highlight=False)
 
     if int(os.environ.get("RANK", "0")) == 0:
         err_console.print(f"ptxseg train {cfg.name} on {data} (fold {fold}) → {out}", highlight=False)

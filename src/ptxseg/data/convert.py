@@ -269,6 +269,19 @@ def _source_manifest(src: Path, stratify: str | None) -> dict[str, dict]:
     return rows
 
 
+def _source_domains(src: Path) -> dict[str, str]:
+    """id → ``domain`` from ``SRC/manifest.csv`` when it has both columns (``ptxseg synth`` writes one beside its
+    kaggle and png layouts); ``{}`` otherwise, so that a source's own differently shaped manifest is left alone."""
+    path = src / "manifest.csv"
+    if not path.is_file():
+        return {}
+    with reading(path, "manifest"):
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if not {"id", "domain"} <= set(table.columns):
+        return {}
+    return dict(zip(table["id"], table["domain"], strict=True))
+
+
 def folder_items(src: Path, stratify: str | None = None) -> list[Item]:
     """Items of the ``folders`` layout: ``images/<id>.*`` paired with ``masks/<id>.png`` by file stem."""
     masks = {p.stem: p for p in sorted((src / "masks").iterdir()) if p.suffix.lower() == ".png"}
@@ -470,11 +483,16 @@ def convert_dataset(
         items = kaggle_items(src, Path(rle_csv) if rle_csv else None, rle_format, rle_shape)
     elif layout == "png":
         items = png_items(src)
-    elif layout == "folders":
+    if layout in ("kaggle", "png"):
+        domains = _source_domains(src)
+        for item in items:
+            if item.id in domains:
+                item.extra["domain"] = domains[item.id]
+    if layout == "folders":
         items = folder_items(src, opts.stratify)
         for item in items:
             item.ignore_value = opts.ignore_value
-    else:
+    elif layout not in ("kaggle", "png"):
         raise PtxsegError("--layout", f"must be auto, kaggle, png or folders, got {layout!r}")
     if not items:
         raise PtxsegError(src, f"no items found in the {layout} layout")

@@ -30,6 +30,8 @@ DICOM metadata         SOPInstanceUID … PatientAge, and ``PixelSpacingRow``/
 ``lung_area``, ``ignore_area``   foreground pixels of ``lungs/<id>.png`` and ``ignore/<id>.png`` when converted
                        from lung-field annotations / masks with unknown regions (folders layout)
 ``stratum``            a group whose share every fold keeps (e.g. adult / child), when the source names one
+``domain``             ``phantom``, ``inserted_lesions`` or ``real`` when the source states it (``ptxseg synth`` and
+                       ``sim2real`` do; a source's ``manifest.csv`` may, in any layout): model cards record it
 other columns          copied from a folders-layout source's ``manifest.csv``
 """
 
@@ -174,15 +176,38 @@ def check_ids(ids, where: str | PathLike[str]) -> None:
             check_name(image_id, where)  # raises, naming the file and showing the id
 
 
-def dataset_licences(dataset: str | PathLike[str]) -> dict[str, int] | None:
-    """The ``licence`` column of a dataset's manifest (copied there from a folders-layout source) as licence →
-    number of images, for model cards; None when the dataset is gone or states no licences."""
+#: what a training image is: a drawn phantom, a real radiograph with an inserted (synthetic) lesion, or a real one
+DOMAINS = ("phantom", "inserted_lesions", "real")
+
+
+def _image_column(dataset: str | PathLike[str], column: str):
+    """``column`` of the manifest's rows that have an image, as stripped strings; None when the dataset is gone or
+    has no such column."""
     path = Path(dataset) / "manifest.csv"
     if not path.is_file():
         return None
     manifest = read_manifest(dataset)
-    if "licence" not in manifest.columns:
+    if column not in manifest.columns:
         return None
-    values = manifest.loc[manifest["has_image"] == 1, "licence"].dropna().astype(str)
+    return manifest.loc[manifest["has_image"] == 1, column].fillna("").astype(str).str.strip()
+
+
+def dataset_domains(dataset: str | PathLike[str]) -> dict[str, int] | None:
+    """The ``domain`` column of a dataset's manifest (one of :data:`DOMAINS`; written by ``ptxseg synth`` and
+    ``ptxseg sim2real``, copied by ``convert`` from a source's ``manifest.csv``) as domain → number of images, an
+    image without a stated domain counted as ``unstated``; None when the dataset is gone or has no such column."""
+    values = _image_column(dataset, "domain")
+    if values is None:
+        return None
+    counts = values.where(values.isin(DOMAINS), "unstated").value_counts()
+    return {str(k): int(v) for k, v in counts.items()} or None
+
+
+def dataset_licences(dataset: str | PathLike[str]) -> dict[str, int] | None:
+    """The ``licence`` column of a dataset's manifest (copied there from a folders-layout source) as licence →
+    number of images, for model cards; None when the dataset is gone or states no licences."""
+    values = _image_column(dataset, "licence")
+    if values is None:
+        return None
     counts = values[values != ""].value_counts()
     return {str(k): int(v) for k, v in counts.items()} or None

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ptxseg.errors import PtxsegError
+from ptxseg.io.dicom import is_dicom_file
 from ptxseg.io.images import read_radiograph
 
 #: Tag → what it means. Refusals first.
@@ -38,6 +39,8 @@ QC_TAGS: dict[str, str] = {
     "small_image": "smaller than 256 px on a side",
     "header_values_dropped": "header values that break their DICOM type (qc.header_values_dropped) are left out of "
     "the derived DICOM objects; the analysis does not read them",
+    "uid_invalid": "the SOP, Study or Series Instance UID is not a valid DICOM UID (e.g. SIIM stage 2's ID_…): outputs are "
+    "named by it safely, but a DICOM SEG/SC/SR referencing it will not validate",
     # annotation consistency
     "mask_without_image": "annotation for an image that does not exist",
     "image_without_mask": "training image without annotation",
@@ -93,6 +96,9 @@ def split_tags(qc: str) -> list[str]:
     return [] if qc in ("", "ok") else qc.split(";")
 
 
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
 def inspect_file(path: Path, apply_voi: bool = True) -> dict:
     """Read one file; return its metadata, decoded size, intensity range and QC verdict (``ptxseg info``).
 
@@ -104,6 +110,14 @@ def inspect_file(path: Path, apply_voi: bool = True) -> dict:
     except PtxsegError as exc:
         return {"file": str(path), "verdict": "refused", "code": exc.code, "reason": exc.reason}
     warnings = image_warnings(meta.warnings, image.shape)
+    metadata = meta.to_dict()
+    # a PNG or JPEG has no DICOM header: say what it is, not its file name as a UID
+    if Path(path).suffix.lower() in RASTER_SUFFIXES and not is_dicom_file(path):
+        metadata = {
+            "format": Path(path).suffix.lstrip(".").upper() or "image",
+            "Rows": metadata["Rows"],
+            "Columns": metadata["Columns"],
+        }
     return {
         "file": str(path),
         "verdict": "warning" if warnings else "ok",
@@ -116,5 +130,5 @@ def inspect_file(path: Path, apply_voi: bool = True) -> dict:
             "p01": round(float(np.percentile(image, 1)), 4),
             "p99": round(float(np.percentile(image, 99)), 4),
         },
-        "metadata": meta.to_dict(),
+        "metadata": metadata,
     }

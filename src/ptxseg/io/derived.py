@@ -141,6 +141,24 @@ def header_problems(source: pydicom.Dataset) -> dict[str, str]:
     return out
 
 
+#: the source's own identifiers, which derived objects reference (never copy or replace)
+SOURCE_UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+
+
+def invalid_uids(source: pydicom.Dataset) -> list[str]:
+    """Keywords of :data:`SOURCE_UIDS` present in ``source`` with a value that is not a DICOM UID (e.g. SIIM stage 2's
+    ``ID_0011fe81e``): outputs are still named safely by it, but references to it break the UI VR."""
+    out = []
+    for keyword in SOURCE_UIDS:
+        value = str(source.get(keyword) or "")
+        try:
+            if value:
+                validate_value("UI", value, pydicom.config.RAISE)
+        except Exception:  # noqa: BLE001 - any refusal of the value means "not a UID"
+            out.append(keyword)
+    return out
+
+
 def clean_source(source: pydicom.Dataset) -> pydicom.Dataset:
     """A copy of ``source`` that highdicom can derive standard objects from: every copied attribute whose value
     breaks its VR or an enumerated value removed (:func:`header_problems`; a Type 2 one emptied), Type 2

@@ -22,6 +22,8 @@ from ptxseg.io.derived import clean_source, copying_identifiers, derived_uids
 #: long side of the capture, pixels (the SEG keeps the full resolution)
 MAX_SIDE = 1536
 WARNING = "NOT FOR DIAGNOSTIC USE - ptxseg research software, not a medical device"
+#: Series Description (LO, at most 64 characters) of a capture made with a model trained on synthetic data
+SYNTHETIC_SERIES = "ptxseg overlay - SYNTHETIC-TRAINED MODEL, not for patients"
 
 
 def burn_in(overlay: np.ndarray, lines: list[str] = (), max_side: int = MAX_SIDE) -> np.ndarray:
@@ -39,6 +41,7 @@ def burn_in(overlay: np.ndarray, lines: list[str] = (), max_side: int = MAX_SIDE
     line_h = round(30 * size) + 8
 
     def band(rows: list[str], fill: tuple[int, int, int]) -> np.ndarray:
+        rows = [part for text in rows for part in _wrap(text, w - 16, font, size, thick)]
         out = np.empty((line_h * len(rows) + 8, w, 3), np.uint8)
         out[:] = fill
         for k, text in enumerate(rows):
@@ -49,14 +52,28 @@ def burn_in(overlay: np.ndarray, lines: list[str] = (), max_side: int = MAX_SIDE
     return np.ascontiguousarray(np.concatenate(parts, axis=0))
 
 
+def _wrap(text: str, width: int, font: int, size: float, thick: int) -> list[str]:
+    """``text`` broken at spaces into lines at most ``width`` pixels wide (a longer word stands alone)."""
+    lines: list[str] = []
+    for word in text.split():
+        joined = f"{lines[-1]} {word}" if lines else word
+        if lines and cv2.getTextSize(joined, font, size, thick)[0][0] <= width:
+            lines[-1] = joined
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
 def write_overlay_sc(
     path: str | PathLike[str],
     source: pydicom.Dataset,
     picture: np.ndarray,
     software_version: str,
     series_number: int = 9902,
+    warnings: list[str] = (),
 ) -> Path:
     """Write ``picture`` (H×W×3 uint8 RGB, e.g. from :func:`burn_in`) as a Secondary Capture in the source's study.
+    ``warnings`` (the models' warnings, e.g. trained on synthetic data) follow :data:`WARNING` in Image Comments.
 
     Its UIDs derive from the source's and ``software_version`` (:func:`ptxseg.io.derived.derived_uid`): the same
     model on the same source writes the same instance.
@@ -94,8 +111,8 @@ def write_overlay_sc(
     item.ReferencedSOPInstanceUID = sop_uid
     sc.SourceImageSequence = [item]
     sc.BurnedInAnnotation = "YES"
-    sc.ImageComments = WARNING
-    sc.SeriesDescription = "ptxseg overlay - not for diagnostic use"
+    sc.ImageComments = " | ".join([WARNING, *warnings])[:10240]  # LT: at most 10,240 characters
+    sc.SeriesDescription = SYNTHETIC_SERIES if warnings else "ptxseg overlay - not for diagnostic use"
     sc.DerivationDescription = f"pneumothorax and lung-field overlay by ptxseg {software_version}"[:1024]
     sc.SoftwareVersions = software_version[:64]
     path = Path(path)

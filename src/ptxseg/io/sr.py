@@ -10,7 +10,8 @@ One Comprehensive 3D SR per analysed radiograph, in a series of the source's stu
   (SCT Pneumothorax present / absent).
 
 The observer is the device: ptxseg, with the model's name and version; its model name says "research use only,
-not a medical device". The report is marked complete and not final (an algorithm's result no reader verified).
+not a medical device" — or, for a model trained on synthetic data, "SYNTHETIC-TRAINED, not for patients", which
+the Series Description repeats. The report is marked complete and not final (an algorithm's result no reader verified).
 """
 
 from __future__ import annotations
@@ -86,13 +87,15 @@ def write_report_sr(
     if not 0.0 <= float(p["probability"]) <= 1.0:  # NaN fails too: an error, never a finding
         raise PtxsegError(path, f"probability {p['probability']!r} is not in [0, 1]")
     source = clean_source(source)
+    synthetic = bool(report.get("model_warnings"))
+    use = "SYNTHETIC-TRAINED, not for patients" if synthetic else "research use only, not a medical device"
     device = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=derived_uid("ptxseg-device", software_version),
             name="ptxseg",
             manufacturer_name="ptxseg",
-            model_name=f"{model_name} (research use only, not a medical device)"[:64],
+            model_name=f"{model_name} ({use})"[:64],
         ),
     )
     context = hd.sr.ObservationContext(observer_device_context=device)
@@ -168,6 +171,8 @@ def write_report_sr(
             is_complete=True,
             is_final=False,  # an algorithm's preliminary result, not verified by a reader
         )
+    # a model trained on synthetic data says so where a PACS list shows it (General Series, LO: 64 characters)
+    sr.SeriesDescription = "ptxseg findings - SYNTHETIC-TRAINED MODEL, not for patients" if synthetic else "ptxseg findings"
     path = Path(path)
     with atomic_path(path) as tmp:
         sr.save_as(tmp)

@@ -188,6 +188,8 @@ class SegmentationModel(nn.Module):
 
 def _load_local_weights(model: nn.Module, path: Path) -> None:
     """Load encoder (or whole-model) weights from a safetensors file, adapting RGB first convs to the input."""
+    if not path.exists():
+        raise PtxsegError(path, "no such file or directory")
     if path.suffix != ".safetensors":
         raise PtxsegError(path, "weights must be a .safetensors file (pickled checkpoints are not loaded)")
     if not path.is_file():

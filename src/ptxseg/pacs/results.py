@@ -54,7 +54,8 @@ def derive(pipeline: ClinicalPipeline, rad: Radiograph, folder: Path) -> Results
     doc, _ = write_outputs(pipeline, rad, "result", folder, seg=True, overlay=True)
     version, name = pipeline.model_info["version"], pipeline.model_info["name"]
     overlay = cv2.cvtColor(cv2.imread(str(folder / doc["outputs"]["overlay"]), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    sc = write_overlay_sc(folder / "result_sc.dcm", rad.dataset, burn_in(overlay), version)
+    warnings = doc.get("model_warnings") or []
+    sc = write_overlay_sc(folder / "result_sc.dcm", rad.dataset, burn_in(overlay, warnings), version, warnings=warnings)
     seg_path = folder / doc["outputs"]["seg"]
     sr = write_report_sr(folder / "result_sr.dcm", rad.dataset, pydicom.dcmread(seg_path), doc, version, name)
     return Results(doc, seg_path, sc, sr)

@@ -216,6 +216,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             "ptxseg": package_version("ptxseg"),
             "model": pipeline.model_info,
             "lung_model": pipeline.lung_info,
+            "model_warnings": list(pipeline.warnings),
             "operating_point": pipeline.op.to_dict(),
             "model_card": json.loads(pipeline.ptx.card.model_dump_json()),
         }

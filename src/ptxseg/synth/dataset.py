@@ -35,7 +35,7 @@ from pydicom.uid import generate_uid
 from ptxseg.data.geometry import Geometry, resize_mask
 from ptxseg.data.manifest import StoredGeometry, write_dataset_info, write_manifest
 from ptxseg.errors import PtxsegError
-from ptxseg.io.atomic import prepare_output_dir
+from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import to_uint16, write_png
 from ptxseg.io.rle import read_rle_csv, rle_encode, write_rle_rows
@@ -129,6 +129,7 @@ def synth_one(
     row = {
         "id": sop,
         "source": "synth",
+        "domain": "phantom",
         "split": "test" if is_test_patient(seed, patient, test_fraction) else "train",
         "positive": int(ph.positive),
         "mask_area": int(ph.ptx.sum()),
@@ -249,4 +250,7 @@ def synth_dataset(
         write_rle_rows(out / "train-rle.csv", [(r["id"], rle) for r in rows for rle in r.pop("_rle")])
     # the ground truth (side, ratios, lung areas) of the png and kaggle layouts, by phantom index
     write_manifest(out / "phantoms.csv", rows)
+    # what convert reads: these are phantoms (model cards trained on them say so)
+    ids = [str(r["index"]) if layout == "png" else r["id"] for r in rows]
+    write_text_atomic(out / "manifest.csv", "id,domain\n" + "".join(f"{i},phantom\n" for i in ids))
     return rows

@@ -35,7 +35,7 @@ from ptxseg.card import Architecture, ModelCard, TrainingData
 from ptxseg.checkpoint import load_model, load_state, save_state, save_weights, unwrap
 from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
-from ptxseg.data.manifest import dataset_licences, read_dataset_info
+from ptxseg.data.manifest import dataset_domains, dataset_licences, read_dataset_info
 from ptxseg.data.preprocess import Preprocessing
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
@@ -195,6 +195,7 @@ class Trainer:
                 train_images=len(split.train_ids),
                 val_images=len(split.val_ids),
                 licences=self.licences,
+                domains=self.domains,
             ),
             metrics=metrics,
             software=self.software,
@@ -230,6 +231,7 @@ class Trainer:
         cfg = self.cfg
         self.stored = read_dataset_info(self.dataset)
         self.licences = dataset_licences(self.dataset)  # read once: every epoch's card names them
+        self.domains = dataset_domains(self.dataset)
         env = environment()
         self.encoder_weights: dict[str, str] | None = None  # the first stage's pretrained origin (model card)
         self.software = {
@@ -454,6 +456,7 @@ class Trainer:
             seconds = time.monotonic() - t_epoch
             metrics = self._validate(parts.ddp_model, parts.val_loader, op).record()
             metrics["val_select"] = chosen = metrics["val_dice_tuned" if self.select_tuned else "val_dice"]
+            metrics["select_by"] = "tuned" if self.select_tuned else "fixed"
             cycle_end = schedule.step_epoch(epoch, chosen)
             if self.minutes is not None and not budget_hit:
                 # fit a cosine decay to the epochs the budget still allows, measured on the epoch just done

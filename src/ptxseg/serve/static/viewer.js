@@ -87,6 +87,10 @@ function renderFindings(doc) {
     ? `Pneumothorax — ${sev && sev !== "none" ? sev : "size unknown"}`
     : "No pneumothorax outlined";
   headline.dataset.present = String(p.present);
+  // a model trained on synthetic data: said before any finding, in the words of the result document
+  const warnings = doc.model_warnings || [];
+  $("f-model-warning").hidden = warnings.length === 0;
+  $("f-model-warning").textContent = warnings.map((w) => `Warning: ${w}.`).join(" ");
   field("probability", fmtProb(p.probability), p.probability);
   field("probability_std", fmtProb(doc.uncertainty.probability_std), doc.uncertainty.probability_std);
   field("area", p.area_mm2 !== null ? `${(p.area_mm2 / 100).toFixed(1)} cm²` : `${p.area_px} px`, p.area_px);
@@ -254,7 +258,9 @@ async function loadVersion() {
   try {
     const response = await api("/version");
     const v = await response.json();
-    $("model").textContent = `ptxseg ${v.ptxseg} · ${v.model.name} · ${v.model.backend}`;
+    const synthetic = (v.model_warnings || []).length ? " · TRAINED ON SYNTHETIC DATA: not for patients" : "";
+    $("model").textContent = `ptxseg ${v.ptxseg} · ${v.model.name} · ${v.model.backend}${synthetic}`;
+    $("model").classList.toggle("warn", synthetic !== "");
   } catch (err) {
     $("model").textContent = err.message;
   }
