@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 # the line coverage the suite must keep (README: "Test coverage")
 COVERAGE_MIN ?= 85
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: setup
 
 test: setup system-deps
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --cov --cov-report=term --cov-fail-under=$(COVERAGE_MIN) $(PYTEST_ARGS)
+
+# the developer's loop: everything but the tests marked slow (make test, and CI, still run them all)
+test-fast: setup
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -61,15 +61,46 @@ def model_card(size: int = 64, name: str = "unet", encoder: str | None = "resnet
 TINY = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
 
 
-def tiny_models(root: Path, n: int, seed: int, extra: tuple[str, ...] = ()) -> tuple[Path, Path]:
-    """``n`` phantoms at 64² in ``root/ds``, a one-epoch pneumothorax model in ``root/run`` (``extra`` overrides)
-    and a one-epoch lung-field model at ``root/run/lungs``; returns ``(dataset, run)``."""
+#: where :func:`tiny_models` keeps its models for the whole test session (set by :func:`_tiny_model_cache`)
+_TINY_CACHE: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_model_cache(tmp_path_factory) -> Path:
+    """One folder per ``pytest`` run shared by all xdist workers (their base folders are siblings), so a tiny model
+    is trained once per session whichever worker asks first."""
+    global _TINY_CACHE
+    base = tmp_path_factory.getbasetemp()
+    _TINY_CACHE = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "tiny-models"
+    _TINY_CACHE.mkdir(exist_ok=True)
+    return _TINY_CACHE
+
+
+def tiny_models(n: int, seed: int, extra: tuple[str, ...] = (), lungs: bool = False) -> tuple[Path, Path]:
+    """``n`` phantoms at 64² and a one-epoch pneumothorax model on them (``extra`` overrides), trained once per test
+    session and shared (under a file lock, safe with xdist); with ``lungs`` also a one-epoch lung-field model at
+    ``run/lungs``. Returns ``(dataset, run)``; callers that change a model copy it first."""
+    import hashlib
+
+    from filelock import FileLock
+
     from ptxseg.config import load_config
     from ptxseg.synth.dataset import synth_dataset
     from ptxseg.train.engine import train
 
-    data, run = root / "ds", root / "run"
-    synth_dataset(data, n, size=64, seed=seed, positive_fraction=0.5)
-    train(load_config("default", [*TINY, *extra]), data, run, quiet=True)
-    train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
+    assert _TINY_CACHE is not None, "tiny_models needs the session fixture _tiny_model_cache"
+    key = f"n{n}-s{seed}" + (f"-{hashlib.sha256(repr(extra).encode()).hexdigest()[:8]}" if extra else "")
+    folder = _TINY_CACHE / key
+    data, run = folder / "ds", folder / "run"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "trained").is_file():
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that died half-way
+            synth_dataset(data, n, size=64, seed=seed, positive_fraction=0.5)
+            train(load_config("default", [*TINY, *extra]), data, run, quiet=True)
+            (folder / "trained").touch()
+        if lungs and not (folder / "trained-lungs").is_file():
+            train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
+            (folder / "trained-lungs").touch()
     return data, run

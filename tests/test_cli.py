@@ -38,6 +38,7 @@ def test_commands_registered():
     assert {"info", "convert", "split", "synth", "models", "demo"} <= set(COMMANDS)
 
 
+@pytest.mark.slow
 def test_models_lists_architectures_with_sizes():
     proc = _run("models", "--size", "64", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -103,6 +104,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2 and "no manifest.csv" in proc.stderr
 
 
+@pytest.mark.slow
 def test_synth_convert_split_cli(tmp_path):
     src = tmp_path / "src"
     proc = _run("synth", str(src), "-n", "10", "--size", "96", "--layout", "kaggle", "--positive-fraction", "0.5", "--seed", "2")
@@ -129,6 +131,7 @@ def test_synth_convert_split_cli(tmp_path):
     assert proc.returncode == 2 and "--positive-fraction" in proc.stderr
 
 
+@pytest.mark.slow
 def test_demo_quick(tmp_path):
     proc = _run("demo", "--quick", "--out", str(tmp_path / "demo"))
     assert proc.returncode == 0, proc.stderr

@@ -44,6 +44,7 @@ def test_arguments_and_options_are_named_as_typed(monkeypatch, capsys):
     assert "--lungs PATH" in text and "shipped, trained on real radiographs; the default" in " ".join(text.split())
 
 
+@pytest.mark.slow
 def test_config_list_keeps_every_column_at_80_columns():
     from ptxseg.config import list_configs, load_config
 

@@ -20,13 +20,15 @@ from ptxseg.io.images import read_image
 
 from .conftest import tiny_models
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A one-epoch model with a classifier head and a lung-field model at MODEL/lungs, on 24 phantoms; fp32 bundle
     with that lung model (named: a run directory's own is not bundled unasked)."""
     root = tmp_path_factory.mktemp("export")
-    data, run = tiny_models(root, 24, seed=21, extra=("model.aux_classifier=true",))
+    data, run = tiny_models(24, seed=21, extra=("model.aux_classifier=true",), lungs=True)
     result = export_bundle(run, root / "bundle", lungs=run / "lungs")
     return data, run, result
 

@@ -22,6 +22,8 @@ from ptxseg.io.dicom import write_dicom
 
 from .conftest import tiny_models
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 
 def test_a_wrapped_enospc_comes_back_as_the_machines_error_naming_the_file(tmp_path):
     target = tmp_path / "seg.dcm"
@@ -57,7 +59,7 @@ def tiny_disk(tmp_path):
 
 
 def test_predict_onto_a_full_disk_says_one_line_and_leaves_no_partial_file(tmp_path, tiny_disk):
-    _, run = tiny_models(tmp_path / "m", 12, seed=45)
+    _, run = tiny_models(12, seed=41)
     film = write_dicom(
         tmp_path / "film.dcm", (np.random.default_rng(2).random((1024, 1024)) * 4000).astype(np.uint16), pixel_spacing=(0.35, 0.35)
     )

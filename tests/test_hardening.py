@@ -161,6 +161,7 @@ def test_predict_names_outputs_safely_from_hostile_uids(tmp_path):
     assert set(pd.read_csv(out / "summary.csv")["status"]) == {"skipped"}
 
 
+@pytest.mark.slow
 def test_manifest_ids_never_reach_a_path(tmp_path):
     data = tmp_path / "ds"
     synth_dataset(data, 8, size=64, seed=2, positive_fraction=0.5)
@@ -426,6 +427,7 @@ def test_malformed_dicom_headers_are_one_error_each(tmp_path):
     assert by_file["good"] == "ok" and by_file["window_zero"] == "ok" and by_file["deflate"] == "error"
 
 
+@pytest.mark.slow
 def test_broken_model_and_lung_model_are_one_line(tmp_path):
     model_dir = tmp_path / "run"
     model_dir.mkdir()
@@ -444,6 +446,7 @@ def test_broken_model_and_lung_model_are_one_line(tmp_path):
     assert proc.returncode == 2 and "lungs/best.safetensors" in _one_line(proc)
 
 
+@pytest.mark.slow
 def test_truncated_resume_state_is_one_line(tmp_path):
     data = tmp_path / "ds"
     synth_dataset(data, 12, size=64, seed=4, positive_fraction=0.5)
@@ -471,6 +474,7 @@ def test_list_files_that_list_themselves_are_read_once(tmp_path):
     assert gather_inputs([b, a]) == [image]
 
 
+@pytest.mark.slow
 def test_out_that_is_a_file_or_read_only(tmp_path):
     model = _bundle(tmp_path / "model")
     image = tmp_path / "x.png"
@@ -488,6 +492,7 @@ def test_out_that_is_a_file_or_read_only(tmp_path):
 # ============================================================== 4. no half-written file; a full disk is not a corrupt input
 
 
+@pytest.mark.slow
 def test_full_disk_is_reported_and_never_blamed_on_an_input(tmp_path):
     src = tmp_path / "src"
     rng = np.random.default_rng(0)
@@ -577,6 +582,7 @@ def test_yaml_alias_bomb_refused(tmp_path):
         load_config(big)
 
 
+@pytest.mark.slow
 def test_absurd_sizes_refused(tmp_path):
     with pytest.raises(PtxsegError, match="data.size: Input should be less than or equal to 4096"):
         load_config("default", ["data.size=65536"])
@@ -669,6 +675,7 @@ def test_predict_out_inside_an_input_folder_does_not_reingest(tmp_path):
     assert gather_inputs([folder], exclude=out) == [folder / "x.png"]
 
 
+@pytest.mark.slow
 def test_set_errors_name_the_option():
     with pytest.raises(PtxsegError, match=r"--set training.batch_size=many: training.batch_size: Input should be a valid integer"):
         load_config("default", ["training.batch_size=many"])
@@ -699,6 +706,7 @@ def test_augmentation_that_cannot_run_fails_at_validation(tmp_path):
         train(cfg, data, tmp_path / "run", quiet=True)
 
 
+@pytest.mark.slow
 def test_negative_counts_refused():
     for option in ("--min-case-px=-1", "--bootstrap=-5"):
         proc = _cli("evaluate", "--pred", "a", "--truth", "b", option)

@@ -61,6 +61,7 @@ def _derive(ds: pydicom.Dataset, folder):
     return seg_path, sr_path, sc_path
 
 
+@pytest.mark.slow
 def test_every_copied_attribute_the_audit_broke_is_dropped_named_and_the_objects_are_valid(tmp_path):
     ds = _source(tmp_path)
     for keyword, value in KNOWN_BAD.items():
@@ -91,6 +92,7 @@ VALUES = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(keyword=st.sampled_from(COPIED_TEXT), value=VALUES)
 def test_any_value_in_any_copied_attribute_still_gives_valid_derived_objects(tmp_path_factory, keyword, value):

@@ -55,6 +55,7 @@ def _bundle(tmp_path, name="m", crop=None, seed=0):
     return save_weights(tmp_path / f"{name}.safetensors", model, card)
 
 
+@pytest.mark.slow
 def test_predictor_frame_crop_and_ensemble(tmp_path):
     rng = np.random.default_rng(0)
     images = [rng.random((100, 90)).astype(np.float32), rng.random((64, 64)).astype(np.float32)]

@@ -91,6 +91,7 @@ def test_lungs_refuses_a_pneumothorax_model_and_no_model(tmp_path, lung_run, mon
     assert "none ships with this installation" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_predict_uses_a_named_or_bundled_lung_model_else_the_shipped_one(tmp_path, lung_run, monkeypatch, capsys):
     from ptxseg import clinical
     from ptxseg.checkpoint import save_weights

@@ -21,11 +21,14 @@ from ptxseg.io.images import read_image, read_mask
 from .conftest import shared_path, tiny_models
 from .dicomcheck import dciodvfy_errors, needs_dciodvfy
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A one-epoch pneumothorax model with a one-epoch lung-field model stored at MODEL/lungs, on 16 phantoms."""
-    return tiny_models(tmp_path_factory.mktemp("predict"), 16, seed=11)
+    """A one-epoch pneumothorax model with a one-epoch lung-field model stored at MODEL/lungs (used where a test
+    names it: predict's default is the shipped real lung model), on 16 phantoms."""
+    return tiny_models(16, seed=11, lungs=True)
 
 
 def _inputs(tmp_path, data):
@@ -92,7 +95,7 @@ def test_each_answer_has_its_mask_overlay_and_model(batch):
 
 def test_sides_add_up_and_millimetres_follow_the_pixel_spacing(batch):
     docs = batch["docs"]
-    assert all(doc["lungs"]["found"] for doc in docs.values())  # the tiny lung model finds fields on all four
+    assert all(doc["lungs"]["found"] for doc in docs.values())  # the shipped lung model finds fields on all four
     for doc in docs.values():
         for side in ("right", "left"):
             assert set(doc[side]) == {"area_px", "area_mm2", "lung_area_px", "lung_area_mm2", "ratio_pct", "severity", "lesions"}

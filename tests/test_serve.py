@@ -27,12 +27,14 @@ from ptxseg.serve.store import ResultStore, is_result_id
 
 from .conftest import shared_path, tiny_models
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 REAL_CR = "dicom/chest_pa_cr_mono1.dcm"
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return tiny_models(tmp_path_factory.mktemp("serve"), 16, seed=31)
+    return tiny_models(16, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -164,10 +166,13 @@ def test_a_slow_answer_times_out_with_504_and_leaves_no_result(pipeline, models,
     r = client.post("/v1/predict", files={"file": ("x.png", _png(models), "image/png")})
     assert r.status_code == 504 and "no answer within" in r.json()["detail"]
     deadline = time.monotonic() + 30
-    while service.depth and time.monotonic() < deadline:  # its thread finishes in the background
+
+    def settled() -> bool:  # its thread finishes in the background, then its staged files go
+        return service.depth == 0 and service.store.count() == 0 and not list(service.store.staging.iterdir())
+
+    while not settled() and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.2)
-    assert service.depth == 0 and service.store.count() == 0 and not list(service.store.staging.iterdir())
+    assert settled()
 
 
 def test_the_token_guards_every_endpoint_but_health_and_the_page(pipeline, models, tmp_path):
@@ -198,7 +203,9 @@ def test_evicted_and_unknown_results_answer_404(pipeline, models, tmp_path):
     aged.stage(rid)
     aged.commit(rid)
     assert aged.folder(rid) is not None
-    time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while aged.folder(rid) is not None and time.monotonic() < deadline:  # until it is older than 0.05 s
+        time.sleep(0.01)
     assert aged.folder(rid) is None and aged.evict() == 1  # too old: gone, then removed
 
 

@@ -29,10 +29,13 @@ REAL_CR = "dicom/chest_pa_cr_mono1.dcm"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SEVERITY_RANK = {"severe": 3, "moderate": 2, "mild": 1, "none": 0}
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver (make test installs them as root with apt-get)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER),
+        reason="needs Debian's chromium and chromium-driver (make test installs them as root with apt-get)",
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +44,7 @@ def model(tmp_path_factory):
     and outline then have pixels to act on). Its own lung model is removed so the lung fields come from the real
     lung model that ships with ptxseg."""
     root = tmp_path_factory.mktemp("browser")
-    data, run = tiny_models(root, 12, seed=51)
+    data, run = tiny_models(12, seed=41)
     model = root / "model"
     shutil.copytree(run, model, ignore=shutil.ignore_patterns("lungs"))
     card = json.loads((model / "best.json").read_text())

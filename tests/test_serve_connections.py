@@ -14,12 +14,14 @@ import pytest
 from .conftest import tiny_models
 from .serving import Server
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 HEAD_S, BODY_S = 3.0, 6.0
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    models = tiny_models(tmp_path_factory.mktemp("conn"), 12, seed=43)
+    models = tiny_models(12, seed=41)
     srv = Server(
         models[1], tmp_path_factory.mktemp("store"), "--queue", "8", "--head-timeout", str(HEAD_S), "--body-timeout", str(BODY_S)
     )

@@ -22,7 +22,7 @@ from .conftest import tiny_models
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    return ClinicalPipeline(tiny_models(tmp_path_factory.mktemp("limits"), 12, seed=46)[1])
+    return ClinicalPipeline(tiny_models(12, seed=41)[1])
 
 
 def _client(pipeline, tmp_path, limits: PixelLimits | None = None) -> tuple[TestClient, InferenceService]:

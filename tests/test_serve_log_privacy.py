@@ -9,12 +9,15 @@ import io
 import httpx
 import numpy as np
 import pydicom
+import pytest
 
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.names import hashed_uid
 
 from .conftest import tiny_models
 from .serving import Server
+
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
 
 SECRETS = {
     "SOPInstanceUID": "../../x",
@@ -39,7 +42,7 @@ def _hostile_dicom(tmp_path) -> bytes:
 
 
 def test_no_uid_name_or_id_of_an_upload_reaches_the_log(tmp_path):
-    models = tiny_models(tmp_path / "m", 12, seed=44)
+    models = tiny_models(12, seed=41)
     data = _hostile_dicom(tmp_path)
     server = Server(models[1], tmp_path / "store")
     try:

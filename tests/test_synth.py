@@ -42,6 +42,7 @@ def test_lungs_darker_than_mediastinum_and_abdomen():
     assert lung_mean < centre - 0.1 and lung_mean < below - 0.1
 
 
+@pytest.mark.slow
 def test_free_air_is_darker_and_without_markings():
     """On large collapses, away from the edges: free air is darker than the aerated lung of that side and
     carries less fine structure (no vascular markings), the image noise being the same in both."""

@@ -50,6 +50,7 @@ def _tiny(name: str, extra: list[str] = ()) -> list[str]:
     return sets + ["training.epochs=1", *extra]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list_configs())
 def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
     cfg = load_config(name, _tiny(name))
@@ -69,6 +70,7 @@ def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
         assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 64, 64)
 
 
+@pytest.mark.slow
 def test_run_directory_contents(phantoms, tmp_path):
     cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=2"])
     result = train(cfg, phantoms, tmp_path / "run", quiet=True)
@@ -93,6 +95,7 @@ def test_run_directory_contents(phantoms, tmp_path):
     assert "stage 0: size 64" in (run / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_progressive_stages_start_from_previous_best(phantoms, tmp_path):
     raw_sets = [
         *TINY,
@@ -121,6 +124,7 @@ def test_progressive_stages_start_from_previous_best(phantoms, tmp_path):
     assert not torch.equal(final["net.model.encoder.layer4.1.conv2.weight"], stage0["net.model.encoder.layer4.1.conv2.weight"])
 
 
+@pytest.mark.slow
 def test_an_inherited_curriculum_and_share_schedule_run_on_the_run_wide_epoch(phantoms, tmp_path, monkeypatch):
     from ptxseg.data.samplers import PositiveShareSampler
     from ptxseg.losses import CurriculumLoss
@@ -172,6 +176,7 @@ def test_freezing_helpers():
         encoder_of(torch.nn.Conv2d(1, 1, 3))
 
 
+@pytest.mark.slow
 def test_budget_early_stopping_topk_snapshots(phantoms, tmp_path):
     cfg = load_config(
         "default",
@@ -192,6 +197,7 @@ def test_budget_early_stopping_topk_snapshots(phantoms, tmp_path):
     assert sum("_top_" in n for n in ck) == 2
 
 
+@pytest.mark.slow
 def test_the_engine_trains_with_bf16_channels_last_accumulation_and_clipping_set(phantoms, tmp_path):
     # what each option does is checked in tests/test_train_epoch.py; this is the wiring through a real run
     sets = [*TINY, "model.encoder=resnet18", "training.amp=bf16", "training.channels_last=true", "training.accum_steps=2"]
@@ -265,6 +271,7 @@ def test_checkpoint_files(tmp_path):
     assert len(list((tmp_path / "state").glob("state-*.safetensors"))) == 1
 
 
+@pytest.mark.slow
 def test_mlflow_tracking(phantoms, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(PtxsegError, match="mlflow is not installed"):

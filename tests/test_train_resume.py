@@ -15,6 +15,8 @@ import pytest
 from ptxseg.checkpoint import load_model
 from ptxseg.synth.dataset import synth_dataset
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 SETS = [
     "data.size=64",
     "model.encoder=resnet18",

@@ -26,7 +26,7 @@ from .conftest import shared_path, tiny_models
 from .dicomcheck import DCIODVFY, dciodvfy_errors
 from .orthanc import PASSWORD, USER, Orthanc, needs_orthanc
 
-pytestmark = needs_orthanc
+pytestmark = [pytest.mark.slow, needs_orthanc]
 
 REAL = ["dicom/chest_pa_cr_mono1.dcm", "siim/real_sample/1.2.276.0.7230010.3.1.4.8323329.6904.1517875201.850819.dcm"]
 TRIAGE = [sys.executable, "-c", "from ptxseg.cli import run; run()", "triage"]
@@ -35,7 +35,7 @@ SEG, SR3D = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34"
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return tiny_models(tmp_path_factory.mktemp("triage"), 12, seed=61)
+    return tiny_models(12, seed=41)
 
 
 def _env() -> dict[str, str]:
@@ -231,7 +231,23 @@ def _wait_analysed(orthanc: Orthanc, ids: list[str], at_least: int, timeout: flo
 def _follow(orthanc: Orthanc, model: Path, work: Path) -> subprocess.Popen:
     (work / "triage.yaml").write_text(f"work_dir: {work}\npoll_s: 0.2\nretry_s: 0.2\nmax_backoff_s: 1\n")
     cmd = [*TRIAGE, "--orthanc", orthanc.url, str(model), "--config", str(work / "triage.yaml")]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    # stderr to a file: a test can watch the worker's log while it runs (no fixed sleeps)
+    with (work / "worker.log").open("w") as log:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True, env=_env())
+
+
+def _finish(worker: subprocess.Popen, work: Path) -> str:
+    """SIGTERM the worker, wait for it, and return its log."""
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=120)
+    return (work / "worker.log").read_text()
+
+
+def _wait_for_log(work: Path, text: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in (work / "worker.log").read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert text in (work / "worker.log").read_text(), (work / "worker.log").read_text()[-2000:]
 
 
 def test_kill_9_mid_stream_then_a_restart_loses_and_doubles_nothing(models, tmp_path):
@@ -246,7 +262,7 @@ def test_kill_9_mid_stream_then_a_restart_loses_and_doubles_nothing(models, tmp_
         worker = _follow(orthanc, model, work)
         done = _wait_analysed(orthanc, ids, 1)
         worker.kill()  # kill -9: no chance to finish anything
-        worker.communicate()
+        worker.wait(timeout=120)
         assert done < len(sops), "the worker finished before it could be killed mid-stream"
         again = _triage(orthanc, model, work, "--once")
         assert again.returncode == 0, again.stderr
@@ -270,12 +286,11 @@ def test_orthanc_restarting_mid_stream_and_sigterm_leave_everything_done_once(mo
         worker = _follow(orthanc, model, work)
         _wait_analysed(orthanc, ids, 1)
         orthanc.stop()  # the PACS goes away under the worker
-        time.sleep(2)
+        _wait_for_log(work, "retry")  # it noticed and waits, instead of crashing
         orthanc.start()  # and comes back with the same storage
         ids += [orthanc.upload(f.read_bytes()) for f in later]
         _wait_analysed(orthanc, ids, len(ids))
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=120)
+        err = _finish(worker, work)
         assert worker.returncode == 0, err
         assert "retry" in err  # it waited for Orthanc instead of crashing
         derived = derived_by_source(orthanc)
@@ -313,8 +328,7 @@ def test_sigterm_finishes_the_radiograph_in_progress_and_leaves_nothing_half_sto
         work.mkdir()
         worker = _follow(orthanc, model, work)
         _wait_analysed(orthanc, ids, 1)
-        worker.send_signal(signal.SIGTERM)  # mid-stream: more radiographs are waiting
-        out, err = worker.communicate(timeout=120)
+        err = _finish(worker, work)  # SIGTERM mid-stream: more radiographs are waiting
         assert worker.returncode == 0, err
         analysed = {orthanc.tags(i)["SOPInstanceUID"] for i in ids if orthanc.metadata(i).get("ptxseg-status") == "analysed"}
         assert 1 <= len(analysed) < len(ids)  # it stopped early ...

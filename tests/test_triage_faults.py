@@ -22,10 +22,12 @@ from .conftest import tiny_models
 from .orthanc import Orthanc, needs_orthanc
 from .test_triage import TRIAGE, _env, _phantoms, derived_by_source
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return tiny_models(tmp_path_factory.mktemp("faults"), 12, seed=62)
+    return tiny_models(12, seed=41)
 
 
 def _run(orthanc: Orthanc, model, work, fault: str | None = None, attempts: int = 3) -> subprocess.CompletedProcess:

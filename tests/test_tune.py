@@ -17,6 +17,8 @@ from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
 
+pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
+
 
 def _maps(noise_prob: float, noise_px: int, n_pos: int = 6, n_neg: int = 10, seed: int = 0):
     """256² maps: positives have a 40×40 lesion at p=0.9; negatives a square spot of ``noise_px`` px at ``noise_prob``."""
@@ -71,7 +73,12 @@ def test_search_agrees_with_apply_operating_point(seed):
     assert 0.2 < result.best_dice < 0.9  # a non-trivial grid: neither everything right nor everything wrong
     assert dice_per_image(apply_operating_point(probs, result.best), truths).mean() == pytest.approx(result.best_dice)
     for r in result.triplets[:3]:
-        op = OperatingPoint(r["bottom_threshold"], r["component_px"], 0, 1024, r["top_threshold"], r["top_min_px"])
+        op = OperatingPoint(
+            threshold=r["bottom_threshold"],
+            min_component_px=r["component_px"],
+            top_threshold=r["top_threshold"],
+            top_min_px=r["top_min_px"],
+        )
         assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(r["dice"])
     for row in result.threshold_sweep[::4]:  # the sweep's case statistics are what `ptxseg evaluate` reports
         expected = summarize(ImageStats.of(probs > row["threshold"], truths))
@@ -79,7 +86,11 @@ def test_search_agrees_with_apply_operating_point(seed):
         for key in ("case_sensitivity", "case_specificity"):
             assert row[key] == pytest.approx(expected[key])
     i, k = 3, 2
-    op = OperatingPoint(result.threshold_sweep[i]["threshold"], int(result.size_grid_components[i, k]), result.min_mask_px[k], 1024)
+    op = OperatingPoint(
+        threshold=result.threshold_sweep[i]["threshold"],
+        min_component_px=int(result.size_grid_components[i, k]),
+        min_mask_px=result.min_mask_px[k],
+    )
     assert dice_per_image(apply_operating_point(probs, op), truths).mean() == pytest.approx(result.size_grid[i, k])
 
 
@@ -94,7 +105,12 @@ def test_classifier_gate_empties_what_no_size_rule_can():
     gates = {r["cls_threshold"]: r for r in result.gates}
     assert len(gates) == 21 and gates[0.2]["dice"] == pytest.approx(plain.best_dice) and gates[0.9]["case_sensitivity"] == 0.0
     for r in result.gates:
-        op = OperatingPoint(r["threshold"], r["component_px"], r["min_mask_px"], 1024, cls_threshold=r["cls_threshold"])
+        op = OperatingPoint(
+            threshold=r["threshold"],
+            min_component_px=r["component_px"],
+            min_mask_px=r["min_mask_px"],
+            cls_threshold=r["cls_threshold"],
+        )
         assert dice_per_image(apply_operating_point(probs, op, heads), truths).mean() == pytest.approx(r["dice"])
     with pytest.raises(PtxsegError, match="cls_threshold is set but there is no classifier"):
         apply_operating_point(probs[0], result.best)
@@ -223,7 +239,9 @@ def test_model_with_classifier_head_tunes_and_evaluates_with_its_gate(tmp_path):
     # store the c = 0.5 row as the operating point: evaluate applies the gate with the head's probability
     g = gates[4]
     at = meta["operating_point"]["at_size"]
-    meta["operating_point"] = OperatingPoint(g["threshold"], g["component_px"], g["min_mask_px"], at, cls_threshold=0.5).to_dict()
+    meta["operating_point"] = OperatingPoint(
+        threshold=g["threshold"], min_component_px=g["component_px"], min_mask_px=g["min_mask_px"], at_size=at, cls_threshold=0.5
+    ).to_dict()
     (run / "best.json").write_text(json.dumps(meta))
     out = tmp_path / "eval.json"
     assert _evaluate_json(run, data, meta["tuning"]["fold"], out) == 0

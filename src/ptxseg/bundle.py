@@ -30,7 +30,7 @@ from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json
 from ptxseg.io.names import is_safe_name, under
-from ptxseg.postprocess import OperatingPoint
+from ptxseg.postprocess import OperatingPoint, point_field
 
 FORMAT = "ptxseg-bundle/1"
 MANIFEST = "bundle.json"
@@ -73,12 +73,7 @@ class BundleManifest(BaseModel):
     @field_validator("operating_point", mode="before")
     @classmethod
     def _point(cls, value: Any) -> OperatingPoint:
-        if isinstance(value, OperatingPoint):
-            return value
-        try:
-            return OperatingPoint.from_dict(value)
-        except PtxsegError as exc:
-            raise ValueError(exc.reason) from None
+        return point_field(value)
 
 
 def is_bundle(path: str | PathLike[str]) -> bool:

@@ -13,7 +13,6 @@ geometry when that dataset is still there, and refused with one line when it is 
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -25,7 +24,7 @@ from ptxseg.data.preprocess import CropSpec, Preprocessing
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json
-from ptxseg.postprocess import OperatingPoint
+from ptxseg.postprocess import OperatingPoint, point_field
 from ptxseg.tta import TTA_TRANSFORMS
 
 FORMAT = "ptxseg-model-card/2"
@@ -94,12 +93,7 @@ class ModelCard(_Strict):
     @field_validator("operating_point", mode="before")
     @classmethod
     def _point(cls, value: Any) -> OperatingPoint:
-        if isinstance(value, OperatingPoint):
-            value = asdict(value)
-        try:
-            return OperatingPoint.from_dict(value)
-        except PtxsegError as exc:
-            raise ValueError(exc.reason) from None
+        return point_field(value)
 
     @field_validator("tta")
     @classmethod

@@ -29,10 +29,11 @@ from ptxseg.data.augment import build_transform, check_pipeline
 from ptxseg.data.preprocess import CropSpec
 from ptxseg.data.samplers import SAMPLERS
 from ptxseg.errors import PtxsegError
-from ptxseg.limits import MAX_CONFIG_BYTES, MAX_GRID_SIDE, MAX_NETWORK_SIZE
+from ptxseg.limits import MAX_CONFIG_BYTES, MAX_NETWORK_SIZE
 from ptxseg.losses import build_loss, resolve_auto_pos_weight
 from ptxseg.models import MODELS, create_model, model_spec
 from ptxseg.optim import OPTIMIZERS, SCHEDULERS
+from ptxseg.postprocess import OperatingPoint
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -179,32 +180,19 @@ class EarlyStoppingConfig(_Section):
     min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as an improvement.")
 
 
-class OperatingPointConfig(_Section):
-    """Turns probabilities into a mask; tuned on validation at the end of training when ``tune`` is true."""
+class OperatingPointConfig(OperatingPoint):
+    """Turns probabilities into a mask; tuned on validation at the end of training when ``tune`` is true.
 
-    threshold: float = Field(0.5, gt=0, lt=1, description="Probability threshold.")
-    min_component_px: int = Field(0, ge=0, description="Connected components smaller than this are removed (8-connectivity).")
-    min_mask_px: int = Field(0, ge=0, description="A mask with fewer pixels than this is emptied.")
-    at_size: int = Field(
-        1024, ge=32, le=MAX_GRID_SIDE, description="Pixel counts above refer to an at_size × at_size image; they scale with area."
-    )
-    top_threshold: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Triplet rule: empty the mask unless top_min_px pixels exceed this (threshold is the bottom one).",
-    )
-    top_min_px: int = Field(0, ge=0, description="Triplet rule: pixels that must exceed top_threshold.")
-    cls_threshold: float | None = Field(
-        None,
-        gt=0,
-        lt=1,
-        description="Empty the mask when the classifier head's probability is below this (needs model.aux_classifier).",
-    )
+    The fields and their bounds are :class:`ptxseg.postprocess.OperatingPoint`'s: one operating point everywhere."""
+
     tune: bool = Field(
         True,
         description="Grid-search threshold × min_mask_px (× cls_threshold with a head) on the validation fold after training.",
     )
+
+    def point(self) -> OperatingPoint:
+        """The operating point itself (without ``tune``)."""
+        return OperatingPoint(**self.to_dict())
 
 
 class StageConfig(_Section):

@@ -277,7 +277,12 @@ def search(
             j = int(np.argmax(scores))
             grid[i, k], grid_c[i, k] = scores[j], stats.component_px[j]
             if scores[j] > best[0]:
-                best = (scores[j], OperatingPoint(stats.thresholds[i], stats.component_px[j], mm, stats.at_size))
+                best = (
+                    scores[j],
+                    OperatingPoint(
+                        threshold=stats.thresholds[i], min_component_px=stats.component_px[j], min_mask_px=mm, at_size=stats.at_size
+                    ),
+                )
     gate_rows = []
     for c, (d, (i, j, k), fa) in zip(gates, best_gate, strict=True):
         sens, spec = _case(stats, fa)
@@ -322,10 +327,22 @@ def search(
     if triplets and triplets[0]["dice"] > best_dice:
         r = triplets[0]
         best_dice, family = r["dice"], "triplet"
-        best_op = OperatingPoint(r["bottom_threshold"], r["component_px"], 0, stats.at_size, r["top_threshold"], r["top_min_px"])
+        best_op = OperatingPoint(
+            threshold=r["bottom_threshold"],
+            min_component_px=r["component_px"],
+            at_size=stats.at_size,
+            top_threshold=r["top_threshold"],
+            top_min_px=r["top_min_px"],
+        )
     top_gate = max(gate_rows, key=lambda r: r["dice"], default=None)
     if top_gate is not None and top_gate["dice"] > best_dice:
         r = top_gate
         best_dice, family = r["dice"], "classifier gate + threshold + sizes"
-        best_op = OperatingPoint(r["threshold"], r["component_px"], r["min_mask_px"], stats.at_size, cls_threshold=r["cls_threshold"])
+        best_op = OperatingPoint(
+            threshold=r["threshold"],
+            min_component_px=r["component_px"],
+            min_mask_px=r["min_mask_px"],
+            at_size=stats.at_size,
+            cls_threshold=r["cls_threshold"],
+        )
     return TuneResult(best_op, best_dice, sweep, grid, grid_c, tuple(min_mask_px), triplets, family, gate_rows)

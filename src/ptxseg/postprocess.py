@@ -14,60 +14,103 @@ operating point serves 256² and 1024² predictions.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ptxseg.errors import PtxsegError
+from ptxseg.limits import MAX_GRID_SIDE
+
+#: a probability of the operating point: one set of bounds for configs, cards, bundles, ensembles and tune
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-@dataclass(frozen=True)
-class OperatingPoint:
-    """Threshold and size rules; pixel counts refer to an ``at_size``² image."""
+class OperatingPoint(BaseModel):
+    """Threshold and size rules; pixel counts refer to an ``at_size``² image. The one typed operating point of
+    ptxseg: configs (``postprocess``, which adds ``tune``), model cards, bundles, ensemble files, ``ptxseg tune``
+    and ``predict`` all read and write this model. Immutable and hashable; unknown keys, non-finite or
+    out-of-range values are refused."""
 
-    threshold: float = 0.5
-    min_component_px: int = 0
-    min_mask_px: int = 0
-    at_size: int = 1024
-    top_threshold: float | None = None
-    top_min_px: int = 0
-    cls_threshold: float | None = None
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True)
+
+    threshold: Probability = Field(0.5, description="Probability threshold.")
+    min_component_px: int = Field(0, ge=0, description="Connected components smaller than this are removed (8-connectivity).")
+    min_mask_px: int = Field(0, ge=0, description="A mask with fewer pixels than this is emptied.")
+    at_size: int = Field(
+        1024, ge=1, le=MAX_GRID_SIDE, description="Pixel counts above refer to an at_size × at_size image; they scale with area."
+    )
+    top_threshold: Probability | None = Field(
+        None, description="Triplet rule: empty the mask unless top_min_px pixels exceed this (threshold is the bottom one)."
+    )
+    top_min_px: int = Field(0, ge=0, description="Triplet rule: pixels that must exceed top_threshold.")
+    cls_threshold: Probability | None = Field(
+        None, description="Empty the mask when the classifier head's probability is below this (needs model.aux_classifier)."
+    )
+
+    @field_validator("min_component_px", "min_mask_px", "at_size", "top_min_px", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        # a count: an integer (numpy's included), never a bool or a float that happens to be whole
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"must be an integer, got {value!r}")
+        return int(value)
+
+    @field_validator("threshold", "top_threshold", "cls_threshold", mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not (value is None or isinstance(value, int | float | np.integer | np.floating)):
+            raise ValueError(f"must be a probability in [0, 1], got {value!r}")
+        return None if value is None else float(value)
 
     def scaled(self, px: int, shape: tuple[int, int]) -> float:
         """``px`` (at ``at_size``²) in pixels of an image of ``shape``."""
         return px * (shape[0] * shape[1]) / float(self.at_size * self.at_size)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The operating point as a plain mapping (every field, JSON-ready)."""
+        return {name: getattr(self, name) for name in OperatingPoint.model_fields}
 
     @classmethod
     def from_dict(cls, values: object, where: str = "operating point") -> OperatingPoint:
-        """An operating point from a mapping read from a file, checked: known keys, finite probabilities in
-        ``[0, 1]``, non-negative pixel counts, ``at_size`` ≥ 1. Raises :class:`PtxsegError` naming ``where``."""
+        """An operating point from a mapping read from a file, checked (see the class docstring).
+
+        Raises:
+            PtxsegError: naming ``where`` and every problem (code ``bad_model``).
+        """
+        if isinstance(values, OperatingPoint):
+            return OperatingPoint(**values.to_dict())  # a config's point (with ``tune``) becomes the point itself
         if not isinstance(values, dict):
             raise PtxsegError(where, f"operating point must be a mapping, got {type(values).__name__}", code="bad_model")
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise PtxsegError(where, f"operating point has unknown keys {sorted(unknown)}", code="bad_model")
-        out = {}
-        for key, value in values.items():
-            optional_prob = key in ("top_threshold", "cls_threshold")
-            if optional_prob and value is None:
-                out[key] = None
-                continue
-            if key in ("threshold", "top_threshold", "cls_threshold"):
-                ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
-                if not ok:
-                    raise PtxsegError(where, f"operating point {key} must be a probability in [0, 1], got {value!r}", code="bad_model")
-                out[key] = float(value)
-            else:
-                lowest = 1 if key == "at_size" else 0
-                if not (isinstance(value, int) and not isinstance(value, bool) and value >= lowest):
-                    raise PtxsegError(where, f"operating point {key} must be an integer >= {lowest}, got {value!r}", code="bad_model")
-                out[key] = value
-        return cls(**out)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise PtxsegError(where, f"operating point {point_problems(exc)}", code="bad_model") from None
+
+
+def point_field(value: Any) -> OperatingPoint:
+    """A pydantic ``mode="before"`` validator body for a field holding an operating point (cards, bundles): the
+    value as an :class:`OperatingPoint` (a subclass such as the config's, with ``tune``, reduced to the point), or
+    a ``ValueError`` with :func:`point_problems`' words."""
+    try:
+        return OperatingPoint.from_dict(value)
+    except PtxsegError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def point_problems(exc: ValidationError) -> str:
+    """The problems of a refused operating point, one clause each (``threshold must be a probability …``)."""
+    out = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            out.append(f"has unknown key {key!r}")
+        elif key in ("threshold", "top_threshold", "cls_threshold"):
+            out.append(f"{key} must be a probability in [0, 1], got {err.get('input')!r}")
+        else:
+            out.append(f"{key}: {err['msg'].removeprefix('Value error, ')}")
+    return "; ".join(dict.fromkeys(out))
 
 
 def remove_small_components(mask: np.ndarray, min_px: float) -> np.ndarray:

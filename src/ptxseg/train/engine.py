@@ -202,7 +202,7 @@ class Trainer:
         )
 
     def _op(self) -> OperatingPoint:
-        return OperatingPoint(**self.cfg.postprocess.model_dump(exclude={"tune"}))
+        return self.cfg.postprocess.point()
 
     # ------------------------------------------------------------------ state
 
