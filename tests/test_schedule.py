@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptxseg.config import SchedulerConfig
 from ptxseg.errors import PtxsegError
-from ptxseg.optim import Schedule, build_optimizer
+from ptxseg.optim import Schedule, SchedulerConfig, build_optimizer
 from ptxseg.train.tracking import TensorboardTracker
 
 # these tests step schedules without optimiser steps, which torch warns about
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.s
 
 
 def _opt(lr=1.0):
-    from ptxseg.config import OptimizerConfig
+    from ptxseg.optim import OptimizerConfig
 
     return build_optimizer([torch.nn.Parameter(torch.zeros(1))], OptimizerConfig(name="sgd", lr=lr, momentum=0.0))
 

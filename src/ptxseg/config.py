@@ -32,7 +32,7 @@ from ptxseg.errors import PtxsegError
 from ptxseg.limits import MAX_CONFIG_BYTES, MAX_NETWORK_SIZE
 from ptxseg.losses import build_loss, resolve_auto_pos_weight
 from ptxseg.models import MODELS, create_model, model_spec
-from ptxseg.optim import OPTIMIZERS, SCHEDULERS
+from ptxseg.optim import OptimizerConfig, SchedulerConfig
 from ptxseg.postprocess import OperatingPoint
 
 CONFIG_DIR = Path(__file__).with_name("configs")
@@ -148,29 +148,6 @@ class SamplerConfig(_Section):
         if self.stratum_weights and self.kind != "weighted":
             raise ValueError(f"stratum_weights needs kind: weighted, not {self.kind!r}")
         return self
-
-
-class OptimizerConfig(_Section):
-    name: OPTIMIZERS.field() = Field("adam", description="torch.optim optimiser.")
-    lr: float = Field(1e-3, gt=0, description="Learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 for adam/sgd, decoupled for adamw).")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
-
-
-class SchedulerConfig(_Section):
-    name: SCHEDULERS.field() = Field(
-        "none",
-        description="plateau: ReduceLROnPlateau on validation Dice; cosine: CosineAnnealingLR over t_max epochs; "
-        "cyclic: CosineAnnealingWarmRestarts (t_0, t_mult), a snapshot at each cycle end; onecycle: OneCycleLR per step.",
-    )
-    factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier.")
-    patience: int = Field(5, ge=0, description="plateau: epochs without improvement before reducing.")
-    min_lr: float = Field(0.0, ge=0, description="Lowest LR (plateau, cosine, cyclic).")
-    t_max: int | None = Field(None, ge=1, description="cosine: period in epochs (default: the stage's epochs).")
-    t_0: int = Field(5, ge=1, description="cyclic: first cycle length in epochs.")
-    t_mult: int = Field(1, ge=1, description="cyclic: cycle length multiplier.")
-    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: share of steps spent increasing the LR.")
-    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up from 0 over this many epochs (per step), before the schedule.")
 
 
 class EarlyStoppingConfig(_Section):

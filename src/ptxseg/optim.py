@@ -11,15 +11,13 @@ end a warm-restart cycle, where snapshot ensembles save a model.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmRestarts, OneCycleLR, ReduceLROnPlateau
 
 from ptxseg.registry import Registry
-
-if TYPE_CHECKING:
-    from ptxseg.config import OptimizerConfig, SchedulerConfig
 
 #: ``factory(params, optimizer config, lr) -> torch.optim.Optimizer``
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimiser", "optimizer.name")
@@ -46,6 +44,38 @@ SCHEDULERS.register(
         opt, max_lr=[g["lr"] for g in opt.param_groups], total_steps=epochs * steps, pct_start=c.pct_start
     ),
 )
+
+
+class _Settings(BaseModel):
+    # as every config section (ptxseg.config): unknown keys and non-finite numbers are errors
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+
+class OptimizerConfig(_Settings):
+    """The ``optimizer`` section of a config (its schema lives here, beside the registry it names)."""
+
+    name: OPTIMIZERS.field() = Field("adam", description="torch.optim optimiser.")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 for adam/sgd, decoupled for adamw).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum.")
+
+
+class SchedulerConfig(_Settings):
+    """The ``scheduler`` section of a config."""
+
+    name: SCHEDULERS.field() = Field(
+        "none",
+        description="plateau: ReduceLROnPlateau on validation Dice; cosine: CosineAnnealingLR over t_max epochs; "
+        "cyclic: CosineAnnealingWarmRestarts (t_0, t_mult), a snapshot at each cycle end; onecycle: OneCycleLR per step.",
+    )
+    factor: float = Field(0.5, gt=0, lt=1, description="plateau: LR multiplier.")
+    patience: int = Field(5, ge=0, description="plateau: epochs without improvement before reducing.")
+    min_lr: float = Field(0.0, ge=0, description="Lowest LR (plateau, cosine, cyclic).")
+    t_max: int | None = Field(None, ge=1, description="cosine: period in epochs (default: the stage's epochs).")
+    t_0: int = Field(5, ge=1, description="cyclic: first cycle length in epochs.")
+    t_mult: int = Field(1, ge=1, description="cyclic: cycle length multiplier.")
+    pct_start: float = Field(0.3, gt=0, lt=1, description="onecycle: share of steps spent increasing the LR.")
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up from 0 over this many epochs (per step), before the schedule.")
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimizerConfig, lr: float | None = None) -> torch.optim.Optimizer:
