@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptxseg.export import quantize_int8
+from ptxseg.deploy.export import quantize_int8
 from ptxseg.models import create_model
 from ptxseg.models.export import export_onnx
 
@@ -104,7 +104,7 @@ def speed(args) -> None:
 
 
 def dice_change(args) -> None:
-    from ptxseg.export import export_bundle
+    from ptxseg.deploy.export import export_bundle
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

@@ -25,14 +25,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ptxseg.clinical import load_radiograph, shipped_lung_model
+from ptxseg.artifacts.shipped import shipped_lung_model
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.clinical.render import case_tile
 from ptxseg.data.split import fold_split
-from ptxseg.infer import Predictor, read_ignore
+from ptxseg.infer.predictor import Predictor, read_ignore
 from ptxseg.io.images import read_image, read_mask
-from ptxseg.lungs import split_lungs
-from ptxseg.metrics import dice_per_image
-from ptxseg.quality import quality_gate
-from ptxseg.render import case_tile
+from ptxseg.measure.lung_sides import split_lungs
+from ptxseg.measure.metrics import dice_per_image
+from ptxseg.measure.quality import quality_gate
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

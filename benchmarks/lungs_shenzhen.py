@@ -4,7 +4,7 @@ Trains ``lungs_unet_r34_256`` (random init) on ``--phantoms`` synthetic
 radiographs for ``--minutes`` CPU minutes (or takes ``--model``), then predicts
 the real Shenzhen chest radiographs in ``../shared/data/lungs/`` and prints,
 per image, the Dice of the lung field (both lungs) and of each lung after
-:func:`ptxseg.lungs.split_lungs`, with the mean. Phantoms are not patients:
+:func:`ptxseg.measure.lung_sides.split_lungs`, with the mean. Phantoms are not patients:
 this measures how far phantom training transfers, whatever the answer is.
 
     .venv/bin/python benchmarks/lungs_shenzhen.py [--minutes 15] [--phantoms 300] [--size 256] [--model RUN_DIR]
@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ptxseg.config import load_config
-from ptxseg.infer import Predictor
+from ptxseg.infer.predictor import Predictor
 from ptxseg.io.images import read_image, read_mask
-from ptxseg.lungs import split_lungs
-from ptxseg.metrics import dice_per_image
+from ptxseg.measure.lung_sides import split_lungs
+from ptxseg.measure.metrics import dice_per_image
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
 

@@ -28,7 +28,7 @@ import segmentation_models_pytorch as smp
 import torch
 
 from ptxseg.data.manifest import read_manifest
-from ptxseg.metrics import dice_per_image
+from ptxseg.measure.metrics import dice_per_image
 from ptxseg.synth.dataset import synth_dataset
 
 

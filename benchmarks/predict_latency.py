@@ -25,8 +25,8 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _random_run(folder: Path, size: int, target: str, stored: int, tta: list[str]) -> Path:
-    from ptxseg.card import Architecture, ModelCard
-    from ptxseg.checkpoint import save_weights
+    from ptxseg.artifacts.card import Architecture, ModelCard
+    from ptxseg.artifacts.checkpoint import save_weights
     from ptxseg.data.preprocess import Preprocessing
     from ptxseg.models import create_model
 
@@ -44,7 +44,7 @@ def _random_run(folder: Path, size: int, target: str, stored: int, tta: list[str
 
 def _bundles(folder: Path, model: Path | None, lungs: Path | None, tta: list[str]) -> dict[str, Path]:
     from ptxseg.data.split import split_dataset
-    from ptxseg.export import export_bundle
+    from ptxseg.deploy.export import export_bundle
     from ptxseg.synth.dataset import synth_dataset
 
     calib = folder / "calib"
@@ -66,8 +66,9 @@ def _bundles(folder: Path, model: Path | None, lungs: Path | None, tta: list[str
 
 
 def measure(model: Path, inputs: list[Path], out: Path, threads: int) -> tuple[list[float], dict[str, list[float]]]:
-    from ptxseg.clinical import ClinicalPipeline, load_radiograph
-    from ptxseg.predict import write_outputs
+    from ptxseg.clinical.inputs import load_radiograph
+    from ptxseg.clinical.pipeline import ClinicalPipeline
+    from ptxseg.tasks.predict import write_outputs
 
     pipeline = ClinicalPipeline(model, threads=threads)
     assert pipeline.lungs is not None

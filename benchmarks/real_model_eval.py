@@ -29,14 +29,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ptxseg.clinical.render import case_tile
 from ptxseg.data.manifest import read_manifest
 from ptxseg.data.split import fold_split
-from ptxseg.gridsearch import CLS_THRESHOLDS, collect, search
-from ptxseg.infer import Predictor, load_probability_map, predict_dataset, read_truth
+from ptxseg.infer.predictor import Predictor, load_probability_map, predict_dataset, read_truth
 from ptxseg.io.images import read_image
-from ptxseg.metrics import detection_metrics, dice_per_image, ranking_metrics
-from ptxseg.postprocess import apply_operating_point
-from ptxseg.render import case_tile
+from ptxseg.measure.gridsearch import CLS_THRESHOLDS, collect, search
+from ptxseg.measure.metrics import detection_metrics, dice_per_image, ranking_metrics
+from ptxseg.measure.operating_point import apply_operating_point
 
 PREVALENCE = 0.22
 #: a wider grid than ptxseg tune's default: this model's maps are confident (median maximum 0.97 on negatives)

@@ -56,8 +56,8 @@ def make_upload(kind: str, side: int, folder: Path) -> bytes:
 def _random_run(folder: Path) -> Path:
     import torch
 
-    from ptxseg.card import Architecture, ModelCard
-    from ptxseg.checkpoint import save_weights
+    from ptxseg.artifacts.card import Architecture, ModelCard
+    from ptxseg.artifacts.checkpoint import save_weights
     from ptxseg.data.preprocess import Preprocessing
     from ptxseg.models import create_model
 
@@ -68,7 +68,7 @@ def _random_run(folder: Path) -> Path:
 
 def one_case(kind: str, side: int, mode: str, model: str | None) -> dict:
     """Run in the child process: build the service, warm up, analyse one upload, measure."""
-    from ptxseg.clinical import ClinicalPipeline
+    from ptxseg.clinical.pipeline import ClinicalPipeline
     from ptxseg.limits import DEFAULT_MAX_PIXELS
     from ptxseg.serve.service import InferenceService, PixelLimits
     from ptxseg.serve.store import ResultStore

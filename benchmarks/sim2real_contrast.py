@@ -22,12 +22,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ptxseg.clinical import load_radiograph
+from ptxseg.clinical.inputs import load_radiograph
 from ptxseg.io.images import read_image
 from ptxseg.io.rle import read_rle_csv
-from ptxseg.lung_segment import LungSegmenter
-from ptxseg.lungs import split_lungs
+from ptxseg.measure.lung_sides import split_lungs
 from ptxseg.synth.insert import InsertParams, insert_lesion
+from ptxseg.tasks.lungs import LungSegmenter
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

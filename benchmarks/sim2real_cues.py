@@ -24,7 +24,7 @@ from sklearn.model_selection import cross_val_predict
 
 from ptxseg.io.images import read_image
 from ptxseg.io.rle import read_rle_csv
-from ptxseg.lungs import split_lungs
+from ptxseg.measure.lung_sides import split_lungs
 from ptxseg.synth.insert import insertion_cues
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

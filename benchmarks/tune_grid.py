@@ -2,10 +2,10 @@
 
 Probability maps are generated on the fly (smooth random fields, a fifth of
 them with a confident lesion and its truth), streamed into
-:func:`ptxseg.gridsearch.collect` and searched with :func:`ptxseg.gridsearch.search`: the
+:func:`ptxseg.measure.gridsearch.collect` and searched with :func:`ptxseg.measure.gridsearch.search`: the
 whole grid (13 thresholds × 5 component sizes × 6 minimum sizes + 300
 triplets). Side by side on the first ``--naive`` images, the naive way —
-:func:`ptxseg.postprocess.apply_operating_point` for every grid point and
+:func:`ptxseg.measure.operating_point.apply_operating_point` for every grid point and
 image — gives the same best Dice, and the ratio of the two times is printed.
 Then the full grid over ``--images`` maps runs in one process and in
 ``--workers`` processes, and the speed-up is printed.
@@ -22,9 +22,18 @@ import time
 import cv2
 import numpy as np
 
-from ptxseg.gridsearch import BOTTOM_THRESHOLDS, COMPONENT_PX, MIN_MASK_PX, THRESHOLDS, TOP_MIN_PX, TOP_THRESHOLDS, collect, search
-from ptxseg.metrics import dice_per_image
-from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.measure.gridsearch import (
+    BOTTOM_THRESHOLDS,
+    COMPONENT_PX,
+    MIN_MASK_PX,
+    THRESHOLDS,
+    TOP_MIN_PX,
+    TOP_THRESHOLDS,
+    collect,
+    search,
+)
+from ptxseg.measure.metrics import dice_per_image
+from ptxseg.measure.operating_point import OperatingPoint, apply_operating_point
 
 
 def make_pair(i: int, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ptxseg.clinical import load_radiograph
-from ptxseg.lung_segment import LungSegmenter
-from ptxseg.lungs import split_lungs
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.measure.lung_sides import split_lungs
+from ptxseg.tasks.lungs import LungSegmenter
 
 SIIM = Path(__file__).resolve().parents[2] / "shared" / "data" / "siim" / "unlabeled_dicom"
 

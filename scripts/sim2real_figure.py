@@ -18,7 +18,7 @@ import pandas as pd
 
 from ptxseg.io.images import read_image
 from ptxseg.io.rle import read_rle_csv
-from ptxseg.lungs import split_lungs
+from ptxseg.measure.lung_sides import split_lungs
 from ptxseg.synth.insert import insert_lesion
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ptxseg.clinical import load_radiograph
-from ptxseg.infer import Predictor
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.infer.predictor import Predictor
 from ptxseg.io.rle import read_rle_csv
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

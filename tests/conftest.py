@@ -50,7 +50,7 @@ def gradient_u16() -> np.ndarray:
 
 def model_card(size: int = 64, name: str = "unet", encoder: str | None = "resnet18", **fields):
     """A model card for tests that save untrained models: stored and network size ``size``, letterbox, min-max."""
-    from ptxseg.card import Architecture, ModelCard
+    from ptxseg.artifacts.card import Architecture, ModelCard
     from ptxseg.data.preprocess import Preprocessing
 
     pp = {"stored_size": size, "size": size} | fields.pop("preprocessing", {})

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ptxseg.artifacts.shipped import shipped_lung_model
 from ptxseg.cli import app, main
-from ptxseg.clinical import shipped_lung_model
 from ptxseg.io.dicom import write_dicom
 
 from .conftest import shared_path

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from ptxseg.cli import main
-from ptxseg.evaluate import evaluate_masks, open_masks
 from ptxseg.io.images import write_png
 from ptxseg.io.rle import read_rle_csv, rle_encode
+from ptxseg.tasks.evaluate import evaluate_masks, open_masks
 
 from .conftest import shared_path
 

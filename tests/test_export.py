@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ptxseg.bundle import read_bundle
+from ptxseg.artifacts.bundle import read_bundle
 from ptxseg.cli import main
+from ptxseg.deploy.export import export_bundle
 from ptxseg.errors import PtxsegError
-from ptxseg.export import export_bundle
-from ptxseg.infer import TTA_TRANSFORMS, Predictor, tta_members_with_cls
+from ptxseg.infer.predictor import TTA_TRANSFORMS, Predictor, tta_members_with_cls
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import read_image
 
@@ -106,7 +106,7 @@ def test_int8_bundle_is_measured_and_recorded(trained, tmp_path):
     assert "INT8" in (result.out / "MODEL_CARD.md").read_text()
     predictor = Predictor([result.out])
     assert predictor.backend == "onnxruntime int8"
-    from ptxseg.evaluate import evaluate_model
+    from ptxseg.tasks.evaluate import evaluate_model
 
     assert evaluate_model(predictor, data, ids, n_boot=0).metrics["mean_dice"] == pytest.approx(q["dice_int8"])
     # the fp32 figure is the unquantised model's own Dice on the same images, measured independently here
@@ -114,7 +114,7 @@ def test_int8_bundle_is_measured_and_recorded(trained, tmp_path):
 
 
 def test_int8_that_loses_too_much_is_refused(trained, tmp_path, monkeypatch):
-    import ptxseg.export as export_module
+    import ptxseg.deploy.export as export_module
 
     data, run, _ = trained
     measured = iter([0.80, 0.78])  # fp32, then INT8: 0.02 lost

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
-from ptxseg.clinical import input_id
+from ptxseg.clinical.inputs import input_id
 from ptxseg.config import Config, load_config
 from ptxseg.errors import PtxsegError
 from ptxseg.io.dicom import write_dicom

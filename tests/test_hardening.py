@@ -31,15 +31,16 @@ import torch
 from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from ptxseg.checkpoint import load_model, save_weights
+from ptxseg.artifacts.checkpoint import load_model, save_weights
+from ptxseg.artifacts.ensemble import read_ensemble
 from ptxseg.cli import main
-from ptxseg.clinical import ClinicalPipeline, gather_inputs, input_id, load_radiograph
+from ptxseg.clinical.inputs import gather_inputs, input_id, load_radiograph
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.config import load_config
 from ptxseg.data.convert import convert_dataset
 from ptxseg.data.manifest import read_manifest
-from ptxseg.ensemble import read_ensemble
 from ptxseg.errors import PtxsegError
-from ptxseg.infer import Predictor
+from ptxseg.infer.predictor import Predictor
 from ptxseg.io.atomic import prepare_output_dir, remove_stale_temps
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import read_image, read_radiograph_dataset, write_png
@@ -48,8 +49,8 @@ from ptxseg.io.names import check_name, is_safe_name, safe_name, under
 from ptxseg.io.rle import read_rle_csv, rle_decode
 from ptxseg.io.tensors import read_tensors
 from ptxseg.models import create_model
-from ptxseg.predict import predict_batch
 from ptxseg.synth.dataset import synth_dataset
+from ptxseg.tasks.predict import predict_batch
 from ptxseg.train.engine import train
 
 from .conftest import model_card, shared_path

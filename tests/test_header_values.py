@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.datadict import dictionary_VR
 
-from ptxseg.clinical import load_radiograph
+from ptxseg.clinical.inputs import load_radiograph
 from ptxseg.io.derived import TYPE2_COPIED, UNCHECKED_VRS, clean_source, copied_keywords, header_problems
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.sc import burn_in, write_overlay_sc
@@ -129,8 +129,8 @@ def tiny_pipeline(tmp_path_factory):
     """An untrained U-Net-R18 at 64² with seeded weights: the answer only has to be the same for both files."""
     import torch
 
-    from ptxseg.checkpoint import save_weights
-    from ptxseg.clinical import ClinicalPipeline
+    from ptxseg.artifacts.checkpoint import save_weights
+    from ptxseg.clinical.pipeline import ClinicalPipeline
     from ptxseg.models import create_model
 
     from .conftest import model_card

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptxseg.checkpoint import save_weights
+from ptxseg.artifacts.checkpoint import save_weights
 from ptxseg.errors import PtxsegError
-from ptxseg.infer import (
+from ptxseg.infer.predictor import (
     TTA_TRANSFORMS,
     Predictor,
     load_probability_map,

@@ -10,7 +10,7 @@ import pytest
 
 from ptxseg.io.images import read_image
 from ptxseg.io.rle import read_rle_csv
-from ptxseg.lungs import split_lungs
+from ptxseg.measure.lung_sides import split_lungs
 from ptxseg.synth.insert import InsertParams, fit_shape, insert_lesion, noise_level, shift_mediastinum
 
 from .conftest import shared_path

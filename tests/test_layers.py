@@ -26,24 +26,26 @@ def test_layer_contracts_are_kept():
 def test_a_wrong_import_breaks_them(tmp_path):
     copy = tmp_path / "src" / "ptxseg"
     shutil.copytree(ROOT / "src" / "ptxseg", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(copy / "infer.py", "a") as fh:  # inference reaching into training code and up into the CLI
+    with open(copy / "infer" / "predictor.py", "a") as fh:  # inference reaching into training code and up into the CLI
         fh.write("\n\ndef _bad():\n    from ptxseg.train.engine import train  # noqa\n    from ptxseg.cli import app  # noqa\n")
     proc = _lint(tmp_path / "src")
     assert proc.returncode == 1
     assert "Contracts: 0 kept, 3 broken." in proc.stdout  # through the CLI, export would reach the pipeline too
-    assert "ptxseg.infer -> ptxseg.train.engine" in proc.stdout and "ptxseg.infer -> ptxseg.cli" in proc.stdout
+    assert "ptxseg.infer.predictor -> ptxseg.train.engine" in proc.stdout and "ptxseg.infer.predictor -> ptxseg.cli" in proc.stdout
 
 
 def test_sibling_applications_and_export_stay_apart(tmp_path):
     copy = tmp_path / "src" / "ptxseg"
     shutil.copytree(ROOT / "src" / "ptxseg", copy, ignore=shutil.ignore_patterns("__pycache__"))
-    with open(copy / "tune.py", "a") as fh:  # one application reaching into a sibling
-        fh.write("\n\ndef _bad():\n    from ptxseg.report import report_model  # noqa\n")
-    with open(copy / "export.py", "a") as fh:  # a bundle that would depend on the clinical pipeline
-        fh.write("\n\ndef _worse():\n    from ptxseg.clinical import gather_inputs  # noqa\n")
+    with open(copy / "tasks" / "tune.py", "a") as fh:  # one application reaching into a sibling
+        fh.write("\n\ndef _bad():\n    from ptxseg.tasks.report import report_model  # noqa\n")
+    with open(copy / "deploy" / "export.py", "a") as fh:  # a bundle that would depend on the clinical pipeline
+        fh.write("\n\ndef _worse():\n    from ptxseg.clinical.inputs import gather_inputs  # noqa\n")
     proc = _lint(tmp_path / "src")
     assert proc.returncode == 1 and "Contracts: 1 kept, 2 broken." in proc.stdout
-    assert "ptxseg.tune -> ptxseg.report" in proc.stdout and "ptxseg.export -> ptxseg.clinical" in proc.stdout
+    assert (
+        "ptxseg.tasks.tune -> ptxseg.tasks.report" in proc.stdout and "ptxseg.deploy.export -> ptxseg.clinical.inputs" in proc.stdout
+    )
 
 
 def test_a_type_annotation_is_a_dependency_too(tmp_path):

@@ -16,7 +16,7 @@ from ptxseg.data.split import fold_split, split_dataset
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_image
 from ptxseg.losses import build_loss, drop_ignored, list_losses
-from ptxseg.lungs import side_labels
+from ptxseg.measure.lung_sides import side_labels
 from tests.conftest import shared_path
 
 
@@ -203,9 +203,9 @@ def test_real_lung_annotations_convert_with_sides_and_unknown_regions(tmp_path):
 
 def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
     from ptxseg.config import load_config
-    from ptxseg.evaluate import evaluate_model
-    from ptxseg.infer import Predictor
-    from ptxseg.metrics import dice_per_image
+    from ptxseg.infer.predictor import Predictor
+    from ptxseg.measure.metrics import dice_per_image
+    from ptxseg.tasks.evaluate import evaluate_model
     from ptxseg.train.engine import train
 
     src = tmp_path / "src"
@@ -219,7 +219,7 @@ def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
     assert result.epochs_run == 1 and result.history[0]["val_images"] == len(fold_split(out, 0, create=False).val_ids)
     # a lungs-only dataset has no pneumothorax labels: its films are not "unlabelled", their lung masks train
     assert result.history[0]["train_loss"] > 0.1
-    from ptxseg.card import read_card
+    from ptxseg.artifacts.card import read_card
 
     assert read_card(tmp_path / "run" / "best.json").training_data.licences == {"CC BY 4.0": 5, "CC BY 3.0": 5}
     predictor = Predictor([tmp_path / "run"])
@@ -237,8 +237,8 @@ def test_a_lung_model_trains_and_is_scored_without_the_unknown_pixels(tmp_path):
     assert differs  # the model did predict inside an unknown region, and that was not counted against it
 
     # a card written before cards carried licences takes them from its dataset when exported
-    from ptxseg.card import read_card, write_card
-    from ptxseg.export import export_bundle
+    from ptxseg.artifacts.card import read_card, write_card
+    from ptxseg.deploy.export import export_bundle
 
     card = read_card(tmp_path / "run" / "best.json")
     write_card(

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 
 from ptxseg.io.images import read_mask
-from ptxseg.lungs import split_lungs
-from ptxseg.metrics import dice_per_image
+from ptxseg.measure.lung_sides import split_lungs
+from ptxseg.measure.metrics import dice_per_image
 
 from .conftest import shared_path
 

@@ -30,9 +30,9 @@ def lung_run(tmp_path_factory):
 
 
 def test_lungs_writes_label_maps_at_the_input_size_with_areas_and_the_gate(tmp_path, lung_run):
-    from ptxseg.clinical import load_radiograph
-    from ptxseg.infer import Predictor
-    from ptxseg.lungs import split_lungs
+    from ptxseg.clinical.inputs import load_radiograph
+    from ptxseg.infer.predictor import Predictor
+    from ptxseg.measure.lung_sides import split_lungs
 
     src = tmp_path / "in"
     src.mkdir()
@@ -76,8 +76,8 @@ def test_lungs_writes_label_maps_at_the_input_size_with_areas_and_the_gate(tmp_p
 
 
 def test_lungs_refuses_a_pneumothorax_model_and_no_model(tmp_path, lung_run, monkeypatch, capsys):
-    from ptxseg import clinical
-    from ptxseg.checkpoint import save_weights
+    from ptxseg.artifacts import shipped as clinical  # where the shipped lung model is looked up
+    from ptxseg.artifacts.checkpoint import save_weights
     from ptxseg.models import create_model
 
     from .conftest import model_card
@@ -93,9 +93,9 @@ def test_lungs_refuses_a_pneumothorax_model_and_no_model(tmp_path, lung_run, mon
 
 @pytest.mark.slow
 def test_predict_uses_a_named_or_bundled_lung_model_else_the_shipped_one(tmp_path, lung_run, monkeypatch, capsys):
-    from ptxseg import clinical
-    from ptxseg.checkpoint import save_weights
-    from ptxseg.export import export_bundle
+    from ptxseg.artifacts import shipped as clinical  # where the shipped lung model is looked up
+    from ptxseg.artifacts.checkpoint import save_weights
+    from ptxseg.deploy.export import export_bundle
     from ptxseg.models import create_model
 
     from .conftest import model_card

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ptxseg.metrics import dice_per_image, siim_score
+from ptxseg.measure.metrics import dice_per_image, siim_score
 
 
 def test_conventions():
@@ -21,7 +21,7 @@ def test_conventions():
         dice_per_image(a, np.zeros((3, 3)))
 
 
-from ptxseg.metrics import ImageStats, bootstrap_ci, detection_metrics, evaluate, iou_per_image, summarize  # noqa: E402
+from ptxseg.measure.metrics import ImageStats, bootstrap_ci, detection_metrics, evaluate, iou_per_image, summarize  # noqa: E402
 
 
 def _batch():

@@ -12,12 +12,12 @@ import pandas as pd
 import pydicom
 import pytest
 
-from ptxseg.card import TrainingData, synthetic_warning, training_domains
-from ptxseg.card_markdown import INTENDED_USE, intended_use
+from ptxseg.artifacts.card import TrainingData, synthetic_warning, training_domains
+from ptxseg.artifacts.card_markdown import INTENDED_USE, intended_use
 from ptxseg.cli import main
+from ptxseg.clinical.render import RED, SYNTHETIC_LINE, clinical_overlay
 from ptxseg.data.convert import convert_dataset
 from ptxseg.data.manifest import dataset_domains
-from ptxseg.render import RED, SYNTHETIC_LINE, clinical_overlay
 from ptxseg.synth.dataset import synth_dataset
 
 from .conftest import model_card, shared_path
@@ -68,7 +68,7 @@ def test_a_card_from_before_domains_reads_them_from_its_dataset(tmp_path):
 def _model(tmp_path, name: str, domains: dict[str, int]):
     import torch
 
-    from ptxseg.checkpoint import save_weights
+    from ptxseg.artifacts.checkpoint import save_weights
     from ptxseg.models import create_model
 
     torch.manual_seed(0)
@@ -119,7 +119,8 @@ def test_the_panel_line_comes_from_the_document():
 
 @needs_dciodvfy
 def test_the_pacs_objects_of_a_phantom_model_carry_the_warning_and_validate(tmp_path):
-    from ptxseg.clinical import ClinicalPipeline, load_radiograph
+    from ptxseg.clinical.inputs import load_radiograph
+    from ptxseg.clinical.pipeline import ClinicalPipeline
     from ptxseg.pacs.results import derive
 
     film = shared_path(REAL_CR)

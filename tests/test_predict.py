@@ -197,7 +197,7 @@ def test_lung_model_is_evaluated_against_the_lung_fields(models, tmp_path):
 def test_grad_cam_maps_every_architecture_family(name):
     import torch
 
-    from ptxseg.explain import grad_cam
+    from ptxseg.clinical.explain import grad_cam
     from ptxseg.models import create_model
 
     torch.manual_seed(0)
@@ -213,7 +213,7 @@ def test_grad_cam_maps_every_architecture_family(name):
 
 
 def test_inputs_ids_and_list_files(tmp_path):
-    from ptxseg.clinical import gather_inputs, unique_ids
+    from ptxseg.clinical.inputs import gather_inputs, unique_ids
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -229,9 +229,9 @@ def test_inputs_ids_and_list_files(tmp_path):
 
 def test_qc_travels_to_json_summary_and_overlay(tmp_path):
     """A lateral film is analysed, and says so everywhere a reader looks (issue 13: QC travels)."""
-    from ptxseg.checkpoint import save_weights
+    from ptxseg.artifacts.checkpoint import save_weights
+    from ptxseg.clinical.render import clinical_overlay, findings_lines
     from ptxseg.models import create_model
-    from ptxseg.render import clinical_overlay, findings_lines
 
     from .conftest import model_card
 

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from ptxseg.card import read_card
-from ptxseg.checkpoint import load_model, save_weights
-from ptxseg.clinical import ClinicalPipeline, load_radiograph
+from ptxseg.artifacts.card import read_card
+from ptxseg.artifacts.checkpoint import load_model, save_weights
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.data.convert import ConvertOptions, convert_dataset
 from ptxseg.data.manifest import read_dataset_info, read_manifest
 from ptxseg.data.preprocess import CropSpec, Preprocessing

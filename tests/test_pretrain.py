@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from ptxseg.cli import main
 from ptxseg.errors import PtxsegError
 from ptxseg.models import create_model
-from ptxseg.pretrain import ConvAutoencoder, find_images, pretrain
+from ptxseg.tasks.pretrain import ConvAutoencoder, find_images, pretrain
 
 from .conftest import shared_path
 

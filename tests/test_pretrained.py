@@ -96,7 +96,7 @@ def test_a_changed_weight_file_is_refused_before_it_is_unpickled(cache, monkeypa
 
 
 def test_training_records_the_weights_origin_in_the_model_card(cache, tmp_path):
-    from ptxseg.checkpoint import read_model_card
+    from ptxseg.artifacts.checkpoint import read_model_card
     from ptxseg.config import load_config
     from ptxseg.synth.dataset import synth_dataset
     from ptxseg.train.engine import train

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptxseg.lungs import side_labels
-from ptxseg.quality import GATE_FLAGS, GateLimits, quality_gate
+from ptxseg.measure.lung_sides import side_labels
+from ptxseg.measure.quality import GATE_FLAGS, GateLimits, quality_gate
 from tests.conftest import shared_path
 
 
@@ -105,8 +105,8 @@ def test_phantom_lungs_pass_and_every_flag_is_documented(tmp_path):
 
 @pytest.fixture(scope="module")
 def shipped():
-    from ptxseg.clinical import shipped_lung_model
-    from ptxseg.infer import Predictor
+    from ptxseg.artifacts.shipped import shipped_lung_model
+    from ptxseg.infer.predictor import Predictor
 
     path = shipped_lung_model()
     if path is None:
@@ -115,7 +115,7 @@ def shipped():
 
 
 def _gate_of(predictor, image, warnings=()):
-    from ptxseg.lungs import split_lungs
+    from ptxseg.measure.lung_sides import split_lungs
 
     fields = split_lungs(predictor.predict([image])[0].mask(predictor.operating_point))
     return quality_gate(fields.right, fields.left, list(warnings))

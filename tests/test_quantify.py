@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptxseg.quantify import quantify, scale_spacing, severity
+from ptxseg.measure.quantify import quantify, scale_spacing, severity
 
 
 def _lungs(h: int = 100, w: int = 120):

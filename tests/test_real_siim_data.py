@@ -168,7 +168,7 @@ def test_a_negative_dicom_and_its_jpeg_re_encode_get_the_same_answer(dataset, re
     import cv2
     import pydicom
 
-    from ptxseg.infer import Predictor
+    from ptxseg.infer.predictor import Predictor
     from ptxseg.io.images import read_radiograph
     from ptxseg.train.engine import train
 

@@ -9,11 +9,11 @@ import torch
 from ptxseg.config import Config, load_config
 from ptxseg.data.samplers import SAMPLERS
 from ptxseg.errors import PtxsegError
+from ptxseg.infer.tta import TTA_TRANSFORMS
 from ptxseg.losses import LOSSES
 from ptxseg.models import MODELS
 from ptxseg.optim import OPTIMIZERS, SCHEDULERS
 from ptxseg.registry import Registry
-from ptxseg.tta import TTA_TRANSFORMS
 
 ALL = {"model": MODELS, "loss": LOSSES, "optimizer": OPTIMIZERS, "scheduler": SCHEDULERS, "sampler": SAMPLERS, "tta": TTA_TRANSFORMS}
 

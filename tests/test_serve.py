@@ -17,13 +17,13 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from ptxseg.clinical import ClinicalPipeline
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.io.dicom import write_dicom
-from ptxseg.predict import predict_batch
 from ptxseg.serve import ServeOptions, build_app, read_token
 from ptxseg.serve.app import ServeSettings, create_app, route_label
 from ptxseg.serve.service import InferenceService
 from ptxseg.serve.store import ResultStore, is_result_id
+from ptxseg.tasks.predict import predict_batch
 
 from .conftest import shared_path, tiny_models
 

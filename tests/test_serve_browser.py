@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptxseg.clinical import SHIPPED_LUNG_MODEL
+from ptxseg.artifacts.shipped import SHIPPED_LUNG_MODEL
 
 from .conftest import shared_path, tiny_models
 from .serving import Server

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from ptxseg.clinical import ClinicalPipeline, load_radiograph
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.io.headers import declared_pixels
 from ptxseg.io.images import read_image, reduction
 from ptxseg.limits import SERVICE_MAX_PIXELS, max_pixels, pixel_limit

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from ptxseg.artifacts.shipped import SHIPPED, resolve_model, shipped_path
 from ptxseg.cli import main
 from ptxseg.errors import PtxsegError
-from ptxseg.shipped import SHIPPED, resolve_model, shipped_path
 
 
 def test_a_name_is_a_shipped_model_unless_a_path_of_that_name_exists(tmp_path, monkeypatch):
@@ -20,7 +20,7 @@ def test_a_name_is_a_shipped_model_unless_a_path_of_that_name_exists(tmp_path, m
     with pytest.raises(PtxsegError, match="no such file or directory \\(shipped models: default, lungs\\)"):
         resolve_model("defualt")
     (tmp_path / "lungs").rmdir()
-    monkeypatch.setattr("ptxseg.shipped.WEIGHTS_DIR", tmp_path / "nothing")
+    monkeypatch.setattr("ptxseg.artifacts.shipped.WEIGHTS_DIR", tmp_path / "nothing")
     with pytest.raises(PtxsegError, match="shipped model name, but this installation does not hold it"):
         resolve_model("lungs")
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ptxseg.checkpoint import load_model, load_state, read_model_card, save_state, save_weights
+from ptxseg.artifacts.checkpoint import load_model, load_state, read_model_card, save_state, save_weights
 from ptxseg.config import list_configs, load_config, read_raw
 from ptxseg.data.manifest import read_dataset_info, read_manifest
 from ptxseg.data.preprocess import Preprocessing, crop_box

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ptxseg.checkpoint import load_model
+from ptxseg.artifacts.checkpoint import load_model
 from ptxseg.synth.dataset import synth_dataset
 
 pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers

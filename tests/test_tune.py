@@ -11,9 +11,9 @@ import pytest
 from ptxseg.cli import main
 from ptxseg.config import load_config
 from ptxseg.errors import PtxsegError
-from ptxseg.gridsearch import collect, search
-from ptxseg.metrics import ImageStats, dice_per_image, summarize
-from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.measure.gridsearch import collect, search
+from ptxseg.measure.metrics import ImageStats, dice_per_image, summarize
+from ptxseg.measure.operating_point import OperatingPoint, apply_operating_point
 from ptxseg.synth.dataset import synth_dataset
 from ptxseg.train.engine import train
 
@@ -201,8 +201,8 @@ def test_restore_mask_inverts_the_stored_geometry():
 
 
 def test_case_tile_colours_and_case_picking():
-    from ptxseg.render import case_tile as overlay
-    from ptxseg.report import pick_cases
+    from ptxseg.clinical.render import case_tile as overlay
+    from ptxseg.tasks.report import pick_cases
 
     img = np.full((64, 64), 0.5, np.float32)
     pred, truth = np.zeros((64, 64), bool), np.zeros((64, 64), bool)
@@ -337,7 +337,7 @@ def test_parallel_statistics_equal_serial():
 
 
 def test_a_typed_tune_request_dry_run_changes_nothing_and_agrees_with_the_command(tmp_path):
-    from ptxseg.tune import TuneRequest, tune_model
+    from ptxseg.tasks.tune import TuneRequest, tune_model
 
     _, run = _tiny_run(tmp_path, seed=6)
     before = (run / "best.json").read_text()

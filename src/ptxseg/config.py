@@ -24,16 +24,16 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ptxseg.card import TTA
+from ptxseg.artifacts.card import TTA
 from ptxseg.data.augment import build_transform, check_pipeline
 from ptxseg.data.preprocess import CropSpec
 from ptxseg.data.samplers import SAMPLERS
 from ptxseg.errors import PtxsegError
 from ptxseg.limits import MAX_CONFIG_BYTES, MAX_NETWORK_SIZE
 from ptxseg.losses import build_loss, resolve_auto_pos_weight
+from ptxseg.measure.operating_point import OperatingPoint
 from ptxseg.models import MODELS, create_model, model_spec
 from ptxseg.optim import OptimizerConfig, SchedulerConfig
-from ptxseg.postprocess import OperatingPoint
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -160,7 +160,7 @@ class EarlyStoppingConfig(_Section):
 class OperatingPointConfig(OperatingPoint):
     """Turns probabilities into a mask; tuned on validation at the end of training when ``tune`` is true.
 
-    The fields and their bounds are :class:`ptxseg.postprocess.OperatingPoint`'s: one operating point everywhere."""
+    The fields and their bounds are :class:`ptxseg.measure.operating_point.OperatingPoint`'s: one operating point everywhere."""
 
     tune: bool = Field(
         True,

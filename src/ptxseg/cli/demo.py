@@ -71,11 +71,11 @@ def demo(
     from ptxseg.cli.evaluate import print_metrics
     from ptxseg.cli.tune import print_tables
     from ptxseg.config import load_config
-    from ptxseg.evaluate import dataset_ids, evaluate_model
-    from ptxseg.infer import Predictor
-    from ptxseg.report import report_model
+    from ptxseg.infer.predictor import Predictor
+    from ptxseg.tasks.evaluate import dataset_ids, evaluate_model
+    from ptxseg.tasks.report import report_model
+    from ptxseg.tasks.tune import tune_model
     from ptxseg.train.engine import train
-    from ptxseg.tune import tune_model
 
     run = out / "model"
     sets = [f"data.size={size}", "data.workers=0", f"training.epochs={epochs}"] + (
@@ -117,8 +117,8 @@ def demo(
     lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, lung_run, minutes=lung_budget, quiet=quick, on_epoch=on_epoch)
     console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.select_dice:.4f}")
 
-    from ptxseg.clinical import ClinicalPipeline
-    from ptxseg.predict import predict_batch
+    from ptxseg.clinical.pipeline import ClinicalPipeline
+    from ptxseg.tasks.predict import predict_batch
 
     dicoms = sorted((source / "dicom-images-test").rglob("*.dcm"))[: 4 if quick else 8]
     console.print(
@@ -191,8 +191,9 @@ REAL_EXAMPLES = ("dicom/chest_pa_cr_mono1.dcm", "lungs/lungs/CHNCXR_0001_0.png",
 def shipped_lungs_on_real(out: Path, quick: bool) -> Path | None:
     """Step 10: the lung-field model that ships with ptxseg on real radiographs from ``../shared/data`` (when that
     folder and the shipped model exist): label maps, areas and the quality gate; returns the output folder."""
-    from ptxseg.clinical import gather_inputs, shipped_lung_model
-    from ptxseg.lung_segment import LungSegmenter, segment_lungs_batch
+    from ptxseg.artifacts.shipped import shipped_lung_model
+    from ptxseg.clinical.inputs import gather_inputs
+    from ptxseg.tasks.lungs import LungSegmenter, segment_lungs_batch
 
     shared = Path.cwd().parent / "shared" / "data"
     model = shipped_lung_model()
@@ -211,7 +212,7 @@ def shipped_lungs_on_real(out: Path, quick: bool) -> Path | None:
 def shipped_default_on_real() -> str:
     """Step 11: the real-SIIM pneumothorax model — while none passes its bar, why none ships (the honest result);
     returns the line for the summary."""
-    from ptxseg.shipped import WITHHELD, shipped_path
+    from ptxseg.artifacts.shipped import WITHHELD, shipped_path
 
     line = WITHHELD["default"] if shipped_path("default") is None else "ships: run `ptxseg predict default FILM...`"
     console.print(f"[bold]11/11[/bold] ptxseg predict default <real SIIM films>: {line}", highlight=False)

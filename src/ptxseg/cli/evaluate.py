@@ -11,10 +11,10 @@ from rich.table import Table
 
 from ptxseg.cli import app
 from ptxseg.errors import PtxsegError
-from ptxseg.evaluate import ROWS
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps
 from ptxseg.progress import console, err_console, progress_bar
+from ptxseg.tasks.evaluate import ROWS
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -64,15 +64,15 @@ def evaluate_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Score predicted masks against ground truth (--pred/--truth), or a model on a dataset (--model/--data), SIIM-style."""
-    from ptxseg.evaluate import dataset_ids, evaluate_masks, evaluate_model, open_masks
     from ptxseg.io.atomic import prepare_output_dir
     from ptxseg.limits import check_grid_side
+    from ptxseg.tasks.evaluate import dataset_ids, evaluate_masks, evaluate_model, open_masks
 
     check_grid_side(size, "--size")
     if save_probs is not None:
         prepare_output_dir(save_probs, "--save-probs folder")
     if model:
-        from ptxseg.infer import Predictor
+        from ptxseg.infer.predictor import Predictor
 
         if pred is not None or truth is not None or data is None:
             raise PtxsegError("--model", "evaluate a model with --model RUN_DIR --data DATASET (--fold K | --split test)")

@@ -39,12 +39,12 @@ def export_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write a deployable bundle: ONNX models verified against PyTorch, model cards, MODEL_CARD.md, sha256 of every file."""
+    from ptxseg.deploy.export import export_bundle
     from ptxseg.errors import PtxsegError
-    from ptxseg.export import export_bundle
 
     if no_lungs and lungs is not None:
         raise PtxsegError("--lungs", "give --lungs or --no-lungs, not both")
-    from ptxseg.clinical import unused_lung_model
+    from ptxseg.artifacts.shipped import unused_lung_model
 
     result = export_bundle(
         source,

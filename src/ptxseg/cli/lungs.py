@@ -29,10 +29,10 @@ def lungs_command(
 ) -> None:
     """Where are the lungs: <id>_lungs.png (0 background, 1 right lung, 2 left lung), <id>.json with areas and the
     quality gate (is the film fit for triage?), and summary.csv."""
-    from ptxseg.clinical import gather_inputs
+    from ptxseg.clinical.inputs import gather_inputs
     from ptxseg.io.atomic import prepare_output_dir
     from ptxseg.io.jsonfile import dumps
-    from ptxseg.lung_segment import LungSegmenter, segment_lungs_batch
+    from ptxseg.tasks.lungs import LungSegmenter, segment_lungs_batch
 
     prepare_output_dir(out, "--out")
     paths = gather_inputs(inputs, exclude=out)

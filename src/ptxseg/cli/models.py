@@ -61,7 +61,7 @@ def models(
 
 
 def _list_shipped(as_json: bool) -> int:
-    from ptxseg.shipped import SHIPPED, WITHHELD, shipped_path
+    from ptxseg.artifacts.shipped import SHIPPED, WITHHELD, shipped_path
 
     rows = []
     for name, what in SHIPPED.items():

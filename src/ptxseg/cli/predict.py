@@ -49,10 +49,12 @@ def predict_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Is there a pneumothorax, where, on which side, how big relative to that lung, how sure — per image, plus summary.csv."""
-    from ptxseg.clinical import ClinicalPipeline, gather_inputs, unused_lung_model
+    from ptxseg.artifacts.shipped import unused_lung_model
+    from ptxseg.clinical.inputs import gather_inputs
+    from ptxseg.clinical.pipeline import ClinicalPipeline
     from ptxseg.io.atomic import prepare_output_dir
     from ptxseg.io.jsonfile import dumps
-    from ptxseg.predict import predict_batch
+    from ptxseg.tasks.predict import predict_batch
 
     if not 0 < mild_below < severe_above:
         raise PtxsegError("--mild-below/--severe-above", f"need 0 < {mild_below} < {severe_above}")

@@ -27,7 +27,7 @@ def pretrain_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Pretrain an encoder as a convolutional autoencoder; use it with model.pretrained=OUT/encoder.safetensors."""
-    from ptxseg.pretrain import pretrain
+    from ptxseg.tasks.pretrain import pretrain
 
     def on_epoch(epoch: int, loss: float) -> None:
         err_console.print(f"epoch {epoch + 1}/{epochs}: reconstruction MSE {loss:.5f}", highlight=False)

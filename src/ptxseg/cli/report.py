@@ -25,7 +25,7 @@ def report_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write report.html (+ PNGs): metrics with CIs, operating point tables, curves, confusion matrix, case overlays."""
-    from ptxseg.report import report_model, resolve_report_source
+    from ptxseg.tasks.report import report_model, resolve_report_source
 
     r = resolve_report_source(source, data, fold, split, out, tta)
     page = report_model(

@@ -24,9 +24,9 @@ def submit_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write ImageId,EncodedPixels rows (-1 when empty) at each source image's own size."""
-    from ptxseg.evaluate import dataset_ids
-    from ptxseg.infer import Predictor
-    from ptxseg.submit import write_submission
+    from ptxseg.infer.predictor import Predictor
+    from ptxseg.tasks.evaluate import dataset_ids
+    from ptxseg.tasks.submit import write_submission
 
     if fmt not in ("relative", "absolute"):
         raise PtxsegError("--format", f"must be relative or absolute, got {fmt!r}")

@@ -66,7 +66,7 @@ def synth(
     """Write N synthetic chest radiographs with pneumothorax and lung masks — phantoms, or with --backgrounds real
     radiographs with inserted lesions."""
     if backgrounds is not None:
-        from ptxseg.sim2real import TENSION_FRACTION, insert_dataset
+        from ptxseg.tasks.sim2real import TENSION_FRACTION, insert_dataset
 
         if masks_from is None:
             raise PtxsegError("--backgrounds", "needs --masks-from (the real SIIM train-rle.csv.gz) for the lesion shapes")

@@ -99,7 +99,7 @@ def tune_command(
 ) -> None:
     """Grid-search threshold, component and mask sizes, triplets and classifier gates on validation maps; store the best."""
     from ptxseg.errors import PtxsegError
-    from ptxseg.tune import TuneRequest, tune_model
+    from ptxseg.tasks.tune import TuneRequest, tune_model
 
     if out is not None and out.suffix != ".json":
         raise PtxsegError(out, "the ensemble file must end in .json")

@@ -45,16 +45,15 @@ from ptxseg.data.qc import REFUSAL_TAGS, image_warnings, join_tags
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.dicom import DicomMetadata
-from ptxseg.io.images import jpeg_roundtrip, read_image, read_mask, read_radiograph, to_uint16, write_png
+from ptxseg.io.images import RADIOGRAPH_SUFFIXES, jpeg_roundtrip, read_image, read_mask, read_radiograph, to_uint16, write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import check_name, is_safe_name, safe_name, under
 from ptxseg.io.rle import SIIM_SHAPE, read_rle_csv, runs_to_mask
-from ptxseg.lungs import side_labels
+from ptxseg.measure.lung_sides import side_labels
 from ptxseg.parallel import process_map
 
 Layout = Literal["auto", "kaggle", "png", "folders"]
 Target = Literal["pneumothorax", "lungs"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 #: source manifest columns with a canonical name of their own
 SOURCE_COLUMNS = {"patient": "PatientID", "view": "ViewPosition"}
 _PNG_NAME = re.compile(r"^(?P<split>train|test)_(?P<kind>image|mask)_(?P<id>.+)_(?P<y>[01])\.png\Z", re.IGNORECASE)
@@ -134,7 +133,7 @@ def detect_layout(src: Path) -> Literal["kaggle", "png", "folders"]:
     if next(src.rglob("*.dcm"), None) is not None:
         return "kaggle"
     has_rle = any(next(src.rglob(pat), None) is not None for pat in ("*rle*.csv", "*rle*.csv.gz"))
-    if has_rle and any(next(src.rglob(f"*{suffix}"), None) is not None for suffix in IMAGE_SUFFIXES):
+    if has_rle and any(next(src.rglob(f"*{suffix}"), None) is not None for suffix in RADIOGRAPH_SUFFIXES):
         return "kaggle"  # films re-encoded as PNG/JPEG, named by ImageId, beside the RLE file
     raise PtxsegError(
         src, "unknown layout: no */png_images folder, no images/ + masks/ folders, no .dcm files and no images beside an RLE CSV"
@@ -185,7 +184,7 @@ def kaggle_items(src: Path, rle_csv: Path | None, rle_format: str = "auto", rle_
     items = []
     seen_ids = set()
     # DICOMs named by SOPInstanceUID, or the same films re-encoded as PNG/JPEG named by ImageId
-    images = (p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    images = (p for p in src.rglob("*") if p.suffix.lower() in RADIOGRAPH_SUFFIXES and not p.name.startswith("."))
     for path in sorted(p for p in images if p.is_file() and LUNG_MASK_DIR not in p.relative_to(src).parts):
         rel = path.relative_to(src)
         image_id = path.stem
@@ -288,7 +287,7 @@ def folder_items(src: Path, stratify: str | None = None) -> list[Item]:
     meta = _source_manifest(src, stratify)
     items, seen = [], set()
     for path in sorted((src / "images").iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+        if path.suffix.lower() not in RADIOGRAPH_SUFFIXES or path.name.startswith("."):
             continue
         extra = dict(meta.get(path.stem, {}))
         split = extra.pop("split", "") or "train"

@@ -12,7 +12,7 @@ A model sees its training images through two steps, and so must every image at i
 
 :class:`Preprocessing` holds these settings. It is written into the model card when a model is trained and
 used, unchanged, by the training dataset (step 2 on stored images, with augmentation between the crop and the
-resize), :class:`ptxseg.infer.Predictor` (both steps on any radiograph), exported bundles and the service.
+resize), :class:`ptxseg.infer.predictor.Predictor` (both steps on any radiograph), exported bundles and the service.
 :meth:`Preprocessing.to_source` maps a network-grid probability map back onto the source image's pixels.
 """
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.dicom import is_dicom_file
-from ptxseg.io.images import read_radiograph
+from ptxseg.io.images import RASTER_SUFFIXES, read_radiograph
 
 #: Tag → what it means. Refusals first.
 QC_TAGS: dict[str, str] = {
@@ -94,9 +94,6 @@ def join_tags(tags: list[str]) -> str:
 def split_tags(qc: str) -> list[str]:
     """Inverse of :func:`join_tags`."""
     return [] if qc in ("", "ok") else qc.split(";")
-
-
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def inspect_file(path: Path, apply_voi: bool = True) -> dict:

@@ -22,7 +22,10 @@ from ptxseg.io.atomic import write_bytes_atomic
 from ptxseg.io.dicom import DicomMetadata, is_dicom_file, read_dicom_dataset
 from ptxseg.limits import check_image_size, max_pixels
 
+#: the one suffix set of ptxseg: raster formats the reader decodes, DICOM files, and both (every command's inputs)
 RASTER_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
+RADIOGRAPH_SUFFIXES = RASTER_SUFFIXES | DICOM_SUFFIXES
 _MAGIC = {
     b"\x89PNG": "PNG",
     b"\xff\xd8\xff": "JPEG",

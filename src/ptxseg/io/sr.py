@@ -71,7 +71,7 @@ def write_report_sr(
         path: output ``.dcm`` (written atomically).
         source: the analysed radiograph's dataset.
         seg: the SEG written for it (pneumothorax segment 1, right lung 2, left lung 3 when the lungs were found).
-        report: the result document of :meth:`ptxseg.clinical.ClinicalPipeline.analyse` (``pneumothorax``,
+        report: the result document of :meth:`ptxseg.clinical.pipeline.ClinicalPipeline.analyse` (``pneumothorax``,
             ``right``, ``left`` blocks).
         software_version: ptxseg and model weights version; with the source's UIDs it determines the SR's UIDs.
         model_name: the pneumothorax model's name, recorded as the observing device's model.

@@ -11,11 +11,12 @@ from typing import Any
 import cv2
 import pydicom
 
-from ptxseg.clinical import ClinicalPipeline, Radiograph
+from ptxseg.clinical.inputs import Radiograph
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.errors import PtxsegError
 from ptxseg.io.sc import burn_in, write_overlay_sc
 from ptxseg.io.sr import write_report_sr
-from ptxseg.predict import write_outputs
+from ptxseg.tasks.predict import write_outputs
 
 #: triage priority by the largest severity: 1 is read first
 PRIORITY = {"severe": 1, "moderate": 2, "mild": 3, "none": 4}

@@ -11,7 +11,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from ptxseg.clinical import ClinicalPipeline
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.errors import PtxsegError, route_warnings
 from ptxseg.pacs.config import TriageSettings, read_credentials
 from ptxseg.pacs.orthanc import OrthancClient, OrthancError

@@ -31,13 +31,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ptxseg.clinical import ClinicalPipeline, load_radiograph
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.names import hashed_uid
+from ptxseg.measure.quality import GATE_FLAGS, HEADER_FLAGS
 from ptxseg.pacs.orthanc import ORTHANC_ID, OrthancClient, OrthancError
 from ptxseg.pacs.results import derive, findings
 from ptxseg.pacs.state import FeedState
-from ptxseg.quality import GATE_FLAGS, HEADER_FLAGS
 
 log = logging.getLogger("ptxseg.triage")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from ptxseg.clinical import ClinicalPipeline
+from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.errors import PtxsegError, one_line, route_warnings
 from ptxseg.limits import SERVICE_MAX_PIXELS, SERVICE_MAX_REQUEST_PIXELS
 from ptxseg.serve.app import ServeSettings, create_app

@@ -22,15 +22,16 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ptxseg.clinical import Analysis, ClinicalPipeline, load_radiograph
+from ptxseg.clinical.inputs import load_radiograph
+from ptxseg.clinical.pipeline import Analysis, ClinicalPipeline
 from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.headers import declared_pixels, inflated_size_exceeds
 from ptxseg.io.images import raster_kind, write_png
 from ptxseg.io.names import hashed_uid
 from ptxseg.limits import SERVICE_MAX_PIXELS, SERVICE_MAX_REQUEST_PIXELS, pixel_limit
-from ptxseg.predict import write_outputs
 from ptxseg.serve.store import ResultStore
+from ptxseg.tasks.predict import write_outputs
 
 log = logging.getLogger("ptxseg.serve")
 

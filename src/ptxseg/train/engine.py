@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ptxseg.card import Architecture, ModelCard, TrainingData
-from ptxseg.checkpoint import load_model, load_state, save_state, save_weights, unwrap
+from ptxseg.artifacts.card import Architecture, ModelCard, TrainingData
+from ptxseg.artifacts.checkpoint import load_model, load_state, save_state, save_weights, unwrap
 from ptxseg.config import Config, StageConfig, dump_config
 from ptxseg.data.augment import check_pipeline
 from ptxseg.data.manifest import dataset_domains, dataset_licences, read_dataset_info
@@ -41,10 +41,10 @@ from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
 from ptxseg.io.tensors import non_finite_tensors, read_tensors
 from ptxseg.losses import SegmentationLoss, has_auto_pos_weight, resolve_auto_pos_weight
-from ptxseg.metrics import ImageStats, evaluate
+from ptxseg.measure.metrics import ImageStats, evaluate
+from ptxseg.measure.operating_point import OperatingPoint, apply_operating_point
 from ptxseg.models import create_model
 from ptxseg.optim import Schedule, build_optimizer
-from ptxseg.postprocess import OperatingPoint, apply_operating_point
 from ptxseg.progress import err_console
 from ptxseg.train import distributed as D
 from ptxseg.train.data import SegmentationDataset, build_sampler, make_loader, unlabelled_ids

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ptxseg.checkpoint import unwrap
+from ptxseg.artifacts.checkpoint import unwrap
 from ptxseg.errors import PtxsegError
 
 

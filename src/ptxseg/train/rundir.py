@@ -11,7 +11,7 @@
       curves.png         loss and validation Dice per epoch
       best.safetensors   the final model (+ best.json: metadata and tuned operating point)
       checkpoints/       per-stage best, top-k and snapshot weights (+ .json)
-      state/             the resume state (see ptxseg.checkpoint.save_state)
+      state/             the resume state (see ptxseg.artifacts.checkpoint.save_state)
 
 Only rank 0 of a distributed run writes.
 """
@@ -35,10 +35,10 @@ import timm
 import torch
 
 import ptxseg
+from ptxseg.clinical.render import training_curves
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, loads, read_json_object
-from ptxseg.render import training_curves
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ptxseg.checkpoint import unwrap
+from ptxseg.artifacts.checkpoint import unwrap
 from ptxseg.errors import PtxsegError
-from ptxseg.gridsearch import map_statistics, search, stats_from_rows
-from ptxseg.metrics import dice_per_image
-from ptxseg.postprocess import OperatingPoint, apply_operating_point
+from ptxseg.measure.gridsearch import map_statistics, search, stats_from_rows
+from ptxseg.measure.metrics import dice_per_image
+from ptxseg.measure.operating_point import OperatingPoint, apply_operating_point
 from ptxseg.train import distributed as D
 from ptxseg.train.data import SegmentationDataset
 from ptxseg.train.epoch import autocast

@@ -20,10 +20,10 @@ import numpy as np
 from ptxseg.data.manifest import read_manifest
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError
-from ptxseg.infer import predict_dataset, read_ignore
+from ptxseg.infer.predictor import predict_dataset, read_ignore
 from ptxseg.io.images import read_mask
 from ptxseg.io.rle import read_rle_csv
-from ptxseg.metrics import ImageStats, evaluate
+from ptxseg.measure.metrics import ImageStats, evaluate
 
 #: the metrics of an evaluation, in the order tables and reports show them, with their labels
 ROWS = (

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptxseg.card import ModelCard, read_card, write_card
+from ptxseg.artifacts.card import ModelCard, read_card, write_card
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json_object
@@ -58,7 +58,7 @@ def save_weights(path: str | PathLike[str], model: nn.Module, card: ModelCard) -
 
 
 def read_model_card(path: str | PathLike[str]) -> ModelCard:
-    """The model card beside a weights file (or of a run/bundle directory), validated (see :mod:`ptxseg.card`)."""
+    """The model card beside a weights file (or of a run/bundle directory), validated (see :mod:`ptxseg.artifacts.card`)."""
     weights = resolve_weights(path) if Path(path).is_dir() else Path(path)
     card_path = weights.with_suffix(".json")
     if not card_path.is_file():

@@ -20,18 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from ptxseg.checkpoint import read_model_card, resolve_weights
+from ptxseg.artifacts.checkpoint import read_model_card, resolve_weights
+from ptxseg.artifacts.ensemble import FORMAT as ENSEMBLE_FORMAT
+from ptxseg.artifacts.ensemble import read_ensemble
+from ptxseg.clinical.render import case_tile, confusion_figure
 from ptxseg.data.manifest import read_manifest
-from ptxseg.ensemble import FORMAT as ENSEMBLE_FORMAT
-from ptxseg.ensemble import read_ensemble
 from ptxseg.errors import PtxsegError
-from ptxseg.evaluate import ROWS, dataset_ids, evaluate_model
-from ptxseg.infer import Predictor, predict_dataset
+from ptxseg.infer.predictor import Predictor, predict_dataset
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.images import read_image, write_png
 from ptxseg.io.jsonfile import dumps, read_json
 from ptxseg.io.names import check_name, is_safe_name, under
-from ptxseg.render import case_tile, confusion_figure
+from ptxseg.tasks.evaluate import ROWS, dataset_ids, evaluate_model
 
 
 def pick_cases(ids: list[str], dice: np.ndarray, positive: np.ndarray, k: int = 3) -> dict[str, list[str]]:

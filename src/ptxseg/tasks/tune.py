@@ -1,6 +1,6 @@
 """``ptxseg tune``: choose a model's (or an ensemble's) operating point on its validation maps and store it.
 
-The search itself is :mod:`ptxseg.gridsearch` (one pass per map); this module predicts or reads the maps,
+The search itself is :mod:`ptxseg.measure.gridsearch` (one pass per map); this module predicts or reads the maps,
 runs it, writes the chosen point into the model card (or an ensemble file) and draws the threshold curves.
 """
 
@@ -12,16 +12,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ptxseg.card import write_card
-from ptxseg.checkpoint import read_model_card, resolve_weights
+from ptxseg.artifacts.card import write_card
+from ptxseg.artifacts.checkpoint import read_model_card, resolve_weights
+from ptxseg.artifacts.ensemble import Ensemble, write_ensemble
+from ptxseg.clinical.render import threshold_curves
 from ptxseg.data.manifest import read_manifest
 from ptxseg.data.split import fold_split
-from ptxseg.ensemble import Ensemble, write_ensemble
 from ptxseg.errors import PtxsegError
-from ptxseg.gridsearch import TuneResult, collect, search
-from ptxseg.infer import Predictor, load_probability_map, predict_dataset, read_ignore, read_truth
+from ptxseg.infer.predictor import Predictor, load_probability_map, predict_dataset, read_ignore, read_truth
 from ptxseg.io.names import check_name, under
-from ptxseg.render import threshold_curves
+from ptxseg.measure.gridsearch import TuneResult, collect, search
 
 
 @dataclass
@@ -72,8 +72,8 @@ class TuneRequest:
         probs: tune on maps stored there instead of predicting.
         out: ensemble file to write (required to write the point of several models).
         write: store the chosen point (False: a dry run).
-        workers: processes labelling the maps (see :func:`ptxseg.gridsearch.collect`).
-        prevalence: score the points at this share of positives (:func:`ptxseg.gridsearch.search`); None: the
+        workers: processes labelling the maps (see :func:`ptxseg.measure.gridsearch.collect`).
+        prevalence: score the points at this share of positives (:func:`ptxseg.measure.gridsearch.search`); None: the
             validation images as they are.
     """
 

@@ -79,7 +79,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, mask: np.ndarray | None = None) 
 
 
 def cam_for_image(predictor, image: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Grad-CAM of the first model of a :class:`~ptxseg.infer.Predictor` for an H×W image, on the image's pixel grid
+    """Grad-CAM of the first model of a :class:`~ptxseg.infer.predictor.Predictor` for an H×W image, on the image's pixel grid
     (``mask``, on the same grid, is carried to the network grid by the model's preprocessing)."""
     pp = predictor.preprocessing
     x, frame = pp.network_input(image)

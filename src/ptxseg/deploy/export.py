@@ -1,4 +1,4 @@
-"""``ptxseg export``: a run directory or an ensemble file → a deployable ONNX Runtime bundle (:mod:`ptxseg.bundle`).
+"""``ptxseg export``: a run directory or an ensemble file → a deployable ONNX Runtime bundle (:mod:`ptxseg.artifacts.bundle`).
 
 Each member is exported to ONNX (segmentation logits, and the classifier head's logit when the model has one)
 and verified against PyTorch (≤ 1e-4 relative on sample inputs). With ``int8``, each member is quantised
@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from ptxseg.bundle import FORMAT, MANIFEST, BundleManifest, BundleMember, is_bundle, read_bundle, write_manifest
-from ptxseg.card import LungModelRef, ModelCard, training_domains, write_card
-from ptxseg.card_markdown import model_card_markdown
+from ptxseg.artifacts.bundle import FORMAT, MANIFEST, BundleManifest, BundleMember, is_bundle, read_bundle, write_manifest
+from ptxseg.artifacts.card import LungModelRef, ModelCard, training_domains, write_card
+from ptxseg.artifacts.card_markdown import model_card_markdown
 from ptxseg.data.manifest import dataset_licences
 from ptxseg.data.split import fold_split
 from ptxseg.errors import PtxsegError, reading
-from ptxseg.evaluate import evaluate_model
-from ptxseg.infer import Predictor
+from ptxseg.infer.predictor import Predictor
 from ptxseg.io.atomic import prepare_output_dir
 from ptxseg.io.images import read_image
 from ptxseg.io.names import check_name, under
 from ptxseg.models.export import export_onnx, has_head
+from ptxseg.tasks.evaluate import evaluate_model
 
 #: INT8 may lose at most this much validation SIIM mean Dice against fp32
 DEFAULT_TOLERANCE = 0.005

@@ -21,19 +21,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ptxseg.clinical import load_radiograph
+from ptxseg.clinical.inputs import load_radiograph
 from ptxseg.data.geometry import resize_image
 from ptxseg.data.manifest import StoredGeometry, write_dataset_info, write_manifest
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir
-from ptxseg.io.images import to_uint16, write_png
+from ptxseg.io.images import RADIOGRAPH_SUFFIXES, to_uint16, write_png
 from ptxseg.io.rle import read_rle_csv
-from ptxseg.lung_segment import LungSegmenter
-from ptxseg.lungs import split_lungs
+from ptxseg.measure.lung_sides import split_lungs
 from ptxseg.synth.dataset import stored_as_drawn
 from ptxseg.synth.insert import InsertParams, insert_lesion
+from ptxseg.tasks.lungs import LungSegmenter
 
-BACKGROUND_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 _POSITIVE, _SHAPE, _RENDER, _TENSION = 21, 22, 23, 24
 #: share of unilateral inserted lesions drawn as tension pneumothorax (mediastinal shift): a setting — SIIM does
 #: not mark tension, so its real share in the file cannot be measured here
@@ -42,7 +41,7 @@ TENSION_FRACTION = 0.02
 
 def background_files(folder: str | PathLike[str]) -> list[Path]:
     """The radiographs under ``folder`` (recursively, sorted), by suffix."""
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in BACKGROUND_SUFFIXES)
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in RADIOGRAPH_SUFFIXES)
     if not files:
         raise PtxsegError(folder, "--backgrounds: no PNG, JPEG or DICOM radiograph in this folder")
     return files

@@ -8,7 +8,7 @@ classifier head, a gate c ∈ {0.05, 0.10 … 0.95, 0.98, 0.99} on the head's pr
 with every threshold × component × minimum-mask point; pixel counts refer to
 a 1024² image and scale with the maps' area.
 
-Scores come from :mod:`ptxseg.metrics` (Dice from pixel counts, case statistics), the same definitions
+Scores come from :mod:`ptxseg.measure.metrics` (Dice from pixel counts, case statistics), the same definitions
 `ptxseg evaluate` reports.
 
 Speed: each image is visited once. For every threshold its probability map
@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from ptxseg.errors import PtxsegError
-from ptxseg.metrics import detection_metrics, dice_from_counts
-from ptxseg.postprocess import OperatingPoint
+from ptxseg.measure.metrics import detection_metrics, dice_from_counts
+from ptxseg.measure.operating_point import OperatingPoint
 
 THRESHOLDS = tuple(float(t) for t in np.round(np.arange(0.20, 0.801, 0.05), 2))
 COMPONENT_PX = (0, 50, 100, 200, 500)

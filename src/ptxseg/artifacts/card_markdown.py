@@ -3,8 +3,8 @@ limits — the intended use following the training data (a model trained on synt
 
 from __future__ import annotations
 
-from ptxseg.bundle import BundleManifest
-from ptxseg.card import ModelCard, synthetic_warning, training_domains
+from ptxseg.artifacts.bundle import BundleManifest
+from ptxseg.artifacts.card import ModelCard, synthetic_warning, training_domains
 
 INTENDED_USE = {
     "pneumothorax": [

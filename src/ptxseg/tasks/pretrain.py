@@ -32,12 +32,12 @@ from torch import nn
 
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
-from ptxseg.io.images import read_radiograph
+from ptxseg.io.images import RADIOGRAPH_SUFFIXES, read_radiograph
 from ptxseg.io.jsonfile import dumps
 from ptxseg.io.tensors import non_finite_tensors, write_tensors
 from ptxseg.parallel import process_map
 
-_IMAGE_SUFFIXES = {".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""}
+_IMAGE_SUFFIXES = RADIOGRAPH_SUFFIXES | {""}  # and extension-less DICOM files
 
 
 class ConvAutoencoder(nn.Module):

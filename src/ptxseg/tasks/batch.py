@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ptxseg.clinical import Radiograph, load_radiograph, unique_ids
+from ptxseg.clinical.inputs import Radiograph, load_radiograph, unique_ids
 from ptxseg.errors import PtxsegError
 
 #: the first columns of every batch command's summary.csv

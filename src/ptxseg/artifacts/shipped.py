@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ptxseg.errors import PtxsegError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: shipped name → what it is
 SHIPPED: dict[str, str] = {
@@ -55,3 +55,35 @@ def resolve_model(model: str | PathLike[str]) -> Path:
             raise PtxsegError(model, f"is a shipped model name, but {why}")
         return found
     raise PtxsegError(model, f"no such file or directory (shipped models: {', '.join(SHIPPED)})")
+
+
+#: the lung-field model shipped inside the package (a bundle; ``docs/lungs.md``), absent in a checkout without it
+SHIPPED_LUNG_MODEL = WEIGHTS_DIR / "lungs"
+_MODEL_MARKERS = ("best.safetensors", "model.safetensors", "bundle.json")  # a run directory, a weights folder or a bundle
+
+
+def shipped_lung_model() -> Path | None:
+    """The lung-field model that ships with ptxseg, or None when this installation has none."""
+    return SHIPPED_LUNG_MODEL if (SHIPPED_LUNG_MODEL / "bundle.json").is_file() else None
+
+
+def find_lung_model(model: str | PathLike[str]) -> Path | None:
+    """The lung-field model used with a pneumothorax model when the user names none: the one a bundle carries
+    (put there by ``ptxseg export --lungs``, i.e. chosen by whoever exported it), else the real one that ships
+    with ptxseg; None when there is neither. A run directory's ``lungs/`` is never picked up unasked
+    (``ptxseg demo`` keeps a phantom-trained one there in older versions): name it with ``--lungs``."""
+    p = Path(model)
+    folder = p if p.is_dir() else p.parent
+    candidate = folder / "lungs"
+    if (folder / "bundle.json").is_file() and any((candidate / m).is_file() for m in _MODEL_MARKERS):
+        return candidate
+    return shipped_lung_model()
+
+
+def unused_lung_model(model: str | PathLike[str]) -> Path | None:
+    """A lung-field model stored beside a run directory (``MODEL/lungs``) that :func:`find_lung_model` passes over."""
+    p = Path(model)
+    candidate = p / "lungs"
+    if p.is_dir() and not (p / "bundle.json").is_file() and any((candidate / m).is_file() for m in _MODEL_MARKERS):
+        return candidate
+    return None

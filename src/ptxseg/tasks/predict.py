@@ -21,16 +21,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptxseg.batch import BASE_COLUMNS, base_row, run_batch
-from ptxseg.clinical import SEVERITY_RANK, Analysis, ClinicalPipeline, Radiograph
+from ptxseg.clinical.explain import cam_for_image
+from ptxseg.clinical.inputs import Radiograph
+from ptxseg.clinical.pipeline import SEVERITY_RANK, Analysis, ClinicalPipeline
+from ptxseg.clinical.render import cam_overlay, clinical_overlay
 from ptxseg.errors import PtxsegError
-from ptxseg.explain import cam_for_image
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name, under
 from ptxseg.io.seg import write_seg
-from ptxseg.render import cam_overlay, clinical_overlay
+from ptxseg.tasks.batch import BASE_COLUMNS, base_row, run_batch
 
 SUMMARY_COLUMNS = [
     *BASE_COLUMNS,

@@ -3,7 +3,7 @@
 Per input, under ``out``: ``<id>_lungs.png`` (uint8 at the input's own size: 0 background, 1 the patient's right
 lung, 2 the patient's left lung) and last ``<id>.json`` (per-lung area in px and mm², the QC block with the
 quality gate); ``summary.csv`` at the end. Resumable and fault-tolerant as ``ptxseg predict``
-(:mod:`ptxseg.batch`).
+(:mod:`ptxseg.tasks.batch`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptxseg.batch import BASE_COLUMNS, base_row, run_batch
-from ptxseg.clinical import Radiograph, input_block, qc_block, shipped_lung_model
+from ptxseg.artifacts.shipped import shipped_lung_model
+from ptxseg.clinical.inputs import Radiograph
+from ptxseg.clinical.pipeline import input_block, qc_block
 from ptxseg.errors import PtxsegError
-from ptxseg.infer import Predictor
+from ptxseg.infer.predictor import Predictor
 from ptxseg.io.atomic import prepare_output_dir, write_text_atomic
 from ptxseg.io.images import write_png
 from ptxseg.io.jsonfile import dumps, read_json_object
 from ptxseg.io.names import is_safe_name, under
-from ptxseg.lungs import split_lungs
-from ptxseg.quantify import area_mm2
+from ptxseg.measure.lung_sides import split_lungs
+from ptxseg.measure.quantify import area_mm2
+from ptxseg.tasks.batch import BASE_COLUMNS, base_row, run_batch
 
 FORMAT = "ptxseg-lungs/1"
 SUMMARY_COLUMNS = [

@@ -22,16 +22,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ptxseg.data.manifest import dataset_domains, read_dataset_info
 from ptxseg.data.preprocess import CropSpec, Preprocessing
 from ptxseg.errors import PtxsegError
+from ptxseg.infer.tta import TTA_TRANSFORMS
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json
-from ptxseg.postprocess import OperatingPoint, point_field
-from ptxseg.tta import TTA_TRANSFORMS
+from ptxseg.measure.operating_point import OperatingPoint, point_field
 
 FORMAT = "ptxseg-model-card/2"
 LEGACY_FORMAT = "ptxseg-checkpoint/1"
 
-#: test-time augmentations a model may be applied with (implemented in :mod:`ptxseg.infer`)
-#: a registered test-time augmentation name (ptxseg.tta)
+#: test-time augmentations a model may be applied with (implemented in :mod:`ptxseg.infer.predictor`)
+#: a registered test-time augmentation name (ptxseg.infer.tta)
 TTA = TTA_TRANSFORMS.field()
 
 

@@ -2,7 +2,7 @@
 
 ``ptxseg tune MODEL MODEL ... --out ensemble.json`` writes one after tuning the
 ensemble's operating point; ``ptxseg evaluate|report|submit --model
-ensemble.json`` (and :class:`ptxseg.infer.Predictor`) load it. Members are
+ensemble.json`` (and :class:`ptxseg.infer.predictor.Predictor`) load it. Members are
 run directories, bundles or ``.safetensors`` files, stored relative to the
 ensemble file when they lie below its folder so the pair can be moved together.
 """
@@ -19,7 +19,7 @@ from typing import Any
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json
-from ptxseg.postprocess import OperatingPoint
+from ptxseg.measure.operating_point import OperatingPoint
 
 FORMAT = "ptxseg-ensemble/1"
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from ptxseg.data.geometry import Geometry, restore_mask
 from ptxseg.data.manifest import read_manifest
-from ptxseg.infer import Predictor, predict_dataset
+from ptxseg.infer.predictor import Predictor, predict_dataset
 from ptxseg.io.rle import RleFormat, rle_encode, write_rle_rows
 
 

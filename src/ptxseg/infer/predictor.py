@@ -26,19 +26,19 @@ import numpy as np
 import torch
 
 from ptxseg import __version__
-from ptxseg.bundle import is_bundle, read_bundle
-from ptxseg.checkpoint import load_model, resolve_weights
+from ptxseg.artifacts.bundle import is_bundle, read_bundle
+from ptxseg.artifacts.checkpoint import load_model, resolve_weights
+from ptxseg.artifacts.ensemble import is_ensemble_file, read_ensemble
+from ptxseg.artifacts.shipped import resolve_model
 from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Frame, Preprocessing
-from ptxseg.ensemble import is_ensemble_file, read_ensemble
 from ptxseg.errors import PtxsegError, reading
+from ptxseg.infer.tta import TTA_TRANSFORMS, check_tta
 from ptxseg.io.atomic import atomic_path
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import check_name, under
 from ptxseg.limits import max_pixels
-from ptxseg.postprocess import OperatingPoint, apply_operating_point
-from ptxseg.shipped import resolve_model
-from ptxseg.tta import TTA_TRANSFORMS, check_tta
+from ptxseg.measure.operating_point import OperatingPoint, apply_operating_point
 
 
 @torch.no_grad()
@@ -146,7 +146,7 @@ class Prediction:
         return self.prob.reshape(*self.prob.shape[:-2], -1).max(-1)
 
     def mask(self, op) -> np.ndarray:
-        """The binary mask (bool, shape of ``prob``) at an :class:`~ptxseg.postprocess.OperatingPoint`."""
+        """The binary mask (bool, shape of ``prob``) at an :class:`~ptxseg.measure.operating_point.OperatingPoint`."""
 
         return apply_operating_point(self.prob, op, self.cls_prob)
 
@@ -155,12 +155,12 @@ class Predictor:
     """One model or an ensemble, with the preprocessing stored in its metadata.
 
     Two backends, one API: run directories and ``.safetensors`` files run in PyTorch; a bundle folder
-    (``ptxseg export``, see :mod:`ptxseg.bundle`) runs in ONNX Runtime, its files checked against their hashes.
+    (``ptxseg export``, see :mod:`ptxseg.artifacts.bundle`) runs in ONNX Runtime, its files checked against their hashes.
     TTA and ensembles work on both; sessions and models are created once.
 
     Args:
         sources: run directories or ``.safetensors`` files, all with one preprocessing; or a single
-            ensemble file (``.json``, see :mod:`ptxseg.ensemble`), which brings its members, weights,
+            ensemble file (``.json``, see :mod:`ptxseg.artifacts.ensemble`), which brings its members, weights,
             TTA and operating point; or a single bundle folder, which brings the same.
         weights: ensemble weights (default equal, or the ensemble file's).
         tta: TTA transforms (default: those stored with the first model or the ensemble).

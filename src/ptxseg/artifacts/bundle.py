@@ -1,12 +1,12 @@
 """Deployable bundles: ONNX models, their model cards and a manifest of sha256 hashes, in one folder.
 
-``ptxseg export`` writes a bundle; :class:`ptxseg.infer.Predictor` (and so ``predict``, ``evaluate``,
+``ptxseg export`` writes a bundle; :class:`ptxseg.infer.predictor.Predictor` (and so ``predict``, ``evaluate``,
 ``report``, ``submit``) runs one with ONNX Runtime wherever a run directory is accepted::
 
     BUNDLE/
       bundle.json        the manifest (below)
       member-0.onnx      segmentation logits (and the classifier head's logit, output ``cls``, when the model has one)
-      member-0.json      the member's model card (ptxseg.card.ModelCard: preprocessing, operating point …)
+      member-0.json      the member's model card (ptxseg.artifacts.card.ModelCard: preprocessing, operating point …)
       MODEL_CARD.md      data, metrics with CIs, intended use, limits — for people
       lungs/             optional: the lung-field model, a bundle of its own
 
@@ -25,12 +25,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ptxseg.card import TTA, ModelCard, read_card
+from ptxseg.artifacts.card import TTA, ModelCard, read_card
 from ptxseg.errors import PtxsegError
 from ptxseg.io.atomic import write_text_atomic
 from ptxseg.io.jsonfile import dumps, read_json
 from ptxseg.io.names import is_safe_name, under
-from ptxseg.postprocess import OperatingPoint, point_field
+from ptxseg.measure.operating_point import OperatingPoint, point_field
 
 FORMAT = "ptxseg-bundle/1"
 MANIFEST = "bundle.json"

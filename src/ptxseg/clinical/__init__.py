@@ -1,0 +1,1 @@
+"""The clinical answer for one radiograph: inputs, the two-phase pipeline, overlays and Grad-CAM."""

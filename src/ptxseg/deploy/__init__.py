@@ -1,0 +1,1 @@
+"""Deployment: ptxseg export (ONNX, INT8) into a bundle."""
