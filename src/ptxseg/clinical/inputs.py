@@ -19,12 +19,11 @@ import pydicom
 from ptxseg.errors import PtxsegError
 from ptxseg.io.derived import header_problems, invalid_uids
 from ptxseg.io.dicom import is_dicom_file
-from ptxseg.io.images import DICOM_SUFFIXES, RADIOGRAPH_SUFFIXES, RASTER_SUFFIXES, raster_size, read_radiograph_dataset
+from ptxseg.io.images import RADIOGRAPH_SUFFIXES, RASTER_SUFFIXES, raster_size, read_radiograph_dataset
 from ptxseg.io.names import safe_name
 
 #: list files: one input path per line
 LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
-__all__ = ["DICOM_SUFFIXES", "LIST_SUFFIXES", "RADIOGRAPH_SUFFIXES", "RASTER_SUFFIXES"]
 
 
 @dataclass
