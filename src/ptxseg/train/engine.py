@@ -69,7 +69,7 @@ def _diverged(run_dir: Path, where: str, lr: float | None = None) -> PtxsegError
     )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainResult:
     """What a run ended with. ``best_dice`` is the chosen epoch's validation Dice at the configured operating
     point; ``select_dice`` the Dice it was chosen by (``training.select_by``: at the epoch's tuned point, or the same
@@ -88,7 +88,7 @@ class TrainResult:
     select_by: str = "fixed"
 
 
-@dataclass
+@dataclass(kw_only=True)
 class StageParts:
     """What one stage trains with (built by :meth:`Trainer._build_stage`)."""
 
@@ -133,6 +133,8 @@ class Trainer:
         if cfg.training.amp == "fp16" and self.dist.device.type != "cuda":
             raise PtxsegError("training.amp", "fp16 needs a CUDA device (GradScaler); use bf16 on the CPU")
         self.run = RunDir(run_dir, writer=self.dist.main)
+        #: the parts of the stage trained last: its validation loader is reused to tune when the preprocessing matches
+        self.last_parts: StageParts | None = None
         self.resume = resume
         self.stages = cfg.resolved_stages()
         select = cfg.training.select_by
@@ -366,7 +368,19 @@ class Trainer:
             writer=d.main,
         )
         return StageParts(
-            pp, model, ddp_model, train_ds, sampler, val_loader, optimizer, schedule, scaler, criterion, book, policy, freezing
+            pp=pp,
+            model=model,
+            ddp_model=ddp_model,
+            train_ds=train_ds,
+            sampler=sampler,
+            val_loader=val_loader,
+            optimizer=optimizer,
+            schedule=schedule,
+            scaler=scaler,
+            criterion=criterion,
+            book=book,
+            policy=policy,
+            freezing=freezing,
         )
 
     def _val_loader(self, split, pp: Preprocessing):
@@ -507,7 +521,7 @@ class Trainer:
         if best_weights is None or not Path(best_weights).is_file():
             raise PtxsegError(self.run.path, "no epoch was completed: nothing to save (raise --minutes?)")
         model, card = load_model(best_weights, self.dist.device)
-        parts = getattr(self, "last_parts", None)
+        parts = self.last_parts
         same = parts is not None and parts.pp == card.preprocessing
         loader = parts.val_loader if same else self._val_loader(split, card.preprocessing)
         op = self._op()
@@ -541,17 +555,17 @@ class Trainer:
                 t.log_artifacts(self.run.path)
         D.barrier(self.dist)
         return TrainResult(
-            self.run.path,
-            float(card.metrics["val_dice"]),
-            int(card.metrics["epoch"]),
-            op.to_dict(),
-            tuned_dice,
-            len(hist),
-            stop_reason,
-            time.monotonic() - self.t0,
-            hist,
-            float(card.metrics.get("val_select", card.metrics["val_dice"])),
-            "tuned" if self.select_tuned else "fixed",
+            run_dir=self.run.path,
+            best_dice=float(card.metrics["val_dice"]),
+            best_epoch=int(card.metrics["epoch"]),
+            operating_point=op.to_dict(),
+            tuned_dice=tuned_dice,
+            epochs_run=len(hist),
+            stop_reason=stop_reason,
+            seconds=time.monotonic() - self.t0,
+            history=hist,
+            select_dice=float(card.metrics.get("val_select", card.metrics["val_dice"])),
+            select_by="tuned" if self.select_tuned else "fixed",
         )
 
 
