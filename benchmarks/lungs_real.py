@@ -29,7 +29,8 @@ from ptxseg.artifacts.shipped import shipped_lung_model
 from ptxseg.clinical.inputs import load_radiograph
 from ptxseg.clinical.render import case_tile
 from ptxseg.data.split import fold_split
-from ptxseg.infer.predictor import Predictor, read_ignore
+from ptxseg.data.truth import read_ignore
+from ptxseg.infer.predictor import Predictor
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.measure.lung_sides import split_lungs
 from ptxseg.measure.metrics import dice_per_image

@@ -32,8 +32,10 @@ import pandas as pd
 from ptxseg.clinical.render import case_tile
 from ptxseg.data.manifest import read_manifest
 from ptxseg.data.split import fold_split
-from ptxseg.infer.predictor import Predictor, load_probability_map, predict_dataset, read_truth
+from ptxseg.data.truth import read_truth
+from ptxseg.infer.predictor import Predictor, predict_dataset
 from ptxseg.io.images import read_image
+from ptxseg.io.probability_maps import load_probability_map
 from ptxseg.measure.gridsearch import CLS_THRESHOLDS, collect, search
 from ptxseg.measure.metrics import detection_metrics, dice_per_image, ranking_metrics
 from ptxseg.measure.operating_point import apply_operating_point

@@ -98,9 +98,9 @@ def tiny_models(n: int, seed: int, extra: tuple[str, ...] = (), lungs: bool = Fa
 
             shutil.rmtree(folder, ignore_errors=True)  # a worker that died half-way
             synth_dataset(data, n, size=64, seed=seed, positive_fraction=0.5)
-            train(load_config("default", [*TINY, *extra]), data, run, quiet=True)
+            train(load_config("default", [*TINY, *extra]), data, run)
             (folder / "trained").touch()
         if lungs and not (folder / "trained-lungs").is_file():
-            train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs", quiet=True)
+            train(load_config("lungs_unet_r34_256", TINY), data, run / "lungs")
             (folder / "trained-lungs").touch()
     return data, run

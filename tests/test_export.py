@@ -14,7 +14,8 @@ from ptxseg.artifacts.bundle import read_bundle
 from ptxseg.cli import main
 from ptxseg.deploy.export import export_bundle
 from ptxseg.errors import PtxsegError
-from ptxseg.infer.predictor import TTA_TRANSFORMS, Predictor, tta_members_with_cls
+from ptxseg.infer.predictor import Predictor
+from ptxseg.infer.tta import TTA_TRANSFORMS, tta_members_with_cls
 from ptxseg.io.dicom import write_dicom
 from ptxseg.io.images import read_image
 

@@ -220,7 +220,7 @@ def test_training_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_pat
     cfg = load_config("default", [*TINY, stages])
     run = tmp_path / "run"
     with pytest.raises(PtxsegError, match="diverged: .* is NaN or infinite") as info:
-        train(cfg, data, run, quiet=True)
+        train(cfg, data, run)
     assert info.value.code == "non_finite"
     good = run / "checkpoints" / "stage0_best.safetensors"
     assert good.is_file() and load_model(good)  # finite, loads
@@ -453,7 +453,7 @@ def test_truncated_resume_state_is_one_line(tmp_path):
     synth_dataset(data, 12, size=64, seed=4, positive_fraction=0.5)
     run = tmp_path / "run"
     cfg = load_config("default", [*TINY, "training.checkpoint_every_steps=1"])
-    train(cfg, data, run, quiet=True)
+    train(cfg, data, run)
     state = run / "state" / "state.json"
     state.write_text(state.read_text()[:50])
     proc = _cli("train", "--resume", str(run), "-q")
@@ -704,7 +704,7 @@ def test_augmentation_that_cannot_run_fails_at_validation(tmp_path):
     synth_dataset(data, 8, size=64, seed=2, positive_fraction=0.5)
     cfg = load_config("default", [*TINY, "data.workers=2", "augment=[{name: RandomCrop, height: 96, width: 96}]"])
     with pytest.raises(PtxsegError, match="cannot run on a 64×64 image"):
-        train(cfg, data, tmp_path / "run", quiet=True)
+        train(cfg, data, tmp_path / "run")
 
 
 @pytest.mark.slow

@@ -8,15 +8,9 @@ import torch
 
 from ptxseg.artifacts.checkpoint import save_weights
 from ptxseg.errors import PtxsegError
-from ptxseg.infer.predictor import (
-    TTA_TRANSFORMS,
-    Predictor,
-    load_probability_map,
-    save_probability_map,
-    tta_members,
-    tta_members_with_cls,
-    tta_predict,
-)
+from ptxseg.infer.predictor import Predictor
+from ptxseg.infer.tta import TTA_TRANSFORMS, tta_members, tta_members_with_cls, tta_predict
+from ptxseg.io.probability_maps import load_probability_map, save_probability_map
 from ptxseg.models import create_model
 
 from .conftest import model_card

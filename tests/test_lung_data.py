@@ -285,7 +285,7 @@ def test_stratum_weights_draw_an_under_represented_group_more_often(tmp_path):
             "lungs_real_unet_r18_256_adult", overrides=["model.pretrained=null", "data.size=64", "training.epochs=1", *overrides]
         )
         with pytest.raises(PtxsegError, match=match):
-            train(bad, ds, tmp_path / f"run_{len(overrides)}", quiet=True)
+            train(bad, ds, tmp_path / f"run_{len(overrides)}")
     with pytest.raises(PtxsegError, match="needs kind: weighted"):
         load_config("lungs_real_unet_r18_256_adult", overrides=["model.pretrained=null", "sampler.kind=shuffle"])
     with pytest.raises(PtxsegError, match="positive"):

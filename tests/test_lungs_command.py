@@ -25,7 +25,7 @@ def lung_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lungrun")
     synth_dataset(root / "ds", 12, size=64, seed=3, positive_fraction=0.5)
-    train(load_config("lungs_unet_r34_256", TINY), root / "ds", root / "lungs", quiet=True)
+    train(load_config("lungs_unet_r34_256", TINY), root / "ds", root / "lungs")
     return root / "lungs"
 
 

@@ -54,7 +54,7 @@ def _tiny(name: str, extra: list[str] = ()) -> list[str]:
 @pytest.mark.parametrize("name", list_configs())
 def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
     cfg = load_config(name, _tiny(name))
-    result = train(cfg, phantoms, tmp_path / "run", minutes=0, quiet=True)  # budget spent: stop after the first step
+    result = train(cfg, phantoms, tmp_path / "run", minutes=0)  # budget spent: stop after the first step
     assert result.stop_reason == "budget" and result.epochs_run == 1
     record = result.history[0]
     assert record["partial"] and record["val_images"] == len(fold_split(phantoms, cfg.data.fold).val_ids)
@@ -73,7 +73,7 @@ def test_every_shipped_config_trains_one_step(name, phantoms, tmp_path):
 @pytest.mark.slow
 def test_run_directory_contents(phantoms, tmp_path):
     cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=2"])
-    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    result = train(cfg, phantoms, tmp_path / "run")
     run = tmp_path / "run"
     for name in ("config.yaml", "env.json", "run.json", "metrics.jsonl", "train.log", "curves.png", "best.safetensors", "best.json"):
         assert (run / name).is_file(), name
@@ -103,7 +103,7 @@ def test_progressive_stages_start_from_previous_best(phantoms, tmp_path):
         "stages=[{size: 64, epochs: 1, unfreeze: [[0, 0.0]]}, {size: 96, epochs: 1, unfreeze: [[0, 0.5]]}]",
     ]
     cfg = load_config("default", raw_sets)
-    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    result = train(cfg, phantoms, tmp_path / "run")
     sizes = [(r["stage"], r["size"]) for r in result.history]
     assert sizes == [(0, 64), (1, 96)]
     n_blocks = len(encoder_blocks(encoder_of(create_model("unet", encoder="resnet18"))))
@@ -153,7 +153,7 @@ def test_an_inherited_curriculum_and_share_schedule_run_on_the_run_wide_epoch(ph
             "stages: [[0, dice], [1, bce]]}, positive_share: [0.9, 0.4]}]",
         ],
     )
-    train(cfg, phantoms, tmp_path / "run", quiet=True)
+    train(cfg, phantoms, tmp_path / "run")
     assert seen["loss"] == [(3, 0), (3, 1), (3, 2), (2, 0), (2, 1)]  # was (3, 0) again at the start of stage 2
     assert seen["share"] == [[0.8, 0.7, 0.6, 0.5], [0.6, 0.5], [0.9, 0.4]]
     # the 3-stage published recipe reaches symmetric Lovász in its 1024 stage
@@ -190,7 +190,7 @@ def test_budget_early_stopping_topk_snapshots(phantoms, tmp_path):
             "training.early_stopping={patience: 2, min_delta: 1.0}",  # no Dice beats a positive first one by 1.0
         ],
     )
-    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    result = train(cfg, phantoms, tmp_path / "run")
     assert result.stop_reason == "early_stopping" and result.epochs_run == 3
     ck = sorted(p.name for p in (tmp_path / "run" / "checkpoints").glob("*.safetensors"))
     assert sum("snapshot" in n for n in ck) == 3  # one per one-epoch cycle
@@ -202,10 +202,10 @@ def test_the_engine_trains_with_bf16_channels_last_accumulation_and_clipping_set
     # what each option does is checked in tests/test_train_epoch.py; this is the wiring through a real run
     sets = [*TINY, "model.encoder=resnet18", "training.amp=bf16", "training.channels_last=true", "training.accum_steps=2"]
     cfg = load_config("default", [*sets, "training.clip_grad=0.5", "training.epochs=1", "scheduler={name: onecycle}"])
-    result = train(cfg, phantoms, tmp_path / "run", quiet=True)
+    result = train(cfg, phantoms, tmp_path / "run")
     assert result.epochs_run == 1 and np.isfinite(result.history[0]["train_loss"])
     with pytest.raises(PtxsegError, match="fp16 needs a CUDA device"):
-        train(load_config("default", [*TINY, "training.amp=fp16"]), phantoms, tmp_path / "run2", quiet=True)
+        train(load_config("default", [*TINY, "training.amp=fp16"]), phantoms, tmp_path / "run2")
 
 
 def test_fold_split_excludes_test_and_checks_fold(phantoms, tmp_path):
@@ -285,7 +285,7 @@ def test_mlflow_tracking(phantoms, tmp_path, monkeypatch):
     fake = types.SimpleNamespace(**{n: recorder(n) for n in names})
     monkeypatch.setitem(sys.modules, "mlflow", fake)
     cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=1"])
-    train(cfg, phantoms, tmp_path / "run", quiet=True, trackers=[MlflowTracker()])
+    train(cfg, phantoms, tmp_path / "run", trackers=[MlflowTracker()])
     names = [c[0] for c in calls]
     assert names[:3] == ["set_tracking_uri", "set_experiment", "start_run"] and names[-1] == "end_run"
     params = next(c[1][0] for c in calls if c[0] == "log_params")
@@ -303,4 +303,40 @@ def test_positive_share_needs_positives(phantoms, tmp_path):
     manifest.to_csv(ds / "manifest.csv", index=False)
     (ds / "folds.csv").unlink(missing_ok=True)  # folds are re-made from the relabelled manifest
     with pytest.raises(PtxsegError, match="positive_share needs positive training images"):
-        train(load_config("default", TINY), ds, tmp_path / "run", quiet=True)
+        train(load_config("default", TINY), ds, tmp_path / "run")
+
+
+def test_progress_goes_through_the_callbacks_and_the_engine_draws_nothing(phantoms, tmp_path, capfd, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import ptxseg.progress as progress
+
+    cfg = load_config("default", [*TINY, "model.encoder=resnet18", "training.epochs=2"])
+    events, records = [], []
+    result = train(cfg, phantoms, tmp_path / "run", on_epoch=records.append, on_batch=events.append)
+    assert capfd.readouterr().err == ""  # no bar, no line of its own on stderr
+    per_epoch = {e: [ev for ev in events if ev.epoch == e] for e in (0, 1)}
+    for e, evs in per_epoch.items():
+        assert [ev.batch for ev in evs] == list(range(1, evs[0].batches + 1))  # 1-based, every batch, in order
+        assert all(ev.stage == 0 and ev.epochs == 2 and np.isfinite(ev.loss) for ev in evs)
+        assert evs[-1].loss == pytest.approx(result.history[e]["train_loss"])  # the running mean ends at the record's
+    assert [r["epoch"] for r in records] == [0, 1]
+
+    # the CLI's bars, drawn from those events: one bar per epoch, ending at its last batch and loss
+    out = io.StringIO()
+    monkeypatch.setattr(progress, "err_console", Console(file=out, width=120, force_terminal=False))
+    with progress.EpochBars() as bars:
+        for ev in events:
+            bars(ev)
+    text = out.getvalue()
+    n = per_epoch[0][0].batches
+    assert "stage 0 epoch 1/2" in text and "stage 0 epoch 2/2" in text and f"{n}/{n}" in text
+    assert f"loss {per_epoch[1][-1].loss:.4f}" in text
+    quiet = io.StringIO()
+    monkeypatch.setattr(progress, "err_console", Console(file=quiet, force_terminal=False))
+    with progress.EpochBars(quiet=True) as bars:
+        for ev in events:
+            bars(ev)
+    assert quiet.getvalue() == ""

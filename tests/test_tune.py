@@ -123,7 +123,7 @@ def _tiny_run(tmp_path, seed: int, extra: tuple[str, ...] = ()):
     data = tmp_path / "ds"
     synth_dataset(data, 16, size=64, seed=seed, positive_fraction=0.5)
     sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0", *extra]
-    train(load_config("default", sets), data, tmp_path / "run", quiet=True)
+    train(load_config("default", sets), data, tmp_path / "run")
     return data, tmp_path / "run"
 
 
@@ -256,7 +256,7 @@ def pair(tmp_path_factory):
     root = tmp_path_factory.mktemp("pair")
     data, run_a = _tiny_run(root, seed=7)
     sets = ["data.size=64", "model.encoder=resnet18", "training.epochs=1", "training.batch_size=4", "data.workers=0"]
-    run_b = train(load_config("default", [*sets, "training.seed=1"]), data, root / "run_b", quiet=True).run_dir
+    run_b = train(load_config("default", [*sets, "training.seed=1"]), data, root / "run_b").run_dir
     fold = json.loads((run_a / "best.json").read_text())["training_data"]["fold"]
     probs, ev_json = root / "maps", root / "ens_eval.json"
     models = ["--model", str(run_a), "--model", str(run_b), "--weights", "1", "--weights", "3"]

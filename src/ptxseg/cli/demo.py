@@ -27,7 +27,7 @@ from ptxseg.cli.synth import print_synth_summary
 from ptxseg.cli.train import epoch_line
 from ptxseg.data.convert import ConvertOptions, convert_dataset
 from ptxseg.data.split import fold_summary, split_dataset
-from ptxseg.progress import console, progress_bar
+from ptxseg.progress import EpochBars, console, progress_bar
 from ptxseg.synth.dataset import synth_dataset
 
 NOTE = "These are synthetic phantoms: the numbers show the pipeline works end to end, not how a model does on patients."
@@ -84,10 +84,14 @@ def demo(
     console.print(f"[bold]4/11[/bold] ptxseg train --data {dataset} --out {run} " + " ".join(f"--set {s}" for s in sets))
     cfg = load_config("default", sets)
 
+    bars = EpochBars(quiet=quick)
+
     def on_epoch(r: dict) -> None:
+        bars.close()
         console.print(f"  epoch {r['epoch'] + 1}: {epoch_line(r)}", highlight=False)
 
-    trained = train(cfg, dataset, run, minutes=budget, quiet=quick, on_epoch=on_epoch)
+    with bars:
+        trained = train(cfg, dataset, run, minutes=budget, on_epoch=on_epoch, on_batch=bars)
     console.print(
         f"  {trained.epochs_run} epochs ({trained.stop_reason}); chosen epoch {trained.best_epoch + 1}: validation Dice "
         f"{trained.select_dice:.4f} at its tuned point ({trained.best_dice:.4f} at the configured one)",
@@ -114,7 +118,9 @@ def demo(
     lung_sets = [f"data.size={size}", "data.workers=0", "model.encoder=resnet18", f"training.epochs={lung_epochs}"] + (
         ["training.batch_size=4"] if quick else []
     )
-    lungs = train(load_config("lungs_unet_r34_256", lung_sets), dataset, lung_run, minutes=lung_budget, quiet=quick, on_epoch=on_epoch)
+    with bars:
+        lung_cfg = load_config("lungs_unet_r34_256", lung_sets)
+        lungs = train(lung_cfg, dataset, lung_run, minutes=lung_budget, on_epoch=on_epoch, on_batch=bars)
     console.print(f"  {lungs.epochs_run} epochs ({lungs.stop_reason}), lung-field validation Dice {lungs.select_dice:.4f}")
 
     from ptxseg.clinical.pipeline import ClinicalPipeline

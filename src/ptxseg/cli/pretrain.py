@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ptxseg.cli import app
+from ptxseg.errors import PtxsegError
 from ptxseg.progress import console, err_console, progress_bar
 
 
@@ -19,7 +20,9 @@ def pretrain_command(
     size: Annotated[int, typer.Option(help="Image side in pixels (multiple of 32).")] = 256,
     epochs: Annotated[int, typer.Option(help="Epochs over the images.")] = 10,
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 8,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="Optimiser (as a config's optimizer.name: adam, adamw, sgd).")] = "adam",
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay (as optimizer.weight_decay).")] = 0.0,
     noise: Annotated[float, typer.Option(help="Denoising: std of Gaussian noise added to inputs (0: plain autoencoder).")] = 0.1,
     minutes: Annotated[float | None, typer.Option(help="Wall-clock budget; stops after the epoch in progress.")] = None,
     workers: Annotated[int, typer.Option(min=0, help="Processes reading the images.")] = 2,
@@ -27,7 +30,16 @@ def pretrain_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Pretrain an encoder as a convolutional autoencoder; use it with model.pretrained=OUT/encoder.safetensors."""
+    from ptxseg.optim import OPTIMIZERS, OptimizerConfig
     from ptxseg.tasks.pretrain import pretrain
+
+    if optimizer not in OPTIMIZERS:
+        raise PtxsegError("--optimizer", f"unknown optimiser {optimizer!r}; choose one of {', '.join(OPTIMIZERS.names())}")
+    if not lr > 0:
+        raise PtxsegError("--lr", f"must be > 0, got {lr}")
+    if not weight_decay >= 0:
+        raise PtxsegError("--weight-decay", f"must be >= 0, got {weight_decay}")
+    settings = OptimizerConfig(name=optimizer, lr=lr, weight_decay=weight_decay)
 
     def on_epoch(epoch: int, loss: float) -> None:
         err_console.print(f"epoch {epoch + 1}/{epochs}: reconstruction MSE {loss:.5f}", highlight=False)
@@ -39,7 +51,7 @@ def pretrain_command(
         size=size,
         epochs=epochs,
         batch_size=batch_size,
-        lr=lr,
+        optimizer=settings,
         noise=noise,
         minutes=minutes,
         seed=seed,

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from ptxseg.cli import app
 from ptxseg.errors import PtxsegError
-from ptxseg.progress import console, err_console
+from ptxseg.progress import EpochBars, console, err_console
 
 config_app = typer.Typer(help="Shipped training configs and their schema.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
@@ -142,7 +142,10 @@ def train_command(
         prepare_output_dir(out, "run directory")
     trackers = ([MlflowTracker()] if mlflow else []) + ([TensorboardTracker()] if tensorboard else [])
 
+    bars = EpochBars(quiet=quiet)
+
     def on_epoch(r: dict) -> None:
+        bars.close()  # the epoch's finished bar stays above its line
         head = f"stage {r['stage']} epoch {r['epoch'] + 1}: loss {r['train_loss']:.4f} " if quiet else "  "
         tail = f" · {r['images_per_s']:.1f} img/s" if quiet else f" · val BCE {r['val_loss']:.4f} · lr {r['lr']:.2e}"
         err_console.print(head + epoch_line(r) + tail, highlight=False)
@@ -150,9 +153,9 @@ def train_command(
     if int(os.environ.get("RANK", "0")) == 0:
         err_console.print(f"ptxseg train {cfg.name} on {data} (fold {fold}) → {out}", highlight=False)
     try:
-        result = train(
-            cfg, data, out, fold=fold, minutes=minutes, resume=resume is not None, quiet=quiet, trackers=trackers, on_epoch=on_epoch
-        )
+        with bars:
+            callbacks = {"trackers": trackers, "on_epoch": on_epoch, "on_batch": bars}
+            result = train(cfg, data, out, fold=fold, minutes=minutes, resume=resume is not None, **callbacks)
     except TrainingInterrupted as exc:
         err_console.print(f"ptxseg: interrupted ({exc}); continue with: ptxseg train --resume {out}", highlight=False)
         raise typer.Exit(143) from None

@@ -1,8 +1,8 @@
 """Inference: test-time augmentation, ensembles, probability maps in the input's frame.
 
-* TTA: each transform of ``identity, hflip, vflip, rot90, rot270`` is applied to
+* TTA (:mod:`ptxseg.infer.tta`): each transform of ``identity, hflip, vflip, rot90, rot270`` is applied to
   the input batch and **inverted exactly** on the predicted probabilities
-  before they are averaged.
+  before they are averaged. A bundle's ONNX model runs in ONNX Runtime (:mod:`ptxseg.infer.onnx`).
 * Ensembles: the (optionally weighted) mean of probabilities over models —
   checkpoints of folds, snapshots, top-k, other architectures. Models are
   applied one after another to each batch, so only one batch of maps per
@@ -30,90 +30,15 @@ from ptxseg.artifacts.bundle import is_bundle, read_bundle
 from ptxseg.artifacts.checkpoint import load_model, resolve_weights
 from ptxseg.artifacts.ensemble import is_ensemble_file, read_ensemble
 from ptxseg.artifacts.shipped import resolve_model
-from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Frame, Preprocessing
-from ptxseg.errors import PtxsegError, reading
-from ptxseg.infer.tta import TTA_TRANSFORMS, check_tta
-from ptxseg.io.atomic import atomic_path
-from ptxseg.io.images import read_image, read_mask
+from ptxseg.data.truth import read_truth
+from ptxseg.errors import PtxsegError
+from ptxseg.infer.onnx import OrtModel
+from ptxseg.infer.tta import check_tta, tta_members_with_cls
+from ptxseg.io.images import read_image
 from ptxseg.io.names import check_name, under
-from ptxseg.limits import max_pixels
+from ptxseg.io.probability_maps import save_probability_map
 from ptxseg.measure.operating_point import OperatingPoint, apply_operating_point
-
-
-@torch.no_grad()
-def tta_members_with_cls(
-    model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Probabilities of every TTA member mapped back to the input frame (``T×B×1×H×W``) and, when the
-    model has a classifier head, its probability for each member (``T×B``; else None)."""
-    names = check_tta(tta)
-    with_cls = getattr(model, "forward_with_cls", None)
-
-    def run(batch: torch.Tensor):
-        return with_cls(batch) if with_cls is not None else (model(batch), None)
-
-    inputs = [TTA_TRANSFORMS[name][0](x) for name in names]
-    if len(inputs) > 1 and len({tuple(t.shape) for t in inputs}) == 1:
-        # every transform of a square input has its shape: one call with the T×B batch (faster, above all in ONNX Runtime)
-        logits, cls = run(torch.cat(inputs))
-        logits_parts = logits.split(len(x))
-        cls_parts = cls.split(len(x)) if cls is not None else [None] * len(names)
-    else:
-        results = [run(t) for t in inputs]
-        logits_parts, cls_parts = [r[0] for r in results], [r[1] for r in results]
-    outs, heads = [], []
-    for name, logits, cls in zip(names, logits_parts, cls_parts, strict=True):
-        outs.append(TTA_TRANSFORMS[name][1](torch.sigmoid(logits.float())))
-        if cls is not None:
-            heads.append(torch.sigmoid(cls.float()).reshape(len(x)))
-    return torch.stack(outs), torch.stack(heads) if heads else None
-
-
-def tta_members(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)) -> torch.Tensor:
-    """Probabilities of every TTA member, each mapped back to the input frame: ``T×B×1×H×W``."""
-    return tta_members_with_cls(model, x, tta)[0]
-
-
-def tta_predict(model: torch.nn.Module, x: torch.Tensor, tta: Sequence[str] = ("identity",)) -> torch.Tensor:
-    """Mean probability over the TTA members: ``B×1×H×W`` in ``[0, 1]``."""
-    return tta_members(model, x, tta).mean(0)
-
-
-class OrtModel:
-    """An ONNX Runtime session behind the interface the TTA code calls (``forward_with_cls`` on torch tensors).
-
-    The session is created once; ``threads`` sets its intra-op threads. Outputs: ``logits`` and, for a model
-    with a classifier head, ``cls``.
-    """
-
-    has_dropout = False
-    training = False
-
-    def __init__(self, path: str | PathLike[str], threads: int | None = None, device: str = "cpu") -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
-        providers = ["CPUExecutionProvider"]
-        if str(device).startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        with reading(path, "ONNX model"):
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.path = Path(path)
-
-    def forward_with_cls(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        out = self.session.run(None, {"image": np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)})
-        return torch.from_numpy(out[0]), (torch.from_numpy(out[1]) if len(out) > 1 else None)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_cls(x)[0]
-
-    def eval(self) -> OrtModel:
-        return self
 
 
 @dataclass
@@ -354,65 +279,6 @@ class Predictor:
                     )
                 )
         return out
-
-
-def save_probability_map(path: str | PathLike[str], prob: np.ndarray, dtype: str = "uint8", cls_prob: float | None = None) -> Path:
-    """Store a probability map compressed (``.npz``): uint8 (1/255 steps) or float16, with the classifier head's
-    image probability when there is one."""
-
-    if dtype == "uint8":
-        data = np.round(np.clip(prob, 0, 1) * 255).astype(np.uint8)
-    elif dtype == "float16":
-        data = prob.astype(np.float16)
-    else:
-        raise PtxsegError("--dtype", f"must be uint8 or float16, got {dtype!r}")
-    extra = {} if cls_prob is None else {"cls_prob": np.float32(cls_prob)}
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, prob=data, **extra)
-    return path
-
-
-def load_probability_map(path: str | PathLike[str]) -> tuple[np.ndarray, float | None]:
-    """A stored probability map as float32 in ``[0, 1]``, and the stored classifier probability (None if absent).
-
-    The file is untrusted: its uncompressed size is checked before decompressing (no zip bomb), no pickle
-    is loaded, and a map or probability that is not finite and within ``[0, 1]`` is refused.
-    """
-
-    with reading(path, "probability map"):
-        with np.load(path, allow_pickle=False) as z:
-            if "prob" not in z.files:
-                raise PtxsegError(path, "not a ptxseg probability map (no 'prob' array)", code="corrupt")
-            size = z.zip.getinfo("prob.npy").file_size
-            if size > 4 * max_pixels() + 4096:
-                raise PtxsegError(path, f"probability map of {size:,} bytes is larger than the pixel limit allows", code="too_large")
-            data = z["prob"]
-            cls = float(z["cls_prob"]) if "cls_prob" in z.files else None
-    if data.ndim != 2 or data.dtype not in (np.uint8, np.float16, np.float32):
-        raise PtxsegError(
-            path, f"probability map must be a 2-D uint8/float16/float32 array, got {data.dtype} {data.shape}", code="corrupt"
-        )
-    prob = data.astype(np.float32) / 255.0 if data.dtype == np.uint8 else data.astype(np.float32)
-    if not np.isfinite(prob).all() or prob.min(initial=0) < 0 or prob.max(initial=0) > 1 or (cls is not None and not 0 <= cls <= 1):
-        raise PtxsegError(path, "probability map holds values that are not finite probabilities in [0, 1]", code="non_finite")
-    return prob, cls
-
-
-def read_truth(dataset: str | PathLike[str], image_id: str, target: str, shape: tuple[int, int]) -> np.ndarray:
-    """The stored 0/1 mask of ``target`` (``pneumothorax``: ``masks/``, ``lungs``: ``lungs/``) for an image of a
-    canonical dataset; all zeros of ``shape`` when the image has none."""
-
-    path = under(Path(dataset) / MASK_DIRS[target], f"{check_name(image_id, dataset)}.png")
-    return read_mask(path) if path.is_file() else np.zeros(shape, np.uint8)
-
-
-def read_ignore(dataset: str | PathLike[str], image_id: str) -> np.ndarray | None:
-    """The dataset's "unknown" pixels of an image (bool, stored size; ``ignore/<id>.png``), or None when it has none."""
-
-    path = under(Path(dataset) / IGNORE_DIR, f"{check_name(image_id, dataset)}.png")
-    return read_mask(path).astype(bool) if path.is_file() else None
 
 
 def predict_dataset(

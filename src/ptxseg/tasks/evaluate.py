@@ -19,8 +19,9 @@ import numpy as np
 
 from ptxseg.data.manifest import read_manifest
 from ptxseg.data.split import fold_split
+from ptxseg.data.truth import read_ignore
 from ptxseg.errors import PtxsegError
-from ptxseg.infer.predictor import predict_dataset, read_ignore
+from ptxseg.infer.predictor import predict_dataset
 from ptxseg.io.images import read_mask
 from ptxseg.io.rle import read_rle_csv
 from ptxseg.measure.metrics import ImageStats, evaluate

@@ -18,9 +18,11 @@ from ptxseg.artifacts.ensemble import Ensemble, write_ensemble
 from ptxseg.clinical.render import threshold_curves
 from ptxseg.data.manifest import read_manifest
 from ptxseg.data.split import fold_split
+from ptxseg.data.truth import read_ignore, read_truth
 from ptxseg.errors import PtxsegError
-from ptxseg.infer.predictor import Predictor, load_probability_map, predict_dataset, read_ignore, read_truth
+from ptxseg.infer.predictor import Predictor, predict_dataset
 from ptxseg.io.names import check_name, under
+from ptxseg.io.probability_maps import load_probability_map
 from ptxseg.measure.gridsearch import TuneResult, collect, search
 
 

@@ -30,10 +30,11 @@ from ptxseg.data.augment import build_pipeline
 from ptxseg.data.manifest import IGNORE_DIR, MASK_DIRS
 from ptxseg.data.preprocess import Preprocessing, crop_box, resize_mask_to
 from ptxseg.data.samplers import SAMPLERS, EpochSampler, stratum_factors
-from ptxseg.data.split import UNKNOWN
+from ptxseg.data.split import UNKNOWN, FoldSplit, fold_split
 from ptxseg.errors import PtxsegError
 from ptxseg.io.images import read_image, read_mask
 from ptxseg.io.names import under
+from ptxseg.train.distributed import Dist, barrier
 
 #: label of an unknown pixel in the uint8 masks that go through augmentation (-1 in the target tensor)
 IGNORED = 255
@@ -170,3 +171,30 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,  # workers are re-created each epoch and so see the dataset's current epoch
     )
+
+
+def training_split(cfg: Config, dataset: Path, fold: int, dist: Dist) -> FoldSplit:
+    """Fold ``fold``'s training/validation split (rank 0 creates ``folds.csv`` when missing; the other ranks read it
+    after), checked against what ``cfg`` trains.
+
+    Raises:
+        PtxsegError: validation films without a pneumothorax annotation, unlabelled training films without a
+            classifier head to train, or a positive-share sampler without positives.
+    """
+    d = cfg.data
+    if dist.main:
+        split = fold_split(dataset, fold, d.folds, d.split_seed)
+    barrier(dist)
+    if not dist.main:
+        split = fold_split(dataset, fold, d.folds, d.split_seed, create=False)
+    unknown = int((split.val_labels < 0).sum())
+    if d.target == "pneumothorax" and unknown:
+        raise PtxsegError(dataset, f"{unknown} images of fold {fold} have no pneumothorax annotation (a lungs-only dataset?)")
+    unlabelled = int((split.train_labels < 0).sum())  # folds.csv fold -1 (ptxseg split --unlabelled)
+    if d.target == "pneumothorax" and unlabelled and not cfg.model.aux_classifier:
+        raise PtxsegError(
+            dataset, f"{unlabelled} unlabelled training films train only the classifier head: set model.aux_classifier: true"
+        )
+    if cfg.sampler.kind == "positive_share" and (split.train_labels == 1).sum() == 0:
+        raise PtxsegError("sampler.kind", "positive_share needs positive training images; this fold has none")
+    return split

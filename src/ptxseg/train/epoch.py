@@ -44,6 +44,19 @@ class EpochProgress:
     loss_sum: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class BatchEvent:
+    """One training batch done, for progress displays: ``batch`` of ``batches`` (1-based) of epoch ``epoch``
+    (0-based) of ``epochs`` in stage ``stage``; ``loss`` the epoch's running mean training loss."""
+
+    stage: int
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+
+
 @dataclass
 class EpochPlan:
     """How to train: everything the loop needs besides the model and the data."""
