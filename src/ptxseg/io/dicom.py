@@ -28,8 +28,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
-from pydicom.pixels import apply_modality_lut, apply_windowing
+from pydicom.pixels import apply_modality_lut
 from pydicom.uid import (
     ComputedRadiographyImageStorage,
     CTImageStorage,
@@ -40,6 +39,7 @@ from pydicom.uid import (
 
 from ptxseg.errors import PtxsegError, reading
 from ptxseg.io.atomic import atomic_path
+from ptxseg.io.display import apply_voi_transform, check_modality_lut, int_attr, output_range
 from ptxseg.limits import check_image_size
 
 #: Projection radiography: accepted silently. "DR" is not a DICOM Modality
@@ -136,17 +136,6 @@ def _quiet(fn):
     return wrapper
 
 
-def _int(ds: pydicom.Dataset, keyword: str, default: int | None = None) -> int | None:
-    """An integer attribute, ``default`` when absent or empty; a non-integer value is a refusal."""
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise PtxsegError(ds.filename or "DICOM", f"{keyword} {str(value)[:40]!r} is not an integer", code="corrupt") from None
-
-
 @_quiet
 def read_metadata(path: str | PathLike[str]) -> tuple[pydicom.Dataset, DicomMetadata]:
     """Read the header of a DICOM file and check it can hold a chest radiograph.
@@ -204,20 +193,20 @@ def _metadata(path: Path, ds: pydicom.Dataset) -> DicomMetadata:
         ViewPosition=(_str(ds, "ViewPosition") or "").upper() or None,
         PatientSex=_str(ds, "PatientSex"),
         PatientAge=_str(ds, "PatientAge"),
-        Rows=_int(ds, "Rows"),
-        Columns=_int(ds, "Columns"),
+        Rows=int_attr(ds, "Rows"),
+        Columns=int_attr(ds, "Columns"),
         PixelSpacing=_spacing(ds),
         PhotometricInterpretation=_str(ds, "PhotometricInterpretation"),
-        BitsStored=_int(ds, "BitsStored"),
+        BitsStored=int_attr(ds, "BitsStored"),
         TransferSyntaxUID=str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
     )
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise _refuse(path, "no pixel data (not an image object)", "no_pixel_data")
-    frames = _int(ds, "NumberOfFrames", 1) or 1
+    frames = int_attr(ds, "NumberOfFrames", 1) or 1
     if frames > 1:
         raise _refuse(path, f"multi-frame image ({frames} frames); expected one radiograph", "multi_frame")
     photometric = (meta.PhotometricInterpretation or "").upper()
-    samples = _int(ds, "SamplesPerPixel", 1) or 1
+    samples = int_attr(ds, "SamplesPerPixel", 1) or 1
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise _refuse(path, f"colour image ({photometric or 'unknown'}, {samples} samples/pixel); expected grayscale", "colour")
     modality = meta.Modality
@@ -238,111 +227,6 @@ def _metadata(path: Path, ds: pydicom.Dataset) -> DicomMetadata:
     if meta.ViewPosition in LATERAL_VIEWS:
         meta.warnings.append("lateral_view")
     return meta
-
-
-def _float_attr(ds: pydicom.Dataset, keyword: str, default: float) -> float:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return default
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise PtxsegError(ds.filename or "DICOM", f"{keyword} {str(value)[:40]!r} is not a number", code="corrupt") from None
-    if not np.isfinite(out):
-        raise PtxsegError(ds.filename or "DICOM", f"{keyword} is not finite", code="corrupt")
-    return out
-
-
-def _check_modality_lut(ds: pydicom.Dataset) -> None:
-    """Refuse, with a reason a person can act on, a rescale or Modality LUT that cannot map the stored values."""
-    if "ModalityLUTSequence" in ds:
-        item = ds.ModalityLUTSequence[0]
-        n_entries = int(item.LUTDescriptor[0]) or 65536
-        data = item.get("LUTData")
-        if data is None:
-            have = 0
-        elif isinstance(data, bytes | bytearray):  # VR OW: 16-bit words
-            have = len(data) // 2
-        else:
-            have = len(data) if isinstance(data, list | tuple | MultiValue) else 1
-        if have < n_entries:
-            raise PtxsegError(
-                ds.filename or "DICOM", f"Modality LUT holds {have} entries, its descriptor promises {n_entries}", code="corrupt"
-            )
-    else:
-        _float_attr(ds, "RescaleSlope", 1.0)
-        _float_attr(ds, "RescaleIntercept", 0.0)
-
-
-def _output_range(ds: pydicom.Dataset, arr: np.ndarray, used_voi_lut_sequence: bool) -> tuple[float, float]:
-    """The value range the pixel values can span after the LUTs applied (PS3.3 C.11).
-
-    Float pixel data (no BitsStored) spans its own minimum and maximum.
-    """
-    if used_voi_lut_sequence:
-        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        return 0.0, float(2**bits - 1)
-    if "ModalityLUTSequence" in ds:
-        bits = int(ds.ModalityLUTSequence[0].LUTDescriptor[2])
-        if not 1 <= bits <= 16:
-            raise PtxsegError(ds.filename or "DICOM", f"Modality LUT of {bits} bits (expected 8 to 16)", code="corrupt")
-        return 0.0, float(2**bits - 1)
-    if "BitsStored" not in ds or "PixelData" not in ds:
-        return float(np.min(arr)), float(np.max(arr))
-    bits = int(ds.BitsStored)
-    if _int(ds, "PixelRepresentation", 0) == 0:
-        lo, hi = 0.0, float(2**bits - 1)
-    else:
-        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-    slope = _float_attr(ds, "RescaleSlope", 1.0) or 1.0
-    intercept = _float_attr(ds, "RescaleIntercept", 0.0)
-    lo, hi = sorted((lo * slope + intercept, hi * slope + intercept))
-    return lo, hi
-
-
-def _apply_voi_lut_sequence(arr: np.ndarray, item: pydicom.Dataset) -> np.ndarray:
-    """Map values through a VOI LUT (PS3.3 C.11.2.1.1): below the first mapped
-    value → first entry, beyond the table → last entry.
-
-    pydicom 3.0.2's ``apply_voi`` indexes with an array of the LUT's *output*
-    type, so an 8-bit LUT with more than 256 entries wraps its input (1027 → 3);
-    this does the same lookup with a wide index.
-    """
-    n_entries, first, bits = (int(v) for v in item.LUTDescriptor)
-    if not 1 <= bits <= 16:
-        raise ValueError(f"VOI LUT of {bits} bits")
-    n_entries = n_entries or 65536
-    data = item.LUTData
-    if isinstance(data, bytes | bytearray):  # VR OW
-        lut = np.frombuffer(data, dtype="<u2")[:n_entries]
-    else:
-        lut = np.asarray(data if isinstance(data, list | tuple) else [data], dtype=np.int64)
-    if lut.size == 0:
-        raise ValueError("empty VOI LUT")
-    index = np.clip(np.asarray(arr, dtype=np.int64) - first, 0, lut.size - 1)
-    return lut[index].astype(np.float64)
-
-
-def _apply_voi(arr: np.ndarray, ds: pydicom.Dataset, meta: DicomMetadata) -> tuple[np.ndarray, bool]:
-    """The VOI LUT Sequence or the first window applied; ``(values, used_lut_sequence)``.
-
-    A VOI that cannot be applied (an empty or malformed LUT, WindowWidth < 1,
-    non-numeric values) is ignored with the warning ``voi_ignored``: the pixels
-    are fine, only the suggested display window is broken, so the whole stored
-    range is used instead.
-    """
-    try:
-        if ds.get("VOILUTSequence"):
-            return _apply_voi_lut_sequence(arr, ds.VOILUTSequence[0]), True
-        if "WindowCenter" in ds and "WindowWidth" in ds:
-            width = ds.WindowWidth[0] if isinstance(ds.WindowWidth, MultiValue) else ds.WindowWidth
-            center = ds.WindowCenter[0] if isinstance(ds.WindowCenter, MultiValue) else ds.WindowCenter
-            if not (np.isfinite(float(width)) and np.isfinite(float(center)) and float(width) >= 1):
-                raise ValueError(f"window width {width!r} / centre {center!r}")
-            return apply_windowing(arr, ds, index=0), False
-    except Exception:  # noqa: BLE001 - any broken VOI falls back to the stored range
-        meta.warnings.append("voi_ignored")
-    return arr, False
 
 
 @_quiet
@@ -384,15 +268,15 @@ def read_dicom_dataset(path: str | PathLike[str], apply_voi: bool = True) -> tup
             raise _refuse(path, reason, "corrupt") from None
         if raw.ndim != 2:
             raise _refuse(path, f"expected a 2-D grayscale image, decoded shape {raw.shape}", "colour")
-        _check_modality_lut(ds)
+        check_modality_lut(ds)
         try:
             arr = apply_modality_lut(raw, ds)
         except Exception as exc:  # noqa: BLE001
             raise _refuse(
                 path, f"the Modality LUT / rescale cannot be applied ({type(exc).__name__}: {str(exc)[:200]})", "corrupt"
             ) from None
-        arr, used_voi_seq = _apply_voi(arr, ds, meta) if apply_voi else (arr, False)
-        lo, hi = _output_range(ds, np.asarray(arr), used_voi_seq)
+        arr, used_voi_seq = apply_voi_transform(arr, ds, meta.warnings) if apply_voi else (arr, False)
+        lo, hi = output_range(ds, np.asarray(arr), used_voi_seq)
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise _refuse(path, "pixel values are not finite", "corrupt")
         image = (np.asarray(arr, dtype=np.float64) - lo) / max(hi - lo, 1e-12)

@@ -1,41 +1,23 @@
-"""Training configuration: a validated YAML schema (pydantic), shipped recipes, ``--set`` overrides.
-
-A config is a YAML mapping with the sections below; every field has a
-default, so ``{}`` is a valid config (the CPU default). A file may start from
-another with ``base: NAME`` (a shipped config name or a path); its own values
-are merged over the base's, mapping by mapping (lists and the ``loss`` spec are
-replaced whole).
-
-Shipped configs live in ``ptxseg/configs/`` (the repository's ``configs/``
-links there); :func:`load_config` accepts their names. A wrong value is one
-:class:`~ptxseg.errors.PtxsegError` naming the file, the key and the allowed
-values, raised before any work starts.
-"""
+"""The config schema: one pydantic section per part of a recipe (model, data, sampler, stages, training, …),
+each field with its default, bounds and description (``ptxseg config schema`` prints them)."""
 
 from __future__ import annotations
 
-import copy
-import math
-from os import PathLike
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ptxseg.artifacts.card import TTA
 from ptxseg.data.augment import build_transform, check_pipeline
 from ptxseg.data.preprocess import CropSpec
 from ptxseg.data.samplers import SAMPLERS
 from ptxseg.errors import PtxsegError
-from ptxseg.limits import MAX_CONFIG_BYTES, MAX_NETWORK_SIZE
+from ptxseg.limits import MAX_NETWORK_SIZE
 from ptxseg.losses import build_loss, resolve_auto_pos_weight
 from ptxseg.measure.operating_point import OperatingPoint
 from ptxseg.models import MODELS, create_model, model_spec
 from ptxseg.optim import OptimizerConfig, SchedulerConfig
-
-CONFIG_DIR = Path(__file__).with_name("configs")
 
 
 class _Section(BaseModel):
@@ -347,199 +329,3 @@ class ResolvedStage(StageConfig):
 
     first_epoch: int = 0  # run-wide index of the stage's first epoch
     loss_epoch_offset: int = 0  # added to the stage's epoch for the loss curriculum (run-wide when inherited)
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no tags execute) that also refuses anchors and aliases: an alias "bomb" of a few
-    hundred bytes expands to gigabytes when a config is merged; configs reuse values through ``base:``."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.events.AliasEvent) or getattr(self.peek_event(), "anchor", None):
-            event = self.peek_event()
-            raise PtxsegError(
-                self.name, f"YAML anchors and aliases are not allowed in configs (line {event.start_mark.line + 1})", code="yaml_alias"
-            )
-        return super().compose_node(parent, index)
-
-
-def load_yaml(text: str, where: str | PathLike[str] = "config") -> Any:
-    """Parse untrusted YAML: safe types only, no anchors/aliases, at most :data:`~ptxseg.limits.MAX_CONFIG_BYTES`."""
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_CONFIG_BYTES:
-        raise PtxsegError(where, f"larger than the {MAX_CONFIG_BYTES}-byte limit of a config", code="yaml_size")
-    loader = None
-    try:
-        loader = _NoAliasLoader(text)  # the reader checks the characters here already
-        loader.name = str(where)
-        return loader.get_single_data()
-    except PtxsegError:
-        raise
-    except yaml.YAMLError as exc:
-        raise PtxsegError(where, f"not valid YAML ({str(exc).splitlines()[0]})", code="bad_yaml") from None
-    except RecursionError:
-        raise PtxsegError(where, "not valid YAML (nested too deeply)", code="bad_yaml") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-
-def _read_config_text(path: Path) -> str:
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise PtxsegError(path, f"larger than the {MAX_CONFIG_BYTES}-byte limit of a config", code="yaml_size")
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise PtxsegError(path, "not a UTF-8 text file", code="bad_yaml") from None
-    except OSError as exc:
-        raise PtxsegError(path, f"cannot be read ({exc.strerror or exc})", code="bad_yaml") from None
-
-
-def _non_finite(node: Any, path: str = "") -> str | None:
-    """The dotted key of the first NaN/infinite number in a raw config mapping (any depth), else None."""
-    if isinstance(node, float) and not math.isfinite(node):
-        return path or "config"
-    if isinstance(node, dict):
-        for k, v in node.items():
-            found = _non_finite(v, f"{path}.{k}" if path else str(k))
-            if found:
-                return found
-    if isinstance(node, list | tuple):
-        for i, v in enumerate(node):
-            found = _non_finite(v, f"{path}.{i}")
-            if found:
-                return found
-    return None
-
-
-def list_configs() -> list[str]:
-    """Names of the shipped recipes (files starting with ``_`` are shared bases, not listed)."""
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("_"))
-
-
-def config_path(name_or_path: str | PathLike[str]) -> Path:
-    """The file of a shipped config name, or the given path."""
-    p = Path(name_or_path)
-    if p.suffix in (".yaml", ".yml") or p.exists():
-        if not p.is_file():
-            raise PtxsegError(p, "no such config file")
-        return p
-    shipped = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not shipped.is_file():
-        raise PtxsegError(name_or_path, f"no such config file or shipped config; shipped: {', '.join(list_configs())}")
-    return shipped
-
-
-#: values a derived config replaces whole instead of merging key by key (a loss is one spec, not a section)
-_REPLACED = {"loss", "kwargs"}
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        mergeable = isinstance(v, dict) and isinstance(out.get(k), dict) and k not in _REPLACED
-        out[k] = _deep_merge(out[k], v) if mergeable else copy.deepcopy(v)
-    return out
-
-
-def read_raw(name_or_path: str | PathLike[str], _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """The config mapping of a file with its ``base`` chain merged in (not yet validated)."""
-    path = config_path(name_or_path).resolve()
-    if path in _seen:
-        raise PtxsegError(path, "config 'base' chain loops back on itself")
-    data = load_yaml(_read_config_text(path), path) or {}
-    if not isinstance(data, dict):
-        raise PtxsegError(path, "a config must be a YAML mapping")
-    base = data.pop("base", None)
-    if base is None:
-        return data
-    base_path = Path(base) if (path.parent / base).suffix else path.parent / f"{base}.yaml"
-    if not base_path.is_absolute():
-        base_path = path.parent / base_path
-    return _deep_merge(read_raw(base_path if base_path.is_file() else base, (*_seen, path)), data)
-
-
-def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply one ``a.b.c=value`` (value parsed as YAML; list items by index, ``stages.1.size=1024``) in place."""
-    key, sep, value = assignment.partition("=")
-    if not sep or not key:
-        raise PtxsegError("--set", f"expected key=value, got {assignment!r}")
-    try:
-        parsed = load_yaml(value, f"--set {key}") if value != "" else None
-    except PtxsegError as exc:
-        if exc.code == "yaml_alias":
-            raise
-        parsed = value
-    node: Any = raw
-    parts = key.split(".")
-    for i, part in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise PtxsegError("--set", f"{'.'.join(parts[: i + 1])}: no list item {part!r} (the list has {len(node)})")
-            if last:
-                node[int(part)] = parsed
-            else:
-                node = node[int(part)]
-            continue
-        if not isinstance(node, dict):
-            raise PtxsegError("--set", f"{'.'.join(parts[:i])} is not a mapping")
-        if last:
-            node[part] = parsed
-        else:
-            if not isinstance(node.get(part), dict | list):
-                node[part] = {}
-            node = node[part]
-
-
-_TYPE_TAGS = {"float", "int", "str", "bool", "none", "dict", "list", "tuple"}
-
-
-def validate(raw: dict[str, Any], where: str | PathLike[str] = "config", overrides: dict[str, str] | None = None) -> Config:
-    """Validate a config mapping; every problem in one line naming the keys.
-
-    Non-finite numbers are refused at any depth (losses, model kwargs and augmentation arguments included).
-    ``overrides`` (dotted key → the ``--set`` assignment) lets a problem in an overridden value name its option.
-    """
-    overrides = overrides or {}
-
-    def named(loc: str) -> str:
-        hits = [a for k, a in overrides.items() if loc == k or loc.startswith(k + ".") or k.startswith(loc + ".")]
-        return f"--set {hits[-1]}: {loc}" if hits else loc
-
-    bad = _non_finite(raw)
-    if bad:
-        raise PtxsegError(where, f"{named(bad)}: must be a finite number, not NaN or infinity")
-    try:
-        return Config.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            # union members add their type to the location ("float", "list[float]"): keep the field path only
-            loc = ".".join(str(p) for p in err["loc"] if "[" not in str(p) and str(p) not in _TYPE_TAGS)
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            if not loc and ": " in msg:  # a whole-config check names its key in the message ("augment: ...")
-                loc, msg = msg.split(": ", 1)
-            shown = repr(err["input"]) if len(repr(err["input"])) <= 80 else repr(err["input"])[:77] + "..."
-            problems.append(
-                f"{named(loc)}: {msg}" + (f" (got {shown})" if err["type"] not in ("extra_forbidden", "value_error") else "")
-            )
-        raise PtxsegError(where, "; ".join(dict.fromkeys(problems))) from None
-
-
-def load_config(name_or_path: str | PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read, merge, override and validate a config (default: the shipped ``default``)."""
-    name_or_path = name_or_path or "default"
-    raw = read_raw(name_or_path)
-    for assignment in overrides:
-        apply_override(raw, assignment)
-    named = {a.partition("=")[0]: a for a in overrides}
-    return validate(raw, config_path(name_or_path), named)
-
-
-def dump_config(cfg: Config) -> str:
-    """The config as YAML, every field explicit (what a run directory records)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
