@@ -37,6 +37,8 @@ SEVERITY_CODES = {
 NO_UNITS = Code("1", "UCUM", "no units")
 PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
 PRESENT, ABSENT = Code("52101004", "SCT", "Present"), Code("2667000", "SCT", "Absent")
+#: a private code: DICOM has no concept for "the segmented lung field's area" that the ratio is taken against
+LUNG_FIELD_AREA = Code("ptxseg-lung-area", "99PTXSEG", "Lung field area")
 #: SEG segment numbers of the lung fields (``ptxseg.io.seg``)
 LUNG_SEGMENTS = {"right": 2, "left": 3}
 
@@ -54,6 +56,69 @@ def _segment_reference(seg: pydicom.Dataset, segment: int):
             if "ReferencedFrameNumber" in ref:
                 del ref.ReferencedFrameNumber
     return reference
+
+
+def _context(software_version: str, model_name: str, synthetic: bool):
+    """The observer (ptxseg as a device, its use stated in the model name) and the algorithm identification."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    use = "SYNTHETIC-TRAINED, not for patients" if synthetic else "research use only, not a medical device"
+    device = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derived_uid("ptxseg-device", software_version),
+            name="ptxseg",
+            manufacturer_name="ptxseg",
+            model_name=f"{model_name} ({use})"[:64],
+        ),
+    )
+    algorithm = hd.sr.AlgorithmIdentification(name="ptxseg", version=software_version[:64])
+    return hd.sr.ObservationContext(observer_device_context=device), algorithm
+
+
+def _side_group(side: str, block: dict[str, Any], seg: pydicom.Dataset, uid: str, spacing, algorithm):
+    """The planar ROI group of one lung: pneumothorax area, lung-field area, their ratio and the severity,
+    referencing the lung's SEG segment. Areas in mm² with a pixel spacing, else in pixels."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    area_unit = codes.UCUM.SquareMillimeter if spacing else Code("{px}", "UCUM", "pixels")
+
+    def area(key: str) -> float:
+        return float(block[f"{key}_mm2"] if spacing else block[f"{key}_px"])
+
+    laterality = codes.SCT.Right if side == "right" else codes.SCT.Left
+    measurements = [
+        hd.sr.Measurement(name=codes.SCT.Area, value=area("area"), unit=area_unit, algorithm_id=algorithm),
+        hd.sr.Measurement(name=LUNG_FIELD_AREA, value=area("lung_area"), unit=area_unit, algorithm_id=algorithm),
+        hd.sr.Measurement(name=codes.SCT.Ratio, value=float(block["ratio_pct"]), unit=codes.UCUM.Percent, algorithm_id=algorithm),
+    ]
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=f"pneumothorax, {side} lung"),
+        referenced_segment=_segment_reference(seg, LUNG_SEGMENTS[side]),
+        finding_type=codes.SCT.Pneumothorax,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=laterality)],
+        algorithm_id=algorithm,
+        measurements=measurements,
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=codes.SCT.Severity, value=SEVERITY_CODES[block["severity"]])],
+    )
+
+
+def _image_group(p: dict[str, Any], uid: str, algorithm):
+    """The whole-image group: the pneumothorax probability and present/absent."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier="pneumothorax, image"),
+        finding_type=codes.SCT.Pneumothorax,
+        algorithm_id=algorithm,
+        measurements=[
+            hd.sr.Measurement(name=codes.DCM.Probability, value=float(p["probability"]), unit=NO_UNITS, algorithm_id=algorithm)
+        ],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(name=codes.SCT.Pneumothorax, value=PRESENT if p["present"] else ABSENT)],
+    )
 
 
 def write_report_sr(
@@ -78,7 +143,6 @@ def write_report_sr(
         series_number: Series Number of the SR series.
     """
     import highdicom as hd
-    from pydicom.sr.codedict import codes
 
     sop_uid = str(source.get("SOPInstanceUID") or "")
     if not sop_uid:
@@ -88,76 +152,16 @@ def write_report_sr(
         raise PtxsegError(path, f"probability {p['probability']!r} is not in [0, 1]")
     source = clean_source(source)
     synthetic = bool(report.get("model_warnings"))
-    use = "SYNTHETIC-TRAINED, not for patients" if synthetic else "research use only, not a medical device"
-    device = hd.sr.ObserverContext(
-        observer_type=codes.DCM.Device,
-        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=derived_uid("ptxseg-device", software_version),
-            name="ptxseg",
-            manufacturer_name="ptxseg",
-            model_name=f"{model_name} ({use})"[:64],
-        ),
-    )
-    context = hd.sr.ObservationContext(observer_device_context=device)
-    algorithm = hd.sr.AlgorithmIdentification(name="ptxseg", version=software_version[:64])
+    context, algorithm = _context(software_version, model_name, synthetic)
     spacing = report.get("input", {}).get("pixel_spacing_mm")
-    area_unit = codes.UCUM.SquareMillimeter if spacing else Code("{px}", "UCUM", "pixels")
-
-    def area(block: dict[str, Any], key: str) -> float:
-        return float(block[f"{key}_mm2"] if spacing else block[f"{key}_px"])
-
     groups: list = []
-    for side, laterality in (("right", codes.SCT.Right), ("left", codes.SCT.Left)):
+    for side in ("right", "left"):
         block = report[side]
-        segment = LUNG_SEGMENTS[side]
-        if block.get("ratio_pct") is None or segment > len(seg.SegmentSequence):
+        if block.get("ratio_pct") is None or LUNG_SEGMENTS[side] > len(seg.SegmentSequence):
             continue  # no lung field on this side: nothing to size against
-        site = hd.sr.FindingSite(anatomic_location=codes.SCT.Lung, laterality=laterality)
-        measurements = [
-            hd.sr.Measurement(name=codes.SCT.Area, value=area(block, "area"), unit=area_unit, algorithm_id=algorithm),
-            hd.sr.Measurement(
-                name=Code("ptxseg-lung-area", "99PTXSEG", "Lung field area"),
-                value=area(block, "lung_area"),
-                unit=area_unit,
-                algorithm_id=algorithm,
-            ),
-            hd.sr.Measurement(name=codes.SCT.Ratio, value=float(block["ratio_pct"]), unit=codes.UCUM.Percent, algorithm_id=algorithm),
-        ]
-        groups.append(
-            hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(
-                    uid=derived_uid(sop_uid, software_version, f"sr-{side}"), identifier=f"pneumothorax, {side} lung"
-                ),
-                referenced_segment=_segment_reference(seg, segment),
-                finding_type=codes.SCT.Pneumothorax,
-                finding_sites=[site],
-                algorithm_id=algorithm,
-                measurements=measurements,
-                qualitative_evaluations=[
-                    hd.sr.QualitativeEvaluation(name=codes.SCT.Severity, value=SEVERITY_CODES[block["severity"]])
-                ],
-            )
-        )
-    groups.append(
-        hd.sr.MeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(
-                uid=derived_uid(sop_uid, software_version, "sr-image"), identifier="pneumothorax, image"
-            ),
-            finding_type=codes.SCT.Pneumothorax,
-            algorithm_id=algorithm,
-            measurements=[
-                hd.sr.Measurement(name=codes.DCM.Probability, value=float(p["probability"]), unit=NO_UNITS, algorithm_id=algorithm)
-            ],
-            qualitative_evaluations=[
-                hd.sr.QualitativeEvaluation(name=codes.SCT.Pneumothorax, value=PRESENT if p["present"] else ABSENT)
-            ],
-        )
-    )
-    content = hd.sr.MeasurementReport(
-        observation_context=context,
-        procedure_reported=PLAIN_CHEST_XRAY,
-        imaging_measurements=groups,
-    )
+        groups.append(_side_group(side, block, seg, derived_uid(sop_uid, software_version, f"sr-{side}"), spacing, algorithm))
+    groups.append(_image_group(p, derived_uid(sop_uid, software_version, "sr-image"), algorithm))
+    content = hd.sr.MeasurementReport(observation_context=context, procedure_reported=PLAIN_CHEST_XRAY, imaging_measurements=groups)
     series_uid, instance_uid = derived_uids(source, software_version, "sr")
     with copying_identifiers():
         sr = hd.sr.Comprehensive3DSR(

@@ -225,6 +225,107 @@ class TuneResult:
     gates: list[dict] = field(default_factory=list)  # best point per classifier gate c (empty without a head)
 
 
+def _sweep(stats: GridStats, avg: Callable[[np.ndarray], float]) -> list[dict]:
+    """Mean Dice and case sensitivity/specificity at each threshold alone (no size rule)."""
+    rows = []
+    for i, thr in enumerate(stats.thresholds):
+        a, it = stats.kept_area[i, 0], stats.kept_inter[i, 0]
+        sens, spec = _case(stats, a)
+        rows.append({"threshold": thr, "dice": avg(stats.dice(a, it)), "case_sensitivity": sens, "case_specificity": spec})
+    return rows
+
+
+@dataclass
+class _SizeGrid:
+    """The threshold × minimum-mask grid (best component size per cell), its best point, and per classifier gate
+    the best (Dice, grid index, kept areas)."""
+
+    grid: np.ndarray
+    grid_c: np.ndarray
+    best: tuple[float, OperatingPoint | None]
+    best_gate: list[tuple[float, tuple, np.ndarray]]
+
+
+def _size_grid(stats: GridStats, min_mask_px: tuple[int, ...], gates: tuple, avg: Callable[[np.ndarray], float]) -> _SizeGrid:
+    T, C = len(stats.thresholds), len(stats.component_px)
+    empty_dice = (stats.true_area == 0).astype(np.float64)  # Dice of an emptied mask
+    shut = [stats.cls_prob < c for c in gates]  # N-vectors: images the gate empties
+    out = _SizeGrid(np.zeros((T, len(min_mask_px))), np.zeros((T, len(min_mask_px)), int), (-1.0, None), [])
+    out.best_gate = [(-1.0, (), empty_dice) for _ in gates]
+    for i in range(T):
+        for k, mm in enumerate(min_mask_px):
+            scores = []
+            for j in range(C):
+                a = stats.kept_area[i, j]
+                empty = a < mm * stats.scale
+                fa = np.where(empty, 0, a)
+                dice = stats.dice(fa, np.where(empty, 0, stats.kept_inter[i, j]))
+                scores.append(avg(dice))
+                for g, gated in enumerate(shut):
+                    d = avg(np.where(gated, empty_dice, dice))
+                    if d > out.best_gate[g][0]:
+                        out.best_gate[g] = (d, (i, j, k), np.where(gated, 0, fa))
+            j = int(np.argmax(scores))
+            out.grid[i, k], out.grid_c[i, k] = scores[j], stats.component_px[j]
+            if scores[j] > out.best[0]:
+                point = OperatingPoint(
+                    threshold=stats.thresholds[i], min_component_px=stats.component_px[j], min_mask_px=mm, at_size=stats.at_size
+                )
+                out.best = (scores[j], point)
+    return out
+
+
+def _gate_rows(stats: GridStats, gates: tuple, best_gate: list, min_mask_px: tuple[int, ...]) -> list[dict]:
+    """One row per classifier gate: its best threshold and sizes, Dice and case rates."""
+    rows = []
+    for c, (d, (i, j, k), fa) in zip(gates, best_gate, strict=True):
+        sens, spec = _case(stats, fa)
+        rows.append(
+            {
+                "cls_threshold": c,
+                "threshold": stats.thresholds[i],
+                "component_px": stats.component_px[j],
+                "min_mask_px": min_mask_px[k],
+                "dice": d,
+                "case_sensitivity": sens,
+                "case_specificity": spec,
+            }
+        )
+    return rows
+
+
+def _triplets(
+    stats: GridStats, top_min_px: tuple[int, ...], bottom_thresholds: tuple[float, ...], avg: Callable[[np.ndarray], float]
+) -> list[dict]:
+    """Every triplet rule (top threshold × its minimum pixels × bottom threshold × component size), best first."""
+    rows = []
+    for b in bottom_thresholds:
+        if b not in stats.thresholds:
+            continue
+        i = stats.thresholds.index(b)
+        for j, c in enumerate(stats.component_px):
+            a, it = stats.kept_area[i, j], stats.kept_inter[i, j]
+            for ti, tt in enumerate(stats.top_thresholds):
+                for amin in top_min_px:
+                    empty = stats.top_count[ti] < amin * stats.scale
+                    fa = np.where(empty, 0, a)
+                    d = avg(stats.dice(fa, np.where(empty, 0, it)))
+                    sens, spec = _case(stats, fa)
+                    rows.append(
+                        {
+                            "top_threshold": tt,
+                            "top_min_px": amin,
+                            "bottom_threshold": b,
+                            "component_px": c,
+                            "dice": d,
+                            "case_sensitivity": sens,
+                            "case_specificity": spec,
+                        }
+                    )
+    rows.sort(key=lambda r: -r["dice"])
+    return rows
+
+
 def search(
     stats: GridStats,
     min_mask_px: tuple[int, ...] = MIN_MASK_PX,
@@ -243,87 +344,17 @@ def search(
     Ties keep the first point met (lower threshold, smaller sizes, no gate), so
     a rule is only added when it strictly helps.
     """
-    T, C = len(stats.thresholds), len(stats.component_px)
     w = image_weights(stats.true_area > 0, prevalence)
 
     def avg(per_image: np.ndarray) -> float:
         return float(w @ per_image)
 
-    empty_dice = (stats.true_area == 0).astype(np.float64)  # Dice of an emptied mask
-    gates = cls_thresholds if stats.cls_prob is not None else ()
-    shut = [stats.cls_prob < c for c in gates]  # N-vectors: images the gate empties
-    sweep = []
-    for i, thr in enumerate(stats.thresholds):
-        a, it = stats.kept_area[i, 0], stats.kept_inter[i, 0]
-        sens, spec = _case(stats, a)
-        sweep.append({"threshold": thr, "dice": avg(stats.dice(a, it)), "case_sensitivity": sens, "case_specificity": spec})
-    grid = np.zeros((T, len(min_mask_px)))
-    grid_c = np.zeros((T, len(min_mask_px)), int)
-    best: tuple[float, OperatingPoint | None] = (-1.0, None)
-    best_gate: list[tuple[float, tuple, np.ndarray]] = [(-1.0, (), empty_dice) for _ in gates]
-    for i in range(T):
-        for k, mm in enumerate(min_mask_px):
-            scores = []
-            for j in range(C):
-                a = stats.kept_area[i, j]
-                empty = a < mm * stats.scale
-                fa = np.where(empty, 0, a)
-                dice = stats.dice(fa, np.where(empty, 0, stats.kept_inter[i, j]))
-                scores.append(avg(dice))
-                for g, gated in enumerate(shut):
-                    d = avg(np.where(gated, empty_dice, dice))
-                    if d > best_gate[g][0]:
-                        best_gate[g] = (d, (i, j, k), np.where(gated, 0, fa))
-            j = int(np.argmax(scores))
-            grid[i, k], grid_c[i, k] = scores[j], stats.component_px[j]
-            if scores[j] > best[0]:
-                best = (
-                    scores[j],
-                    OperatingPoint(
-                        threshold=stats.thresholds[i], min_component_px=stats.component_px[j], min_mask_px=mm, at_size=stats.at_size
-                    ),
-                )
-    gate_rows = []
-    for c, (d, (i, j, k), fa) in zip(gates, best_gate, strict=True):
-        sens, spec = _case(stats, fa)
-        gate_rows.append(
-            {
-                "cls_threshold": c,
-                "threshold": stats.thresholds[i],
-                "component_px": stats.component_px[j],
-                "min_mask_px": min_mask_px[k],
-                "dice": d,
-                "case_sensitivity": sens,
-                "case_specificity": spec,
-            }
-        )
-    triplets = []
-    for b in bottom_thresholds:
-        if b not in stats.thresholds:
-            continue
-        i = stats.thresholds.index(b)
-        for j, c in enumerate(stats.component_px):
-            a, it = stats.kept_area[i, j], stats.kept_inter[i, j]
-            for ti, tt in enumerate(stats.top_thresholds):
-                for amin in top_min_px:
-                    empty = stats.top_count[ti] < amin * stats.scale
-                    fa = np.where(empty, 0, a)
-                    d = avg(stats.dice(fa, np.where(empty, 0, it)))
-                    sens, spec = _case(stats, fa)
-                    triplets.append(
-                        {
-                            "top_threshold": tt,
-                            "top_min_px": amin,
-                            "bottom_threshold": b,
-                            "component_px": c,
-                            "dice": d,
-                            "case_sensitivity": sens,
-                            "case_specificity": spec,
-                        }
-                    )
-    triplets.sort(key=lambda r: -r["dice"])
+    gates = tuple(cls_thresholds) if stats.cls_prob is not None else ()
+    sizes = _size_grid(stats, tuple(min_mask_px), gates, avg)
+    gate_rows = _gate_rows(stats, gates, sizes.best_gate, tuple(min_mask_px))
+    triplets = _triplets(stats, top_min_px, bottom_thresholds, avg)
     family = "threshold + sizes"
-    best_dice, best_op = best
+    best_dice, best_op = sizes.best
     if triplets and triplets[0]["dice"] > best_dice:
         r = triplets[0]
         best_dice, family = r["dice"], "triplet"
@@ -345,4 +376,5 @@ def search(
             at_size=stats.at_size,
             cls_threshold=r["cls_threshold"],
         )
-    return TuneResult(best_op, best_dice, sweep, grid, grid_c, tuple(min_mask_px), triplets, family, gate_rows)
+    sweep = _sweep(stats, avg)
+    return TuneResult(best_op, best_dice, sweep, sizes.grid, sizes.grid_c, tuple(min_mask_px), triplets, family, gate_rows)
