@@ -171,6 +171,17 @@ def _finish(folder: Path, manifest: BundleManifest, cards: list[ModelCard], card
     write_manifest(folder, manifest)
 
 
+def _check_options(out: Path, int8: bool, calib, tolerance: float, calib_images: int, eval_images: int | None) -> None:
+    if int8 and calib is None:
+        raise PtxsegError("--int8", "needs --calib DATASET: calibration images and a validation fold to measure the Dice change")
+    if not 0 <= tolerance <= 1:
+        raise PtxsegError("--int8-tolerance", f"must be in [0, 1], got {tolerance}")
+    if calib_images < 1 or (eval_images is not None and eval_images < 1):
+        raise PtxsegError("--calib-images/--eval-images", "must be at least 1")
+    if out.exists() and not (out.is_dir() and (is_bundle(out) or not any(out.iterdir()))):
+        raise PtxsegError(out, "exists and is not a bundle: choose a new --out (an existing bundle is replaced)")
+
+
 def export_bundle(
     source: str | PathLike[str],
     out: str | PathLike[str],
@@ -204,14 +215,7 @@ def export_bundle(
     """
 
     source, out = Path(source), Path(out)
-    if int8 and calib is None:
-        raise PtxsegError("--int8", "needs --calib DATASET: calibration images and a validation fold to measure the Dice change")
-    if not 0 <= tolerance <= 1:
-        raise PtxsegError("--int8-tolerance", f"must be in [0, 1], got {tolerance}")
-    if calib_images < 1 or (eval_images is not None and eval_images < 1):
-        raise PtxsegError("--calib-images/--eval-images", "must be at least 1")
-    if out.exists() and not (out.is_dir() and (is_bundle(out) or not any(out.iterdir()))):
-        raise PtxsegError(out, "exists and is not a bundle: choose a new --out (an existing bundle is replaced)")
+    _check_options(out, int8, calib, tolerance, calib_images, eval_images)
     notes_text = None
     if card_notes is not None:
         with reading(card_notes, "model card notes"):
@@ -242,20 +246,11 @@ def export_bundle(
         lung_result = None
         lung_source = _lung_source(source, lungs)
         if lung_source is not None:
-            lung_result = export_bundle(
-                lung_source,
-                work / "lungs",
-                int8=int8 and calib is not None and (Path(calib) / "lungs").is_dir(),
-                calib=calib,
-                fold=fold,
-                lungs=False,
-                calib_images=calib_images,
-                eval_images=eval_images,
-                tolerance=tolerance,
-                method=method,
-                atol=atol,
-                progress=progress,
-            )
+            # the same options, INT8 only when the calibration dataset has lung masks to measure it on
+            lung_int8 = int8 and calib is not None and (Path(calib) / "lungs").is_dir()
+            same = {"calib": calib, "fold": fold, "calib_images": calib_images, "eval_images": eval_images}
+            same |= {"tolerance": tolerance, "method": method, "atol": atol, "progress": progress}
+            lung_result = export_bundle(lung_source, work / "lungs", int8=lung_int8, lungs=False, **same)
             if int8 and lung_result.precision != "int8":
                 notes.append("lung model kept in fp32: the calibration dataset has no lungs/ masks to measure it on")
             cards = _link_lungs(work, manifest, cards)
