@@ -161,6 +161,12 @@ def train_command(
         raise typer.Exit(143) from None
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
+    console.print(result_table(cfg, result))
+    return 0
+
+
+def result_table(cfg, result) -> Table:
+    """The closing table of ``ptxseg train``: the chosen epoch's Dice, the operating point, the run directory."""
     table = Table(
         title=f"ptxseg train {cfg.name}: {result.stop_reason} after {result.epochs_run} epochs, {result.seconds / 60:.1f} min"
     )
@@ -180,5 +186,4 @@ def train_command(
     )
     table.add_row("validation SIIM Dice at that operating point", f"{result.tuned_dice:.4f}")
     table.add_row("run directory", str(result.run_dir))
-    console.print(table)
-    return 0
+    return table

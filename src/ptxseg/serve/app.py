@@ -17,7 +17,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import APIRouter, FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -134,28 +134,22 @@ class Guard:
         await self.app(scope, replayed, send)
 
 
-def create_app(service: InferenceService, settings: ServeSettings | None = None) -> FastAPI:
-    """The ASGI app answering for ``service`` (models loaded, store open)."""
-    settings = settings or ServeSettings()
-    metrics = ServiceMetrics(lambda: service.depth)
-    service.on_inference = metrics.inference.observe
-    app = FastAPI(
-        title="ptxseg",
-        version=package_version("ptxseg"),
-        summary="Pneumothorax triage on chest radiographs: outline, side, share of the lung, severity, quality. Not a medical device.",
-    )
-    pipeline = service.pipeline
+def _urls(result_id: str, doc: dict) -> dict[str, str | None]:
+    base = f"/v1/results/{result_id}"
+    out = {"result": base, "overlay": f"{base}/overlay.png", "mask": f"{base}/mask.png"}
+    out["seg"] = f"{base}/seg.dcm" if doc["outputs"].get("seg") else None
+    return out
 
-    def urls(result_id: str, doc: dict) -> dict[str, str | None]:
-        base = f"/v1/results/{result_id}"
-        out = {"result": base, "overlay": f"{base}/overlay.png", "mask": f"{base}/mask.png"}
-        out["seg"] = f"{base}/seg.dcm" if doc["outputs"].get("seg") else None
-        return out
 
-    def answer_body(answer: Answer) -> dict[str, Any]:
-        return {**answer.doc, "id": answer.id, "urls": urls(answer.id, answer.doc)}
+def _answer_body(answer: Answer) -> dict[str, Any]:
+    return {**answer.doc, "id": answer.id, "urls": _urls(answer.id, answer.doc)}
 
-    @app.post("/v1/predict", summary="Analyse one or several radiographs (DICOM, PNG, JPEG)")
+
+def _prediction_routes(service: InferenceService, settings: ServeSettings, metrics: ServiceMetrics) -> APIRouter:
+    """``POST /v1/predict``: one radiograph → its document; several → one row each; 413/503/504 for the request."""
+    router = APIRouter()
+
+    @router.post("/v1/predict", summary="Analyse one or several radiographs (DICOM, PNG, JPEG)")
     async def predict(file: Annotated[list[UploadFile], File(description="The radiograph(s); repeat the field for several.")]):
         uploads = [(f.filename or "upload", await f.read()) for f in file]
         try:
@@ -173,24 +167,31 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             only = answers[0]
             if isinstance(only, Rejected):
                 return _problem(only.status, only.reason)
-            return answer_body(only)
+            return _answer_body(only)
         results = [
             {"file": name, "status": a.status, "detail": a.reason}
             if isinstance(a, Rejected)
-            else {"file": name, "status": 200, **answer_body(a)}
+            else {"file": name, "status": 200, **_answer_body(a)}
             for (name, _), a in zip(uploads, answers, strict=True)
         ]
         return {"results": results}
 
-    @app.get("/v1/results/{result_id}", summary="A stored result's JSON document")
+    return router
+
+
+def _result_routes(service: InferenceService) -> APIRouter:
+    """``GET /v1/results/{id}`` and its files, from the result store (404 once evicted)."""
+    router = APIRouter()
+
+    @router.get("/v1/results/{result_id}", summary="A stored result's JSON document")
     def result(result_id: str):
         path = service.store.file(result_id, f"{STEM}.json")
         if path is None:
             raise HTTPException(404, "no such result (unknown, or evicted from the result store)")
         doc = json.loads(path.read_text())
-        return {**doc, "id": result_id, "urls": urls(result_id, doc)}
+        return {**doc, "id": result_id, "urls": _urls(result_id, doc)}
 
-    @app.get("/v1/results/{result_id}/{name}", summary="A stored result's file: overlay.png, mask.png, seg.dcm")
+    @router.get("/v1/results/{result_id}/{name}", summary="A stored result's file: overlay.png, mask.png, seg.dcm")
     def result_file(result_id: str, name: str):
         if name not in RESULT_FILES or not is_result_id(result_id):
             raise HTTPException(404, "no such result file")
@@ -200,7 +201,15 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             raise HTTPException(404, "no such result file (unknown or evicted result, or no SEG for a non-DICOM input)")
         return FileResponse(path, media_type=media, filename=f"{result_id}_{name}")
 
-    @app.get("/health", summary="Liveness: model loaded, queue depth")
+    return router
+
+
+def _status_routes(service: InferenceService, metrics: ServiceMetrics) -> APIRouter:
+    """``/health``, ``/version``, ``/metrics`` and the viewer page."""
+    router = APIRouter()
+    pipeline = service.pipeline
+
+    @router.get("/health", summary="Liveness: model loaded, queue depth")
     async def health():  # on the event loop itself: no hop through the thread pool that sync routes use
         return {
             "status": "ok",
@@ -210,7 +219,7 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             "workers": service.workers,
         }
 
-    @app.get("/version", summary="Software and model versions, model card")
+    @router.get("/version", summary="Software and model versions, model card")
     def version_info():
         return {
             "ptxseg": package_version("ptxseg"),
@@ -221,14 +230,30 @@ def create_app(service: InferenceService, settings: ServeSettings | None = None)
             "model_card": json.loads(pipeline.ptx.card.model_dump_json()),
         }
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @router.get("/metrics", summary="Prometheus metrics")
     def prometheus():
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     def viewer():
         return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"))
 
+    return router
+
+
+def create_app(service: InferenceService, settings: ServeSettings | None = None) -> FastAPI:
+    """The ASGI app answering for ``service`` (models loaded, store open)."""
+    settings = settings or ServeSettings()
+    metrics = ServiceMetrics(lambda: service.depth)
+    service.on_inference = metrics.inference.observe
+    app = FastAPI(
+        title="ptxseg",
+        version=package_version("ptxseg"),
+        summary="Pneumothorax triage on chest radiographs: outline, side, share of the lung, severity, quality. Not a medical device.",
+    )
+    app.include_router(_prediction_routes(service, settings, metrics))
+    app.include_router(_result_routes(service))
+    app.include_router(_status_routes(service, metrics))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(Guard, settings=settings, metrics=metrics)
     return app
