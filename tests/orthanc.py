@@ -26,9 +26,10 @@ USER, PASSWORD = "ptxseg-test", "orthanc-test-password"
 
 
 class Orthanc:
-    """``Orthanc config.json`` with its storage under ``root``; :meth:`start` waits until /system answers."""
+    """``Orthanc config.json`` with its storage under ``root``; :meth:`start` waits until /system answers. With
+    ``dicom`` it also takes C-STORE on ``dicom_port`` (any calling AE title, called AE title ORTHANC)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, dicom: bool = False) -> None:
         self.root = root
         self.port, self.dicom_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -39,7 +40,9 @@ class Orthanc:
             "IndexDirectory": str(root / "db"),
             "HttpPort": self.port,
             "DicomPort": self.dicom_port,
-            "DicomServerEnabled": False,
+            "DicomServerEnabled": dicom,  # C-STORE SCP on dicom_port (AE title ORTHANC), for ptxseg listen's tests
+            "DicomAet": "ORTHANC",
+            "DicomCheckCalledAet": True,
             "RemoteAccessAllowed": False,
             "AuthenticationEnabled": True,
             "RegisteredUsers": {USER: PASSWORD},

@@ -121,7 +121,7 @@ def test_the_panel_line_comes_from_the_document():
 def test_the_pacs_objects_of_a_phantom_model_carry_the_warning_and_validate(tmp_path):
     from ptxseg.clinical.inputs import load_radiograph
     from ptxseg.clinical.pipeline import ClinicalPipeline
-    from ptxseg.pacs.results import derive
+    from ptxseg.tasks.dicom_results import derive
 
     film = shared_path(REAL_CR)
     results = {}

@@ -40,6 +40,7 @@ from ptxseg.cli import demo as _demo  # noqa: E402,F401
 from ptxseg.cli import evaluate as _evaluate  # noqa: E402,F401
 from ptxseg.cli import export as _export  # noqa: E402,F401
 from ptxseg.cli import info as _info  # noqa: E402,F401
+from ptxseg.cli import listen as _listen  # noqa: E402,F401
 from ptxseg.cli import lungs as _lungs  # noqa: E402,F401
 from ptxseg.cli import models as _models  # noqa: E402,F401
 from ptxseg.cli import predict as _predict  # noqa: E402,F401

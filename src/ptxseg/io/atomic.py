@@ -2,10 +2,11 @@
 
 Every output of ptxseg is written to a temporary name in the destination folder,
 flushed to disk (``fsync``) and renamed into place (``os.replace`` is atomic on
-POSIX within a filesystem), so an interrupted run, a killed process or a full
-disk leaves either the old file, the new file, or nothing — never a truncated
-file under a final name. Write errors (``ENOSPC``, ``EROFS``, ``EACCES``) are
-raised as :class:`OSError`, never as a complaint about an input.
+POSIX within a filesystem; the folder is flushed after, so the rename survives
+a power cut), so an interrupted run, a killed process or a full disk leaves
+either the old file, the new file, or nothing — never a truncated file under a
+final name. Write errors (``ENOSPC``, ``EROFS``, ``EACCES``) are raised as
+:class:`OSError`, never as a complaint about an input.
 
 Temporary names carry the writer's process id (``.<stem>.<pid>-<rand>.tmp<suffix>``),
 so :func:`remove_stale_temps` can delete those of a killed run without touching
@@ -32,7 +33,8 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.stem[:100]}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file's data, or a folder's entries (renames into it), to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -54,8 +56,10 @@ def atomic_path(path: str | os.PathLike[str], durable: bool = True) -> Iterator[
         if not tmp.is_file():
             raise OSError(errno.EIO, "the writer produced no file", str(path))
         if durable:
-            _fsync_file(tmp)
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_path(path.parent)  # the rename itself: without this a power cut may undo it
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()

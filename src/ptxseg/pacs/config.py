@@ -7,14 +7,13 @@ line ``user:password`` (``credentials_file`` here, or ``--credentials FILE``), e
 
 from __future__ import annotations
 
-import os
 from os import PathLike
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ptxseg.errors import PtxsegError
+from ptxseg.io.settings import read_credentials as read_settings_credentials
+from ptxseg.io.settings import read_settings
 
 ENV_USER, ENV_PASSWORD = "PTXSEG_ORTHANC_USER", "PTXSEG_ORTHANC_PASSWORD"
 
@@ -44,36 +43,9 @@ class TriageSettings(BaseModel):
 
 def load_settings(path: str | PathLike[str] | None) -> TriageSettings:
     """The settings of ``path`` (YAML), or the defaults without one; one-line :class:`PtxsegError` on a bad file."""
-    if path is None:
-        return TriageSettings()
-    try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PtxsegError(path, f"cannot read the triage settings: {str(exc).splitlines()[0]}") from None
-    if not isinstance(raw, dict):
-        raise PtxsegError(path, "the triage settings must be a mapping of setting: value")
-    try:
-        return TriageSettings.model_validate(raw)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join(map(str, e['loc']))}: {'unknown key' if e['type'] == 'extra_forbidden' else e['msg']}" for e in exc.errors()
-        ]
-        raise PtxsegError(path, "; ".join(problems)) from None
+    return read_settings(path, TriageSettings, "triage settings")
 
 
 def read_credentials(path: str | PathLike[str] | None) -> tuple[str, str] | None:
     """(user, password) from ``path`` (one line ``user:password``), else from the environment, else None."""
-    if path is not None:
-        try:
-            text = Path(path).read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PtxsegError(path, f"cannot read the credentials: {exc}") from None
-        line = text.splitlines()[0] if text else ""
-        user, sep, password = line.partition(":")
-        if not sep or not user or not password:
-            raise PtxsegError(path, "the credentials file must hold one line user:password")
-        return user, password
-    user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
-    if bool(user) != bool(password):
-        raise PtxsegError("environment", f"set both {ENV_USER} and {ENV_PASSWORD}, or neither")
-    return (user, password) if user and password else None
+    return read_settings_credentials(path, ENV_USER, ENV_PASSWORD)

@@ -22,49 +22,26 @@ A stop request (SIGTERM) is honoured between instances: the one in progress is f
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 from ptxseg.clinical.inputs import load_radiograph
 from ptxseg.clinical.pipeline import ClinicalPipeline
 from ptxseg.errors import PtxsegError, one_line, unexpected
 from ptxseg.io.names import hashed_uid
-from ptxseg.measure.quality import GATE_FLAGS, HEADER_FLAGS
 from ptxseg.pacs.orthanc import ORTHANC_ID, OrthancClient, OrthancError
-from ptxseg.pacs.results import derive, findings
+from ptxseg.pacs.results import findings
 from ptxseg.pacs.state import FeedState
+from ptxseg.tasks.dicom_results import derive, header_refusal, inject_fault, passed_over
 
 log = logging.getLogger("ptxseg.triage")
-
-#: SOP classes that are never radiographs to analyse (ptxseg's own outputs among them)
-DERIVED_CLASSES = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "SEG",
-    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR",
-    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR",
-}
-
 
 #: the testing hook: ``<point>[@<hashed SOP Instance UID>]`` kills the worker (SIGKILL) at that point
 FAULT_ENV = "PTXSEG_TRIAGE_FAULT"
 FAULT_POINTS = ("analysis", "between-stores")
-
-
-def inject_fault(point: str, sop: str | None) -> None:
-    """Kill this process with SIGKILL — as the out-of-memory killer or a power cut would — when
-    ``PTXSEG_TRIAGE_FAULT`` names ``point`` (and, after ``@``, this radiograph's hashed SOP Instance UID, or
-    nothing for every one). The crash tests use it to reach windows a timed kill cannot; unset, it does nothing."""
-    wanted = os.environ.get(FAULT_ENV)
-    if not wanted:
-        return
-    where, _, target = wanted.partition("@")
-    if where == point and target in ("", sop):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class TriageWorker:
@@ -139,7 +116,7 @@ class TriageWorker:
     def process(self, instance: str) -> str:
         """Triage one Orthanc instance; returns its outcome."""
         tags = self.client.tags(instance)
-        why_not = self._not_a_radiograph(tags)
+        why_not = passed_over(tags, self.modalities)
         if why_not:
             log.debug("instance %s: passed over (%s)", instance, why_not)
             return "skipped"
@@ -151,13 +128,12 @@ class TriageWorker:
             path.write_bytes(self.client.file(instance))
             try:
                 rad = load_radiograph(path)
-                refused = [w for w in rad.warnings if w in HEADER_FLAGS]
-                if refused:
-                    reason = "; ".join(GATE_FLAGS[HEADER_FLAGS[w]] for w in refused)
+                reason = header_refusal(rad)
+                if reason:
                     self.client.set_metadata(instance, {"ptxseg-status": f"not-triaged: {reason}"})
                     log.info("instance %s (sop %s): not triaged: %s", instance, sop, reason)
                     return "not-triaged"
-                inject_fault("analysis", sop)
+                inject_fault(FAULT_ENV, "analysis", sop)
                 results = derive(self.pipeline, rad, folder)
             except Exception as exc:  # noqa: BLE001 - one bad instance must not stop the PACS's triage
                 reason = one_line(exc.reason if isinstance(exc, PtxsegError) else unexpected(exc), 300)
@@ -167,7 +143,7 @@ class TriageWorker:
             stored = []
             for path in (results.seg, results.sc, results.sr):
                 stored.append(self.client.store(path.read_bytes()))
-                inject_fault("between-stores", sop)  # after the SEG (and the SC): a crash between two stores
+                inject_fault(FAULT_ENV, "between-stores", sop)  # after the SEG (and the SC): a crash between two stores
             self.client.set_metadata(instance, findings(results.doc))
         doc = results.doc
         log.info(
@@ -176,13 +152,3 @@ class TriageWorker:
             time.perf_counter() - start,
         )  # fmt: skip
         return "analysed"
-
-    def _not_a_radiograph(self, tags: dict[str, Any]) -> str | None:
-        if str(tags.get("SOPClassUID", "")) in DERIVED_CLASSES:
-            return DERIVED_CLASSES[str(tags["SOPClassUID"])]
-        if str(tags.get("Manufacturer", "")) == "ptxseg":
-            return "stored by ptxseg"
-        modality = str(tags.get("Modality", "")).upper()
-        if modality not in self.modalities:
-            return f"modality {modality or 'missing'}"
-        return None
