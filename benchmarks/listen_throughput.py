@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import httpx
@@ -108,6 +109,7 @@ def main() -> int:
     ap.add_argument("--images", type=Path, default=SHARED)
     ap.add_argument("--timeout", type=float, default=1800)
     args = ap.parse_args()
+    warnings.filterwarnings("ignore", message="Invalid value for VR")  # the stage-2 files' ID_… UIDs, replaced
     if shutil.which("Orthanc") is None:
         print("needs Orthanc (apt-get install orthanc)", file=sys.stderr)
         return 2
