@@ -31,7 +31,7 @@ pip_install() {  # DRY_RUN=1: print the command instead (tests/test_setup.py)
 if [ "$TORCH" = cpu ]; then
   pip_install --index-url https://download.pytorch.org/whl/cpu "torch==$torch_v+cpu" "torchvision==$vision_v+cpu"
 fi
-pip_install -c constraints.txt -e '.[dev]'
+pip_install -c constraints.txt -e '.[dev,cluster]'
 [ -z "${DRY_RUN:-}" ] || exit 0
 "$BIN/python" -c "import ptxseg, torch; print(f'ptxseg: installed; torch {torch.__version__} (CUDA build: {torch.version.cuda is not None})')"
 echo "ptxseg: $VENV takes $(du -sh "$VENV" | cut -f1)"

@@ -31,7 +31,7 @@ def test_setup_names_torch_its_build_and_size():
     assert f"torch {TORCH} and torchvision {VISION}" in first and "pinned by constraints.txt" in first
     if platform.system() == "Linux" and platform.machine() == "x86_64":
         assert "bundles CUDA" in first and "6.4 GB" in first and "TORCH=cpu" in first
-    assert proc.stdout.splitlines()[1:] == ["+ pip install -c constraints.txt -e .[dev]"]
+    assert proc.stdout.splitlines()[1:] == ["+ pip install -c constraints.txt -e .[dev,cluster]"]
 
 
 def test_setup_cpu_installs_the_cpu_build_of_the_pinned_versions_first():
@@ -40,7 +40,7 @@ def test_setup_cpu_installs_the_cpu_build_of_the_pinned_versions_first():
     commands = proc.stdout.splitlines()[1:]
     assert commands == [
         f"+ pip install --index-url https://download.pytorch.org/whl/cpu torch=={TORCH}+cpu torchvision=={VISION}+cpu",
-        "+ pip install -c constraints.txt -e .[dev]",
+        "+ pip install -c constraints.txt -e .[dev,cluster]",
     ]
     # the pins stay as they are: 2.14.1+cpu satisfies torch==2.14.1 (PEP 440 local versions)
     from packaging.specifiers import SpecifierSet

@@ -47,13 +47,26 @@ def predict_command(
     mild_below: Annotated[float, typer.Option(help="Severity: ratio (%) below which a pneumothorax is mild.")] = 20.0,
     severe_above: Annotated[float, typer.Option(help="Severity: ratio (%) above which it is severe.")] = 40.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run on a Ray cluster: `local` (start one here), `auto` (the one running here) or HOST:PORT of its head;"
+            " OUT must be a folder every node reaches (docs/scale.md).",
+        ),
+    ] = None,
+    actors: Annotated[int | None, typer.Option("--actors", min=1, help="With --ray: actors (default: one per CPU).")] = None,
+    cpus_per_actor: Annotated[float, typer.Option("--cpus-per-actor", help="With --ray: CPUs per actor.")] = 1.0,
+    gpus_per_actor: Annotated[float, typer.Option("--gpus-per-actor", help="With --ray: GPUs per actor.")] = 0.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="With --ray: inputs per actor call.")] = 4,
 ) -> None:
     """Is there a pneumothorax, where, on which side, how big relative to that lung, how sure — per image, plus summary.csv."""
     from ptxseg.artifacts.shipped import unused_lung_model
     from ptxseg.clinical.inputs import gather_inputs
     from ptxseg.clinical.pipeline import ClinicalPipeline
     from ptxseg.io.atomic import prepare_output_dir
-    from ptxseg.io.jsonfile import dumps
+    from ptxseg.io.jsonfile import dumps, read_json_object
     from ptxseg.tasks.predict import predict_batch
 
     if not 0 < mild_below < severe_above:
@@ -78,7 +91,21 @@ def predict_command(
         err_console.print(f"[bold red]warning:[/] {warning}", highlight=False)
     t0 = time.monotonic()
     on_result = (lambda doc: print(dumps(doc), flush=True)) if json_out else None
-    table = predict_batch(pipeline, paths, out, seg, overlay, workers, progress_bar("predicting", quiet or json_out), on_result, cam)
+    bar = progress_bar("predicting", quiet or json_out)
+    if ray is not None:
+        from ptxseg.cluster.ray_predict import RaySettings, predict_on_ray
+
+        layout = RaySettings(address=ray, actors=actors, cpus=cpus_per_actor, gpus=gpus_per_actor, batch_size=batch_size)
+        options = {"lungs": False if no_lungs else lungs, "tta": tta, "bounds": (mild_below, severe_above)}
+        options |= {"mc_dropout": mc_dropout, "threads": threads}
+        run = predict_on_ray(model, paths, out, layout, pipeline=options, seg=seg, overlay=overlay, cam=cam, progress=bar)
+        table = run.table
+        err_console.print(f"Ray: {len(run.nodes)} node(s) ran the actors ({', '.join(run.nodes)})", highlight=False)
+        if on_result is not None:  # the actors wrote the documents: print them as the local run does
+            for image_id in table.loc[table["status"] == "ok", "id"]:
+                on_result(read_json_object(out / f"{image_id}.json"))
+    else:
+        table = predict_batch(pipeline, paths, out, seg, overlay, workers, bar, on_result, cam)
     elapsed = time.monotonic() - t0
     counts = table["status"].value_counts().to_dict()
     done = counts.get("ok", 0)

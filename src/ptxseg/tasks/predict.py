@@ -49,7 +49,7 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _complete(
+def complete_outputs(
     out: Path, image_id: str, seg: bool, overlay: bool = True, cam: bool = False, models: tuple = ()
 ) -> dict[str, Any] | None:
     """The stored JSON of ``image_id`` if it and every output it lists exist, it has the outputs asked for now,
@@ -76,7 +76,7 @@ def _complete(
     return doc
 
 
-def _row(path: Path, image_id: str, status: str, reason: str, doc: dict | None, seconds: float | None) -> dict:
+def summary_row(path: Path, image_id: str, status: str, reason: str, doc: dict | None, seconds: float | None) -> dict:
     row = base_row(SUMMARY_COLUMNS, path, image_id, status, reason, doc, seconds)
     if doc is not None:
         p = doc["pneumothorax"]
@@ -117,12 +117,18 @@ def predict_batch(
     rows = run_batch(
         inputs,
         lambda rad, image_id: write_outputs(pipeline, rad, image_id, out, seg, overlay, cam)[0],
-        lambda image_id: _complete(out, image_id, seg, overlay, cam, models),
-        _row,
+        lambda image_id: complete_outputs(out, image_id, seg, overlay, cam, models),
+        summary_row,
         workers,
         progress,
         on_result,
     )
+    return write_summary(out, rows)
+
+
+def write_summary(out: Path, rows: list[dict]) -> pd.DataFrame:
+    """``out/summary.csv`` from the rows of a batch (in input order), in triage order: worst severity, then
+    highest probability first; failures last. Returns the table."""
     table = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     if len(table):
         rank = table["max_severity"].map(lambda v: SEVERITY_RANK.get(v if isinstance(v, str) else None, -1))
