@@ -34,7 +34,10 @@ def _run(model: str, files: list[Path], out: Path, *extra: str) -> float:
 
 
 def _ray_startup() -> float:
-    probe = "import time, ray; t = time.monotonic(); ray.init(num_cpus=2, include_dashboard=False); print(time.monotonic() - t)"
+    probe = (
+        "import time, ray; t = time.monotonic(); "
+        "ray.init(address='local', num_cpus=2, include_dashboard=False); print(time.monotonic() - t)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, **LOOPBACK})
     return float(out.stdout.strip().splitlines()[-1])
 

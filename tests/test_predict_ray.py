@@ -171,6 +171,13 @@ def test_a_two_node_cluster_shares_the_batch_and_survives_losing_a_node(models, 
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         assert f"Ray: 2 node(s) ran the actors ({NODE_IP}, {NODE_IP})" in run.stdout + run.stderr
         _complete_once(tmp_path / "both", list(pd.read_csv(tmp_path / "both" / "summary.csv")["id"]))
+        # the shared-OUT check (it passed above: both nodes see tmp_path) names the nodes that cannot see a folder
+        probe = (
+            "import ray, pathlib; from ptxseg.cluster.ray_cluster import nodes_missing; "
+            f"ray.init(address='{address}', log_to_driver=False); print(nodes_missing(ray, pathlib.Path('{tmp_path}/absent')))"
+        )
+        seen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env={**os.environ, **CLUSTER})
+        assert seen.stdout.strip().splitlines()[-1] == str([NODE_IP, NODE_IP]), seen.stderr[-2000:]
         proc = _predict(model, films, tmp_path / "one-lost", "--ray", address, "--actors", "2", "--batch-size", "1", wait=False)
         deadline = time.monotonic() + 300
         while not list((tmp_path / "one-lost").glob("*.json")) and time.monotonic() < deadline:

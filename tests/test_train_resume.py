@@ -15,6 +15,8 @@ import pytest
 from ptxseg.artifacts.checkpoint import load_model
 from ptxseg.synth.dataset import synth_dataset
 
+from .serving import free_port
+
 pytestmark = pytest.mark.slow  # module-wide: its fixtures train models or start real servers
 
 SETS = [
@@ -123,3 +125,58 @@ def test_torchrun_two_cpu_processes(data, tmp_path):
     assert proc.stdout.count("ptxseg train default:") == 1  # one summary table, from rank 0
     model, card = load_model(run)
     assert card.model.encoder == "resnet18"
+
+
+def _node(data: Path, run: Path, port: int, rank: int, *train: str) -> subprocess.Popen:
+    """One of two torchrun "nodes" on this machine (c10d rendezvous on 127.0.0.1, gloo on the loopback device)."""
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=ptxseg-two-nodes", f"--rdzv_conf=is_host={int(rank == 0)}",
+        "--local_addr=127.0.0.1", "--max_restarts=0", "-m", "ptxseg", *(train or _train_args(data, run)),
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _weights(run: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "best.safetensors"))
+
+
+def test_torchrun_two_nodes_trains_as_one_node_with_two_processes_and_resumes(data, tmp_path):
+    import torch
+
+    single = tmp_path / "single"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ptxseg"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+    proc = subprocess.run([*cmd, *_train_args(data, single)], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = tmp_path / "two-nodes"
+    port = free_port()
+    nodes = [_node(data, two, port, rank) for rank in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=600)
+        assert node.returncode == 0, err[-3000:]
+    assert json.loads((two / "run.json").read_text())["world_size"] == 2
+    assert _metrics(two) == _metrics(single)  # same losses, Dice and learning rates
+    a, b = _weights(single), _weights(two)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit-identical weights
+    # interrupted across both nodes (SIGTERM: torchrun passes it on, rank 0 saves the state), resumed on both
+    run = tmp_path / "resumed"
+    port = free_port()
+    nodes = [_node(data, run, port, rank) for rank in (0, 1)]
+    _wait_for_mid_epoch_state(run, nodes[0], batch=3)
+    for node in nodes:
+        node.send_signal(signal.SIGTERM)
+    for node in nodes:
+        node.communicate(timeout=300)
+    assert not (run / "best.safetensors").exists()
+    port = free_port()
+    nodes = [_node(data, run, port, rank, "train", "--resume", str(run), "-q") for rank in (0, 1)]
+    for node in nodes:
+        _, err = node.communicate(timeout=600)
+        assert node.returncode == 0, err[-3000:]
+    assert _metrics(run) == _metrics(two)
+    c = _weights(run)
+    assert all(torch.equal(b[k], c[k]) for k in b)

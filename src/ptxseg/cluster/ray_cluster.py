@@ -33,7 +33,7 @@ def connect(address: str, cpus: int | None = None):
             # Ray otherwise advertises the machine's network address and listens on it; a cluster started here
             # for one batch stays on loopback (Ray's own switch for single-machine clusters)
             os.environ.setdefault(LOOPBACK_ONLY, "0")
-            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **quiet)
+            ray.init(address="local", num_cpus=cpus or os.cpu_count(), include_dashboard=False, **quiet)
         else:
             ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as exc:
