@@ -96,9 +96,19 @@ def test_ray_gives_the_local_answers_resumes_and_reports_a_bad_input(models, tmp
     assert again.returncode == 0 and "5 inputs: 0 predicted, 5 already complete" in again.stdout, again.stderr[-2000:]
 
 
-def _ray_workers() -> list[int]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in out.splitlines() if "PredictActor" in line and "ray::" in line]
+def _ray_workers(root: int) -> list[int]:
+    """The Ray worker processes running the actor, among the descendants of ``root`` (the driver started this
+    cluster: its raylet and workers are its descendants, a parallel test's are not)."""
+    out = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True).stdout.splitlines()[1:]
+    procs = [(int(pid), int(ppid), " ".join(args)) for pid, ppid, *args in (line.split() for line in out)]
+    family, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, ppid, _ in procs:
+            if ppid in family and pid not in family:
+                family.add(pid)
+                grew = True
+    return [pid for pid, _, args in procs if pid in family and "PredictActor" in args and "ray::" in args]
 
 
 def test_a_ray_worker_killed_mid_run_is_retried_and_nothing_is_lost(models, tmp_path):
@@ -108,7 +118,7 @@ def test_a_ray_worker_killed_mid_run_is_retried_and_nothing_is_lost(models, tmp_
     deadline = time.monotonic() + 300
     while not list((tmp_path / "out").glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.2)
-    workers = _ray_workers()
+    workers = _ray_workers(proc.pid)
     assert workers, "no Ray worker process running the actor"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
