@@ -66,7 +66,7 @@ def predict_command(
     from ptxseg.clinical.inputs import gather_inputs
     from ptxseg.clinical.pipeline import ClinicalPipeline
     from ptxseg.io.atomic import prepare_output_dir
-    from ptxseg.io.jsonfile import dumps, read_json_object
+    from ptxseg.io.jsonfile import dumps
     from ptxseg.tasks.predict import predict_batch
 
     if not 0 < mild_below < severe_above:
@@ -93,17 +93,12 @@ def predict_command(
     on_result = (lambda doc: print(dumps(doc), flush=True)) if json_out else None
     bar = progress_bar("predicting", quiet or json_out)
     if ray is not None:
-        from ptxseg.cluster.ray_predict import RaySettings, predict_on_ray
+        from ptxseg.cluster.ray_predict import RaySettings
 
         layout = RaySettings(address=ray, actors=actors, cpus=cpus_per_actor, gpus=gpus_per_actor, batch_size=batch_size)
         options = {"lungs": False if no_lungs else lungs, "tta": tta, "bounds": (mild_below, severe_above)}
         options |= {"mc_dropout": mc_dropout, "threads": threads}
-        run = predict_on_ray(model, paths, out, layout, pipeline=options, seg=seg, overlay=overlay, cam=cam, progress=bar)
-        table = run.table
-        err_console.print(f"Ray: {len(run.nodes)} node(s) ran the actors ({', '.join(run.nodes)})", highlight=False)
-        if on_result is not None:  # the actors wrote the documents: print them as the local run does
-            for image_id in table.loc[table["status"] == "ok", "id"]:
-                on_result(read_json_object(out / f"{image_id}.json"))
+        table = _on_ray(model, paths, out, layout, options, (seg, overlay, cam), bar, on_result)
     else:
         table = predict_batch(pipeline, paths, out, seg, overlay, workers, bar, on_result, cam)
     elapsed = time.monotonic() - t0
@@ -119,3 +114,17 @@ def predict_command(
         err_console.print(f"{row['input']}: {row['reason']}", highlight=False)
     if counts.get("error", 0):
         raise typer.Exit(1)
+
+
+def _on_ray(model, paths, out, layout, options, outputs, bar, on_result):
+    """``--ray``: the batch on a Ray cluster (:func:`ptxseg.cluster.ray_predict.predict_on_ray`); the summary table."""
+    from ptxseg.cluster.ray_predict import predict_on_ray
+    from ptxseg.io.jsonfile import read_json_object
+
+    seg, overlay, cam = outputs
+    run = predict_on_ray(model, paths, out, layout, pipeline=options, seg=seg, overlay=overlay, cam=cam, progress=bar)
+    err_console.print(f"Ray: {len(run.nodes)} node(s) ran the actors ({', '.join(run.nodes)})", highlight=False)
+    if on_result is not None:  # the actors wrote the documents: print them as the local run does
+        for image_id in run.table.loc[run.table["status"] == "ok", "id"]:
+            on_result(read_json_object(out / f"{image_id}.json"))
+    return run.table
