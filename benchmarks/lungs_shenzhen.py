@@ -48,7 +48,7 @@ def main() -> None:
             synth_dataset(data, args.phantoms, size=args.size, seed=0, workers=2)
         sets = [f"data.size={args.size}", f"model.encoder={args.encoder}", "data.workers=1"]
         t0 = time.monotonic()
-        result = train(load_config("lungs_unet_r34_256", sets), data, work / "run", minutes=args.minutes, quiet=True)
+        result = train(load_config("lungs_unet_r34_256", sets), data, work / "run", minutes=args.minutes)
         print(
             f"trained on {args.phantoms} phantoms at {args.size}² for {(time.monotonic() - t0) / 60:.1f} min: "
             f"{result.epochs_run} epochs, phantom validation Dice {result.best_dice:.4f}"
