@@ -255,3 +255,37 @@ def test_kills_after_receipt_mid_analysis_and_between_sends_lose_and_duplicate_n
         assert "gave up after 3 attempts" in node.stop()
     finally:
         orthanc.stop()
+
+
+def test_idle_and_trickling_connections_never_lock_out_a_sender(models, tmp_path):
+    import socket
+
+    _, model = models
+    node = Listener(model, tmp_path / "node", config="max_associations: 1\nrequest_timeout_s: 2\n")
+    socks = []
+    try:
+        socks = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(20)]
+        for s in socks[:5]:
+            s.sendall(b"\x01\x00")  # the start of an A-ASSOCIATE-RQ, and then nothing
+        time.sleep(0.5)
+        assert echo(node.port)  # 20 connections that requested nothing do not count as associations
+        ae = AE(ae_title="HOLDER")
+        ae.add_requested_context(Verification)
+        held = ae.associate("127.0.0.1", node.port, ae_title="PTXSEG")
+        assert held.is_established
+        assert not echo(node.port)  # max_associations: 1 — the second is rejected (transient) while one is open
+        held.release()
+        assert echo(node.port)
+        time.sleep(4)  # past request_timeout_s: every stalled connection has been closed by the node
+        for s in socks:
+            s.settimeout(2)  # a socket still open times out here and fails the test
+            try:
+                data = s.recv(16)
+            except ConnectionResetError:
+                data = b""
+            assert data == b""
+    finally:
+        for s in socks:
+            s.close()
+        text = node.stop()
+    assert "1 associations already open" in text

@@ -46,8 +46,8 @@ def test_the_queue_counts_starts_and_keeps_each_delivery(tmp_path):
     q.delivered("k1", "A@h:1", "seg")
     q.retry_later("k1", "A@h:1", "sc", "A@h:1 did not answer", 3600)
     assert ("k1", "A@h:1", "sc", 0) not in q.due() and not q.settled("k1")
-    for d, _, o in [(d, k, o) for k, d, o, _ in q.due()]:
-        q.delivered("k1", d, o)
+    for key, dest, obj, _ in q.due():
+        q.delivered(key, dest, obj)
     q.retry_later("k1", "A@h:1", "sc", "x", -1)  # due again
     q.delivered("k1", "A@h:1", "sc")
     assert q.settled("k1") and q.counts()["instances"] == {"analysed": 1, "not-triaged": 1}

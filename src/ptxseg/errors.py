@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -124,3 +125,17 @@ def reading(path: str | PathLike[str], what: str = "file", code: str = "corrupt"
         message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         detail = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
         raise PtxsegError(path, f"unreadable {what} ({detail})", code=code) from None
+
+
+def service_logger(name: str, level: str | None = None) -> logging.Logger:
+    """The stderr logger of a long-running command (``ptxseg triage``, ``ptxseg listen``): one timestamped line per
+    event at ``level`` (default ``PTXSEG_LOG_LEVEL``, else info), library warnings routed onto it (:func:`route_warnings`)."""
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel((level or os.environ.get("PTXSEG_LOG_LEVEL", "info")).upper())
+    route_warnings(logger)  # pydicom's warnings quote UIDs and names: hashed, on our logger
+    return logger

@@ -95,6 +95,12 @@ class NodeSettings(_Settings):
     destinations: list[Destination] = Field([], description="where every result goes (C-STORE and/or STOW-RS)")
     modalities: list[str] = Field(["CR", "DX"], min_length=1, description="modalities analysed; others recorded as not triaged")
     max_associations: int = Field(8, ge=1, le=256, description="associations at once; more are rejected (transient)")
+    max_connections: int = Field(
+        64, ge=1, le=1024, description="TCP connections at once, associated or not (each holds a thread); more are refused"
+    )
+    request_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="a connection that has not sent its association request by then is closed"
+    )
     max_pdu: int = Field(65536, ge=4096, le=2**24, description="largest PDU accepted, bytes")
     max_spool_mb: float = Field(10240, gt=0, description="spool size above which new associations are refused")
     max_attempts: int = Field(3, ge=1, le=100, description="starts of one film's analysis before it is recorded as failed")

@@ -4,14 +4,13 @@ SIGTERM/SIGINT (then: no new associations, the film in progress finished, the qu
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from collections import Counter
 from os import PathLike
 
 from ptxseg.clinical.pipeline import ClinicalPipeline
-from ptxseg.errors import PtxsegError, route_warnings
+from ptxseg.errors import PtxsegError, service_logger
 from ptxseg.node.config import NodeSettings
 from ptxseg.node.queue import NodeQueue
 from ptxseg.node.scp import StoreSCP
@@ -91,11 +90,4 @@ def run_listen(model: str | PathLike[str], settings: NodeSettings) -> dict[str, 
 
 def configure_logging(level: str | None = None) -> None:
     """Log the node's lines to stderr (``PTXSEG_LOG_LEVEL``, default info)."""
-    logger = logging.getLogger("ptxseg.listen")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel((level or os.environ.get("PTXSEG_LOG_LEVEL", "info")).upper())
-    route_warnings(logger)
+    service_logger("ptxseg.listen", level)

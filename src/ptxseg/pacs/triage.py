@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from collections import Counter
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ptxseg.clinical.pipeline import ClinicalPipeline
-from ptxseg.errors import PtxsegError, route_warnings
+from ptxseg.errors import PtxsegError, service_logger
 from ptxseg.pacs.config import TriageSettings, read_credentials
 from ptxseg.pacs.orthanc import OrthancClient, OrthancError
 from ptxseg.pacs.state import FeedState
@@ -103,11 +102,4 @@ def list_worklist(url: str, settings: TriageSettings, credentials_file: str | Pa
 
 def configure_logging(level: str | None = None) -> None:
     """Log the worker's lines to stderr (``PTXSEG_LOG_LEVEL``, default info)."""
-    logger = logging.getLogger("ptxseg.triage")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    logger.setLevel((level or os.environ.get("PTXSEG_LOG_LEVEL", "info")).upper())
-    route_warnings(logger)  # pydicom's warnings quote UIDs and names: hashed, on our logger
+    service_logger("ptxseg.triage", level)
